@@ -1,0 +1,129 @@
+"""Compose a run config from ``launch_configs/`` and command-line overrides.
+
+Hydra's compose API is used (not ``@hydra.main``) so that every failure becomes a
+:class:`ConfigError` naming the key, the value and what is allowed, and the CLI can
+exit with code 2 before anything runs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import fields, is_dataclass
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, ValidationError
+
+from parcae_runner.config.errors import ConfigError
+from parcae_runner.config.schema import RunConfig
+from parcae_runner.config.store import register_configs
+
+GROUPS = ("arch", "size", "data", "train", "cluster", "logger")
+
+
+def config_dir() -> Path:
+    """The Hydra config tree: ``$PARCAE_CONFIG_DIR``, else the repository's ``launch_configs/``,
+    else ``./launch_configs`` (an installed package run from a checkout)."""
+    env = os.environ.get("PARCAE_CONFIG_DIR")
+    candidates = [Path(env)] if env else []
+    candidates += [Path(__file__).resolve().parents[2] / "launch_configs", Path.cwd() / "launch_configs"]
+    for c in candidates:
+        if (c / "config.yaml").is_file():
+            return c.resolve()
+    raise ConfigError("PARCAE_CONFIG_DIR", env, "no launch_configs/config.yaml found; set PARCAE_CONFIG_DIR")
+
+
+def group_options(group: str) -> list[str]:
+    """The option names of a config group: the YAML files in ``launch_configs/<group>/``."""
+    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+
+
+def _check_group_overrides(overrides: list[str]) -> None:
+    # Hydra's own message for a missing option lists schema nodes too; name only real options.
+    for ov in overrides:
+        key, sep, value = ov.partition("=")
+        key = key.lstrip("+~")
+        if sep and key in GROUPS and value not in group_options(key):
+            raise ConfigError(key, value, f"unknown {key}; choose one of: {', '.join(group_options(key))}")
+
+
+def _parent_keys(full_key: str) -> list[str]:
+    """The keys allowed next to ``full_key`` in the schema, for an error message."""
+    node = RunConfig
+    for part in full_key.split(".")[:-1]:
+        node = {f.name: f for f in fields(node)}.get(part)
+        node = node.default_factory() if node is not None and callable(node.default_factory) else None
+        if node is None or not is_dataclass(node):
+            return []
+    return [f.name for f in fields(node)]
+
+
+def _default_children(parent: str) -> list[str]:
+    """Keys under ``parent`` in the default config (arch keys depend on the architecture's schema)."""
+    try:
+        node = OmegaConf.select(compose_run_config([]), parent)
+    except ConfigError:
+        return []
+    return list(node.keys()) if isinstance(node, DictConfig) else []
+
+
+def _as_config_error(exc: BaseException, overrides: list[str]) -> ConfigError:
+    cause = exc
+    while cause.__cause__ is not None and not isinstance(cause, (ConfigKeyError, ValidationError)):
+        cause = cause.__cause__
+    if isinstance(cause, ConfigKeyError):
+        key = getattr(cause, "full_key", None) or "?"
+        value = next((o.partition("=")[2] for o in overrides if o.lstrip("+~").startswith(key + "=")), "?")
+        allowed = _parent_keys(key)
+        hint = f"allowed keys here: {', '.join(allowed)}" if allowed else "no such key"
+        return ConfigError(key, value, f"unknown config key; {hint}")
+    if isinstance(cause, ValidationError):
+        key = getattr(cause, "full_key", None) or "?"
+        value = next((o.partition("=")[2] for o in overrides if o.startswith(key + "=")), "?")
+        return ConfigError(key, value, f"wrong type: {cause.msg.splitlines()[0]}")
+    text = str(exc).splitlines()[0]
+    if "Could not override" in text or "Could not append" in text:
+        bad = text.split("'")[1] if "'" in text else "?"
+        value = next((o.partition("=")[2] for o in overrides if o.lstrip("+~").startswith(bad + "=")), "?")
+        parent = bad.rpartition(".")[0]
+        siblings = _default_children(parent) if parent else None
+        if siblings:
+            return ConfigError(bad, value, f"unknown config key; allowed keys of {parent}: {', '.join(siblings)}")
+        return ConfigError(
+            bad, value, f"not a config group or key; groups: {', '.join(GROUPS)} (`parcae-runner show` lists all keys)"
+        )
+    return ConfigError("overrides", " ".join(overrides), text)
+
+
+def compose_run_config(overrides: list[str] | None = None, config_name: str = "config") -> DictConfig:
+    """Compose and resolve the run config. Raises :class:`ConfigError` on any bad input."""
+    overrides = list(overrides or [])
+    register_configs()
+    _check_group_overrides(overrides)
+    cdir = config_dir()
+    if not (cdir / f"{config_name}.yaml").is_file():
+        presets = sorted(p.stem for p in cdir.glob("*.yaml"))
+        raise ConfigError("config", config_name, f"unknown preset; choose one of: {', '.join(presets)}")
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(cdir), version_base="1.3"):
+            cfg = compose(config_name=config_name, overrides=overrides)
+    except OverrideParseException as exc:
+        raise ConfigError("overrides", " ".join(overrides), str(exc).splitlines()[0]) from None
+    except MissingConfigException as exc:
+        raise ConfigError("config", config_name, str(exc).splitlines()[0]) from None
+    except (ConfigCompositionException, ConfigKeyError, ValidationError) as exc:
+        raise _as_config_error(exc, overrides) from None
+    finally:
+        GlobalHydra.instance().clear()
+    try:
+        OmegaConf.resolve(cfg)
+        missing = sorted(OmegaConf.missing_keys(cfg))
+    except MissingMandatoryValue as exc:
+        missing = [getattr(exc, "full_key", "?")]
+    if missing:
+        raise ConfigError(missing[0], "???", "a value is required (pass it as an override)")
+    return cfg

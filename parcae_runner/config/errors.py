@@ -1,0 +1,21 @@
+"""The one error type for bad input. The CLI turns it into exit code 2."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A config value that cannot be used: names the key, the value and what is allowed."""
+
+    def __init__(self, key: str, value: Any, allowed: str):
+        self.key, self.value, self.allowed = key, value, allowed
+        super().__init__(f"{key}={value!s}: {allowed}")
+
+
+class ConfigErrors(ValueError):
+    """Several bad values found at once, so a user fixes them in one go."""
+
+    def __init__(self, errors: list[ConfigError]):
+        self.errors = errors
+        super().__init__("\n".join(str(e) for e in errors))

@@ -1,0 +1,130 @@
+"""Typed schemas for every config group.
+
+YAML files under ``launch_configs/`` hold values only; these dataclasses hold the
+keys and their types. Registered in Hydra's ConfigStore (see ``store.py``), they make
+a misspelled key or a wrong type fail at start-up, before anything is trained.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import MISSING
+
+
+@dataclass
+class SizeConfig:
+    """A size name (``debug``, ``14m``, ...): every architecture maps it to its own dims
+    so that one name means about the same parameter count everywhere."""
+
+    name: str = MISSING
+
+
+@dataclass
+class DataConfig:
+    """Where tokens come from and how they are cut into training sequences."""
+
+    # embedded: text shipped with Python itself; text_files: a file or folder of .txt/.md/.jsonl
+    source: str = "embedded"
+    path: str | None = None
+    vocab_size: int = 4096
+    seq_len: int = 256
+    # fraction of documents held out for validation (chosen by a hash of the document)
+    val_fraction: float = 0.05
+    # the data seed fixes the sample order; the model seed (top-level ``seed``) never touches it
+    seed: int = 1234
+    cache_dir: str = ".cache/parcae-runner/data"
+
+
+@dataclass
+class CheckpointConfig:
+    # pythia: steps 0, 1, 2, 4, ..., 512 then every ``every``; interval: every ``every``; list: ``steps``
+    schedule: str = "pythia"
+    every: int = 1000
+    steps: list[int] = field(default_factory=list)
+    # always save the final step so a finished run has its weights
+    save_last: bool = True
+    # how many of the newest checkpoints keep the optimizer/trainer state needed to resume;
+    # older ones keep weights only (a Parc-style every-10-steps schedule would otherwise fill disks)
+    keep_resume_state: int = 1
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 200
+    # the effective batch, in sequences, summed over devices and accumulation steps
+    batch_size: int = 16
+    micro_batch_size: int = 16
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_steps: int = 20
+    # cosine | constant | linear
+    schedule: str = "cosine"
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    grad_clip: float = 1.0
+    # parameters whose name contains one of these (or that have fewer than 2 dims) get no weight decay
+    no_decay: list[str] = field(default_factory=lambda: ["bias", "norm"])
+    # auto: 32 on CPU, bf16-mixed on GPU
+    precision: str = "auto"
+    val_interval: int = 50
+    val_batches: int = 8
+    log_interval: int = 10
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    # auto | cpu | gpu; devices per node (``auto`` = all visible)
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    num_nodes: int = 1
+    num_workers: int = 0
+    progress: bool = True
+
+
+@dataclass
+class ClusterConfig:
+    """Facts about where jobs run. A profile is the only place cluster facts live."""
+
+    name: str = "local"
+    # local | slurm
+    launcher: str = "local"
+    # codecarbon: ISO 3166-1 alpha-3 country code and optional region of the data centre
+    country_iso_code: str = "USA"
+    region: str | None = None
+    gpu_type: str | None = None
+    gpus_per_node: int = 0
+    # informational; used by model cards ("infrastructure")
+    infrastructure: str = "local machine"
+
+
+@dataclass
+class LoggerConfig:
+    wandb: bool = True
+    # offline (default: runs live under the run dir, ``wandb sync`` later) | online | disabled
+    mode: str = "offline"
+    project: str = "parcae-runner"
+    entity: str | None = None
+    group: str | None = None
+    tags: list[str] = field(default_factory=list)
+    codecarbon: bool = True
+    measure_power_secs: float = 15.0
+
+
+@dataclass
+class RunConfig:
+    """The primary config: one training run."""
+
+    # filled from the arch group; its schema comes from the registry (each architecture its own)
+    arch: Any = MISSING
+    size: SizeConfig = field(default_factory=SizeConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    # model initialisation seed; the data order is fixed by data.seed
+    seed: int = 0
+    # results/<sweep>/<run_name>/; run_name defaults to <arch>-<size>-s<seed>
+    results_dir: str = "results"
+    sweep: str = "single"
+    run_name: str | None = None

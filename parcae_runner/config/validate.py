@@ -1,0 +1,102 @@
+"""Semantic checks on a composed run config, before anything is written or trained.
+
+Types and key names are already checked by the schema; this module checks values and the
+relations between them. All problems are collected so one run of the command shows them all.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from parcae_runner.config.errors import ConfigError, ConfigErrors
+
+SCHEDULES = ("cosine", "linear", "constant")
+CHECKPOINT_SCHEDULES = ("pythia", "interval", "list", "none")
+PRECISIONS = ("auto", "32", "32-true", "bf16-mixed", "bf16-true", "16-mixed")
+DATA_SOURCES = ("embedded", "text_files")
+WANDB_MODES = ("offline", "online", "disabled")
+
+
+def _positive(errors: list[ConfigError], cfg: DictConfig, key: str, allow_zero: bool = False) -> None:
+    value = OmegaConf.select(cfg, key)
+    if value is None or value < 0 or (value == 0 and not allow_zero):
+        errors.append(ConfigError(key, value, "must be " + ("zero or more" if allow_zero else "a positive number")))
+
+
+def _one_of(errors: list[ConfigError], cfg: DictConfig, key: str, allowed: tuple[str, ...]) -> None:
+    value = OmegaConf.select(cfg, key)
+    if str(value) not in allowed:
+        errors.append(ConfigError(key, value, f"choose one of: {', '.join(allowed)}"))
+
+
+def world_size(cfg: DictConfig) -> int:
+    """Data-parallel ranks the run will use (devices x nodes); 1 unless devices is an integer."""
+    devices = cfg.train.devices
+    return (devices if isinstance(devices, int) and devices > 0 else 1) * cfg.train.num_nodes
+
+
+def gradient_accumulation(cfg: DictConfig) -> int:
+    """Micro-batches per optimizer step on each rank, so that the effective batch is ``train.batch_size``."""
+    return cfg.train.batch_size // (cfg.train.micro_batch_size * world_size(cfg))
+
+
+def validate_run_config(cfg: DictConfig) -> None:
+    """Raise :class:`ConfigErrors` listing every bad value in ``cfg``."""
+    from parcae_runner.models import UnknownArchitecture, UnknownSize, get_architecture
+
+    errors: list[ConfigError] = []
+    try:
+        arch = get_architecture(cfg.arch.name)
+        if cfg.size.name not in arch.sizes:
+            raise UnknownSize(f"size={cfg.size.name}: {arch.name} has sizes {', '.join(arch.sizes)}")
+    except UnknownArchitecture:
+        errors.append(ConfigError("arch.name", cfg.arch.name, "unknown architecture"))
+    except UnknownSize:
+        errors.append(ConfigError("size", cfg.size.name, f"{cfg.arch.name} has sizes: {', '.join(arch.sizes)}"))
+
+    t = cfg.train
+    for key in ("max_steps", "batch_size", "micro_batch_size", "lr", "log_interval", "val_interval"):
+        _positive(errors, cfg, f"train.{key}")
+    for key in ("min_lr", "warmup_steps", "weight_decay", "grad_clip", "val_batches", "num_workers"):
+        _positive(errors, cfg, f"train.{key}", allow_zero=True)
+    if t.batch_size > 0 and t.micro_batch_size > 0:
+        per_step = t.micro_batch_size * world_size(cfg)
+        if t.batch_size % per_step:
+            errors.append(
+                ConfigError(
+                    "train.batch_size",
+                    t.batch_size,
+                    f"the effective batch must be a multiple of train.micro_batch_size ({t.micro_batch_size})"
+                    f" x data-parallel ranks ({world_size(cfg)}) = {per_step}",
+                )
+            )
+    if t.min_lr > t.lr:
+        errors.append(ConfigError("train.min_lr", t.min_lr, f"must not exceed train.lr ({t.lr})"))
+    _one_of(errors, cfg, "train.schedule", SCHEDULES)
+    _one_of(errors, cfg, "train.precision", PRECISIONS)
+    _one_of(errors, cfg, "train.checkpoint.schedule", CHECKPOINT_SCHEDULES)
+    _positive(errors, cfg, "train.checkpoint.every")
+    _positive(errors, cfg, "train.checkpoint.keep_resume_state")
+    if any(s < 0 for s in t.checkpoint.steps):
+        errors.append(ConfigError("train.checkpoint.steps", list(t.checkpoint.steps), "steps must be >= 0"))
+
+    d = cfg.data
+    _one_of(errors, cfg, "data.source", DATA_SOURCES)
+    _positive(errors, cfg, "data.seq_len")
+    if d.vocab_size < 260:
+        errors.append(ConfigError("data.vocab_size", d.vocab_size, "must be at least 260 (256 bytes + specials)"))
+    if not 0 < d.val_fraction < 1:
+        errors.append(ConfigError("data.val_fraction", d.val_fraction, "must be between 0 and 1 (exclusive)"))
+    if d.source == "text_files" and d.path is None:
+        errors.append(ConfigError("data.path", d.path, "required with data=text_files: a file or folder of "
+                                  ".txt, .md or .jsonl files"))
+    elif d.source == "text_files" and not Path(d.path).expanduser().exists():
+        errors.append(ConfigError("data.path", d.path, "no such file or directory (.txt, .md or .jsonl files)"))
+
+    _one_of(errors, cfg, "logger.mode", WANDB_MODES)
+    if len(cfg.cluster.country_iso_code) != 3:
+        errors.append(ConfigError("cluster.country_iso_code", cfg.cluster.country_iso_code, "a 3-letter ISO code"))
+    if errors:
+        raise ConfigErrors(errors)

@@ -1,0 +1,142 @@
+"""The architecture registry: the one place that maps an architecture name to its code.
+
+Nothing else branches on architecture names: configs, training and reports ask this module
+for the hyperparameter schema, the sizes and the model of an architecture. An architecture
+module calls ``register`` at import time; ``parcae_runner.models`` imports them all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Architecture:
+    name: str
+    # dataclass of the hyperparameters settable from launch_configs/arch/<name>.yaml;
+    # its first field is ``name: str = "<name>"`` and every field has a default
+    hparams_cls: type
+    # size name -> dims, e.g. {"debug": {"n_layers": 2, "d_model": 64, "n_heads": 4}}
+    sizes: dict[str, dict[str, int]]
+    # nn.Module built as model_cls(hparams, dims, vocab_size)
+    model_cls: type
+    description: str = ""
+
+
+class UnknownArchitecture(KeyError):
+    # KeyError's str() is the repr of its argument; keep the message readable
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class UnknownSize(KeyError):
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+ARCHITECTURES: dict[str, Architecture] = {}
+
+
+def _check(arch: Architecture) -> None:
+    if not dataclasses.is_dataclass(arch.hparams_cls):
+        raise TypeError(f"architecture {arch.name!r}: hparams_cls must be a dataclass")
+    fields = dataclasses.fields(arch.hparams_cls)
+    if not fields or fields[0].name != "name" or fields[0].default != arch.name:
+        raise TypeError(f"architecture {arch.name!r}: the first hparams field must be `name: str = {arch.name!r}`")
+    no_default = [
+        f.name for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    if no_default:
+        raise TypeError(f"architecture {arch.name!r}: hparams fields without a default: {', '.join(no_default)}")
+    if not arch.sizes:
+        raise TypeError(f"architecture {arch.name!r} has no sizes")
+    if not (isinstance(arch.model_cls, type) and issubclass(arch.model_cls, nn.Module)):
+        raise TypeError(f"architecture {arch.name!r}: model_cls must be an nn.Module subclass")
+
+
+def register(arch: Architecture) -> Architecture:
+    """Add ``arch`` to ``ARCHITECTURES``; a second, different architecture under the same name is an error."""
+    _check(arch)
+    old = ARCHITECTURES.get(arch.name)
+    # re-registering the same class (e.g. a module reload) is harmless; a name clash is not
+    if old is not None and (old.model_cls.__module__, old.model_cls.__qualname__) != (
+        arch.model_cls.__module__,
+        arch.model_cls.__qualname__,
+    ):
+        raise ValueError(f"architecture {arch.name!r} is already registered by {old.model_cls.__module__}")
+    ARCHITECTURES[arch.name] = arch
+    return arch
+
+
+def get_architecture(name: str) -> Architecture:
+    try:
+        return ARCHITECTURES[name]
+    except (KeyError, TypeError):
+        allowed = ", ".join(sorted(ARCHITECTURES)) or "(none registered)"
+        raise UnknownArchitecture(f"unknown architecture arch.name={name!r}; allowed: {allowed}") from None
+
+
+def get_dims(arch: Architecture, size: str) -> dict[str, int]:
+    """The dims of ``size`` for ``arch``; raises ``UnknownSize`` listing the sizes ``arch`` has."""
+    try:
+        return dict(arch.sizes[size])
+    except (KeyError, TypeError):
+        raise UnknownSize(
+            f"unknown size={size!r} for architecture {arch.name!r}; its sizes: {', '.join(arch.sizes)}"
+        ) from None
+
+
+def make_hparams(arch_cfg: Mapping[str, Any] | Any) -> tuple[Architecture, Any]:
+    """Validate ``arch_cfg`` (a mapping or dataclass with ``name`` and hyperparameters) into ``hparams_cls``."""
+    if dataclasses.is_dataclass(arch_cfg) and not isinstance(arch_cfg, type):
+        values = {f.name: getattr(arch_cfg, f.name) for f in dataclasses.fields(arch_cfg)}
+    elif isinstance(arch_cfg, Mapping):
+        values = dict(arch_cfg.items())
+    else:
+        raise TypeError(f"arch config must be a mapping or a dataclass, not {type(arch_cfg).__name__}")
+    if "name" not in values:
+        raise ValueError("arch.name is missing: the arch config must say which architecture to build")
+    arch = get_architecture(values["name"])
+    if isinstance(arch_cfg, arch.hparams_cls):
+        return arch, arch_cfg
+    allowed = [f.name for f in dataclasses.fields(arch.hparams_cls)]
+    unknown = [k for k in values if k not in allowed]
+    if unknown:
+        raise ValueError(
+            f"{', '.join(f'arch.{k}' for k in unknown)}: not a hyperparameter of architecture {arch.name!r}; "
+            f"allowed keys: {', '.join(allowed)}"
+        )
+    return arch, arch.hparams_cls(**values)
+
+
+def build_model(arch_cfg: Mapping[str, Any] | Any, size: str, vocab_size: int) -> nn.Module:
+    """Build the model that ``arch_cfg`` names at ``size``, with freshly initialised weights.
+
+    Under ``with torch.device("meta"):`` this allocates nothing (count parameters, plan sharding, ...).
+    """
+    arch, hparams = make_hparams(arch_cfg)
+    dims = get_dims(arch, size)
+    return arch.model_cls(hparams, dims, vocab_size)
+
+
+def count_parameters(model: nn.Module, non_embedding: bool = False) -> int:
+    """Number of parameters, shared ones counted once.
+
+    ``non_embedding=True`` leaves out the token embeddings (every ``nn.Embedding``) and the output head
+    (``model.lm_head``), as in the Kaplan et al. and Pythia non-embedding counts.
+    """
+    params = {id(p): p for p in model.parameters()}
+    if non_embedding:
+        excluded = [m for m in model.modules() if isinstance(m, nn.Embedding)]
+        head = getattr(model, "lm_head", None)
+        if isinstance(head, nn.Module):
+            excluded.append(head)
+        for module in excluded:
+            for p in module.parameters():
+                params.pop(id(p), None)
+    return sum(p.numel() for p in params.values())

@@ -1,0 +1,126 @@
+"""Checkpoints on a schedule, written atomically as ``checkpoints/checkpoint-N/``.
+
+Each checkpoint folder holds ``model.safetensors`` (weights, what exports and evals read),
+``meta.json`` (step, tokens, time) and, for the newest ``keep_resume_state`` checkpoints,
+``trainer_state.ckpt`` (Lightning's full state: optimizer, scheduler, loop counters) from which a
+killed run resumes. The folder is built under a temporary name and renamed into place, so a
+folder named ``checkpoint-N`` is always complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import lightning as L
+from safetensors.torch import save_file
+
+from parcae_runner.train.run_dir import atomic_write_json, fsync_dir
+
+PREFIX = "checkpoint-"
+RESUME_FILE = "trainer_state.ckpt"
+WEIGHTS_FILE = "model.safetensors"
+
+
+def pythia_steps(max_steps: int, every: int) -> list[int]:
+    """Pythia's schedule: 0, 1, 2, 4, ..., 512 (log-spaced early), then every ``every`` steps."""
+    early = [0] + [2**i for i in range(10) if 2**i <= max_steps]
+    return sorted(set(early) | set(range(every, max_steps + 1, every)))
+
+
+def checkpoint_steps(schedule: str, max_steps: int, every: int, steps: list[int], save_last: bool) -> list[int]:
+    """The optimizer steps at which a checkpoint is written."""
+    if schedule == "pythia":
+        chosen = set(pythia_steps(max_steps, every))
+    elif schedule == "interval":
+        chosen = set(range(0, max_steps + 1, every))
+    elif schedule == "list":
+        chosen = {s for s in steps if s <= max_steps}
+    else:
+        chosen = set()
+    if save_last:
+        chosen.add(max_steps)
+    return sorted(chosen)
+
+
+def list_checkpoints(root: Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints under ``root`` as ``(step, path)``, oldest first."""
+    found = []
+    for p in root.glob(f"{PREFIX}*"):
+        step = p.name[len(PREFIX) :]
+        if step.isdigit() and (p / "meta.json").exists():
+            found.append((int(step), p))
+    return sorted(found)
+
+
+def latest_resumable(root: Path) -> tuple[int, Path] | None:
+    """The newest checkpoint that carries trainer state, or None."""
+    for step, path in reversed(list_checkpoints(root)):
+        if (path / RESUME_FILE).exists():
+            return step, path
+    return None
+
+
+def _fsync_file(path: Path) -> None:
+    with path.open("rb") as f:
+        os.fsync(f.fileno())
+
+
+class CheckpointSchedule(L.Callback):
+    """Saves ``checkpoint-N`` at each scheduled optimizer step (and step 0 before training)."""
+
+    def __init__(self, root: Path, steps: list[int], keep_resume_state: int, tokens_per_step: int):
+        self.root = root
+        self.steps = set(steps)
+        self.keep_resume_state = keep_resume_state
+        self.tokens_per_step = tokens_per_step
+        self._last_step = -1
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._last_step = trainer.global_step
+        if trainer.global_step == 0 and 0 in self.steps and not (self.root / f"{PREFIX}0").exists():
+            self.save(trainer, pl_module)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if step != self._last_step:  # an optimizer step just completed
+            self._last_step = step
+            if step in self.steps:
+                self.save(trainer, pl_module)
+
+    def save(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Path:
+        step = trainer.global_step
+        final = self.root / f"{PREFIX}{step}"
+        tmp = self.root / f".tmp-{PREFIX}{step}"
+        if trainer.is_global_zero:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        trainer.strategy.barrier()
+        # every rank takes part: sharded strategies gather state collectively
+        trainer.save_checkpoint(tmp / RESUME_FILE)
+        if trainer.is_global_zero:
+            state = {k: v.detach().contiguous().cpu() for k, v in pl_module.model.state_dict().items()}
+            save_file(state, str(tmp / WEIGHTS_FILE), metadata={"step": str(step)})
+            meta = {"step": step, "tokens": step * self.tokens_per_step, "time": time.time()}
+            for f in (tmp / RESUME_FILE, tmp / WEIGHTS_FILE):
+                _fsync_file(f)
+            atomic_write_json(tmp / "meta.json", meta)
+            if final.exists():  # a re-run step after resume: replace the old copy
+                shutil.rmtree(final)
+            tmp.rename(final)
+            fsync_dir(self.root)
+            self._prune_resume_state()
+        trainer.strategy.barrier()
+        return final
+
+    def _prune_resume_state(self) -> None:
+        with_state = [p for _, p in list_checkpoints(self.root) if (p / RESUME_FILE).exists()]
+        for path in with_state[: -self.keep_resume_state]:
+            (path / RESUME_FILE).unlink()
+
+
+def read_meta(path: Path) -> dict:
+    return json.loads((path / "meta.json").read_text())

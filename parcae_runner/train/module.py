@@ -1,0 +1,108 @@
+"""The LightningModule that wraps any registered architecture as a causal language model."""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from torch import nn
+from torch.utils.data import DataLoader
+
+from parcae_runner.config.validate import gradient_accumulation
+from parcae_runner.data import PreparedData, StepSampler, TokenChunks, validation_indices
+from parcae_runner.train.optim import build_optimizer
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader whose position is owned by its :class:`StepSampler`.
+
+    The sampler starts at the restored global step and reports the whole run's length, so
+    Lightning's batch counters line up with an uninterrupted run. ``state_dict`` is what marks
+    it resumable for Lightning; the state itself is the global step, restored before this loader
+    is built, so nothing else needs saving.
+    """
+
+    def state_dict(self) -> dict:
+        return {"start_step": self.sampler.start_step}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class LanguageModelModule(L.LightningModule):
+    """Next-token prediction for any registered architecture.
+
+    Args:
+        model: maps ``input_ids [B, T]`` to ``logits [B, T, V]``.
+        cfg: the resolved run config.
+        data: the prepared token shards and per-token byte counts (for bits per byte).
+    """
+
+    def __init__(self, model: nn.Module, cfg: DictConfig, data: PreparedData):
+        super().__init__()
+        self.model = model
+        self.cfg = cfg
+        self.data = data
+        self.accumulate = gradient_accumulation(cfg)
+        self.register_buffer("token_bytes", torch.as_tensor(data.token_bytes, dtype=torch.float64), persistent=False)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids)
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        logits = self.model(x)  # [B, T, V]
+        return F.cross_entropy(logits.float().view(-1, logits.size(-1)), y.view(-1))
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch  # [B, T], [B, T]
+        return self.loss(x, y)
+
+    def configure_optimizers(self):
+        opt, sched = build_optimizer(self.model, self.cfg.train)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
+
+    def train_dataloader(self) -> DataLoader:
+        t = self.cfg.train
+        dataset = TokenChunks(self.data.train, self.cfg.data.seq_len)
+        sampler = StepSampler(
+            num_chunks=len(dataset),
+            data_seed=self.cfg.data.seed,
+            micro_batch_size=t.micro_batch_size,
+            accumulate=self.accumulate,
+            world_size=self.trainer.world_size,
+            rank=self.trainer.global_rank,
+            start_step=self.trainer.global_step,
+            end_step=t.max_steps,
+        )
+        return ResumableLoader(dataset, batch_size=t.micro_batch_size, sampler=sampler, num_workers=t.num_workers)
+
+    @torch.no_grad()
+    def evaluate(self, max_batches: int) -> dict[str, float]:
+        """Mean loss (nats/token) and bits per byte over the fixed validation chunks.
+
+        Every rank takes its share of the chunks; sums are reduced across ranks so the result
+        does not depend on the number of devices.
+        """
+        dataset = TokenChunks(self.data.val, self.cfg.data.seq_len)
+        bs = self.cfg.train.micro_batch_size
+        world, rank = self.trainer.world_size, self.trainer.global_rank
+        indices = validation_indices(len(dataset), max_batches * bs)[rank::world]
+        was_training = self.model.training
+        self.model.eval()
+        totals = torch.zeros(3, dtype=torch.float64, device=self.device)  # nats, tokens, bytes
+        for start in range(0, len(indices), bs):
+            xs, ys = zip(*(dataset[i] for i in indices[start : start + bs]))
+            x, y = torch.stack(xs).to(self.device), torch.stack(ys).to(self.device)
+            logits = self.model(x)
+            nats = F.cross_entropy(logits.float().view(-1, logits.size(-1)), y.view(-1), reduction="sum")
+            totals += torch.stack([nats.double(), torch.tensor(y.numel(), device=self.device).double(),
+                                   self.token_bytes[y].sum()])
+        self.model.train(was_training)
+        totals = self.trainer.strategy.reduce(totals, reduce_op="sum")
+        nats, tokens, nbytes = totals.tolist()
+        if tokens == 0:
+            return {}
+        return {"val/loss": nats / tokens, "val/bpb": nats / (math.log(2) * nbytes), "val/tokens": tokens}

@@ -1,0 +1,33 @@
+"""Shared fixtures: one small tokenized corpus for the whole session, and fast run overrides."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# a test never talks to wandb's servers, whatever the environment says
+os.environ["WANDB_MODE"] = "offline"
+os.environ.pop("WANDB_API_KEY", None)
+os.environ.setdefault("WANDB_SILENT", "true")
+
+
+@pytest.fixture(scope="session")
+def data_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("data-cache")
+
+
+@pytest.fixture
+def fast_overrides(data_cache: Path, tmp_path: Path) -> list[str]:
+    """A debug Pythia on a small-vocab copy of the embedded corpus, no loggers, results in tmp."""
+    return [
+        "arch=pythia",
+        "size=debug",
+        "data.vocab_size=512",
+        "data.seq_len=64",
+        f"data.cache_dir={data_cache}",
+        f"results_dir={tmp_path / 'results'}",
+        "train.progress=false",
+        "logger=none",
+    ]
