@@ -85,6 +85,8 @@ def validate_run_config(cfg: DictConfig) -> None:
     d = cfg.data
     _one_of(errors, cfg, "data.source", DATA_SOURCES)
     _positive(errors, cfg, "data.seq_len")
+    _positive(errors, cfg, "data.seed", allow_zero=True)
+    _positive(errors, cfg, "seed", allow_zero=True)
     if d.vocab_size < 260:
         errors.append(ConfigError("data.vocab_size", d.vocab_size, "must be at least 260 (256 bytes + specials)"))
     if not 0 < d.val_fraction < 1:

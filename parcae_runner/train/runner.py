@@ -115,7 +115,8 @@ def build_loggers(cfg: DictConfig, run_dir: RunDirectory, wandb_id: str) -> list
     if mode == "online" and not os.environ.get("WANDB_API_KEY"):
         _log("logger.mode=online but WANDB_API_KEY is not set: logging offline (upload later with `wandb sync`)")
         mode = "offline"
-    flat = {"arch": cfg.arch.name, "size": cfg.size.name, "seed": cfg.seed, "data_seed": cfg.data.seed,
+    # flat top-level keys so wandb's grouping and parallel-coordinates views work without setup
+    flat = {"architecture": cfg.arch.name, "size": cfg.size.name, "seed": cfg.seed, "data_seed": cfg.data.seed,
             "sweep": cfg.sweep}
     logger = WandbLogger(
         project=cfg.logger.project,
@@ -128,7 +129,7 @@ def build_loggers(cfg: DictConfig, run_dir: RunDirectory, wandb_id: str) -> list
         save_dir=str(run_dir.path),
         offline=mode == "offline",
         resume="allow",
-        config={**flat, **OmegaConf.to_container(cfg, resolve=True)},
+        config={**OmegaConf.to_container(cfg, resolve=True), **flat},
         # wandb's own console capture duplicates Lightning's progress output
         settings={"console": "off", "init_timeout": 300},
     )
@@ -244,12 +245,23 @@ def _make_trainer(cfg: DictConfig, run_dir: RunDirectory, data: PreparedData, wa
     return trainer, energy
 
 
+def _close_wandb(trainer: L.Trainer, ok: bool) -> None:
+    """Finish the wandb run now, not at interpreter exit, so its offline file is complete when
+    train() returns (several runs can share one process)."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger) and logger._experiment is not None:
+            logger.experiment.finish(exit_code=0 if ok else 1)
+
+
 def _finish(run_dir: RunDirectory, trainer: L.Trainer, energy: EnergyMeter | None, record: dict, attempt: int,
             started: float, start_step: int, status: str, error: str | None) -> None:
     """Record this attempt in run.json: status, summary metrics, energy summed over attempts."""
     if not trainer.is_global_zero:
         return
     reading = energy.stop() if energy is not None else None
+    _close_wandb(trainer, ok=status == "done")
     ended = time.time()
     step = trainer.global_step
     history = [h for h in record.get("attempt_history", []) if h.get("attempt") != attempt]

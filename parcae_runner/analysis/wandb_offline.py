@@ -1,0 +1,84 @@
+"""Read a wandb offline run file (``run-<id>.wandb``) without uploading it.
+
+wandb keeps an offline run's history, config, group, job type and tags only in this binary
+file, written in LevelDB's log format: 32 KiB blocks of records, each with a 7-byte header
+(crc32c, length, type) and chunked across blocks (FULL / FIRST / MIDDLE / LAST). The file
+begins with a 7-byte wandb header (``:W&B``, magic, version). Payloads are
+``wandb_internal_pb2.Record`` messages. Current wandb ships no Python reader for it, hence this.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+BLOCK = 32 * 1024
+HEADER = 7
+FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
+
+
+def _payloads(data: bytes) -> Iterator[bytes]:
+    if data[:4] != b":W&B":
+        raise ValueError("not a wandb run file (missing ':W&B' header)")
+    pos, pending = HEADER, b""
+    while pos + HEADER <= len(data):
+        left_in_block = BLOCK - pos % BLOCK
+        if left_in_block < HEADER:  # block trailer: zero padding
+            pos += left_in_block
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + HEADER])
+        chunk = data[pos + HEADER : pos + HEADER + length]
+        pos += HEADER + length
+        if kind == FULL:
+            yield chunk
+        elif kind == FIRST:
+            pending = chunk
+        elif kind == MIDDLE:
+            pending += chunk
+        elif kind == LAST:
+            yield pending + chunk
+            pending = b""
+        elif kind == 0 and length == 0:  # zero-filled tail of a file still being written
+            break
+
+
+def read_records(path: str | Path) -> Iterator[Any]:
+    """Yield the ``Record`` protobuf messages of an offline run file, in order."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    for payload in _payloads(Path(path).read_bytes()):
+        record = pb.Record()
+        record.ParseFromString(payload)
+        yield record
+
+
+def read_offline_run(path: str | Path) -> dict[str, Any]:
+    """The run's identity, config and history: ``{"id", "group", "job_type", "tags", "name",
+    "config": {...}, "history": [{"_step": ..., key: value}, ...]}``."""
+    out: dict[str, Any] = {"config": {}, "history": []}
+    for record in read_records(path):
+        kind = record.WhichOneof("record_type")
+        if kind == "run":
+            run = record.run
+            out.update(id=run.run_id, group=run.run_group, job_type=run.job_type, tags=list(run.tags),
+                       name=run.display_name, project=run.project)
+            for item in run.config.update:
+                out["config"][item.key] = json.loads(item.value_json)
+        elif kind == "config":
+            for item in record.config.update:
+                out["config"][item.key] = json.loads(item.value_json)
+        elif kind == "history":
+            row = {}
+            for item in record.history.item:
+                key = item.key or "/".join(item.nested_key)
+                row[key] = json.loads(item.value_json)
+            out["history"].append(row)
+    return out
+
+
+def find_run_files(run_dir: str | Path) -> list[Path]:
+    """All offline run files under a run directory, oldest attempt first."""
+    return sorted(Path(run_dir).glob("wandb/offline-run-*/run-*.wandb"))
