@@ -77,7 +77,8 @@ class TrainMetrics(L.Callback):
             return
         self._last_step = step
         if step % self.log_interval == 0:
-            loss_value = self._loss_sum.item() / self.accumulate
+            # Lightning hands callbacks the loss already divided by the accumulation steps
+            loss_value = self._loss_sum.item()
             if not math.isfinite(loss_value):
                 raise NonFiniteLoss(f"training loss is {loss_value} at step {step}")
             now = time.perf_counter()

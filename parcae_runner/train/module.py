@@ -25,6 +25,12 @@ class ResumableLoader(DataLoader):
     is built, so nothing else needs saving.
     """
 
+    def __len__(self) -> int:
+        # micro-batches of the whole run, not of what is left: Lightning's restored batch counter
+        # continues from the checkpoint, and a shorter length would end the epoch early and
+        # replay the sampler from the start
+        return self.sampler.end_step * self.sampler.accumulate
+
     def state_dict(self) -> dict:
         return {"start_step": self.sampler.start_step}
 

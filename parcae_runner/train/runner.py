@@ -49,6 +49,16 @@ def _training_view(cfg: DictConfig) -> dict[str, Any]:
     return view
 
 
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def _check_same_run(run_dir: RunDirectory, cfg: DictConfig) -> None:
     """Refuse to resume a run directory that was made by a different config."""
     old = run_dir.read_config()
@@ -56,7 +66,8 @@ def _check_same_run(run_dir: RunDirectory, cfg: DictConfig) -> None:
         return
     before, now = _training_view(old), _training_view(cfg)
     if before != now:
-        diff = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+        a, b = _flatten(before), _flatten(now)
+        diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
         raise ConfigError(
             "run_name", run_name_for(cfg),
             f"{run_dir.path} already holds a run with a different config (differs in: {', '.join(diff)}); "

@@ -1,0 +1,67 @@
+"""Exact resume: a run killed with SIGKILL after a checkpoint and restarted with the same
+command ends bit-identical to an uninterrupted run (fp32, CPU)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from parcae_runner.train.run_dir import RunDirectory
+
+TIMING_KEYS = {"train/tokens_per_s"}
+
+
+def command(overrides: list[str], run_name: str) -> list[str]:
+    return [sys.executable, "-m", "parcae_runner.cli", "train", *overrides, f"run_name={run_name}"]
+
+
+def without_timing(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in records]
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_matches_uninterrupted(fast_overrides, tmp_path):
+    overrides = fast_overrides + [
+        "train.max_steps=150", "train.batch_size=16", "train.micro_batch_size=8",  # 2 accumulation steps
+        "train.checkpoint.schedule=list", "train.checkpoint.steps=[20]", "train.val_interval=10",
+        "train.log_interval=5", "logger.codecarbon=true", "logger.measure_power_secs=1",
+    ]
+    results = Path(next(o for o in overrides if o.startswith("results_dir=")).split("=", 1)[1])
+    subprocess.run(command(overrides, "reference"), check=True, capture_output=True)
+
+    proc = subprocess.Popen(command(overrides, "killed"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    marker = results / "single" / "killed" / "checkpoints" / "checkpoint-20" / "meta.json"
+    deadline = time.time() + 120
+    while not marker.exists():
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.time() < deadline, "no checkpoint-20 within 120 s"
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+    killed = RunDirectory(results / "single" / "killed")
+    assert killed.read_run()["status"] == "running"  # SIGKILL leaves no chance to write anything
+    assert not (killed.checkpoints / "checkpoint-150").exists(), "the run finished before it could be killed"
+
+    subprocess.run(command(overrides, "killed"), check=True, capture_output=True)
+    reference = RunDirectory(results / "single" / "reference")
+
+    ref_w = load_file(reference.checkpoints / "checkpoint-150" / "model.safetensors")
+    res_w = load_file(killed.checkpoints / "checkpoint-150" / "model.safetensors")
+    assert ref_w.keys() == res_w.keys()
+    for name in ref_w:
+        assert torch.equal(ref_w[name], res_w[name]), name
+    assert without_timing(killed.read_metrics()) == without_timing(reference.read_metrics())
+
+    run = killed.read_run()
+    assert run["status"] == "done" and run["attempts"] == 2
+    assert [h["start_step"] for h in run["attempt_history"]] == [20]  # the killed attempt left no record
+    assert run["final_val_loss"] == reference.read_run()["final_val_loss"]
