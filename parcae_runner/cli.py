@@ -40,8 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def with_overrides(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("--config-name", "-c", default="config",
-                       help="a preset in launch_configs/ (file name without .yaml); default: config")
+        p.add_argument(
+            "--config-name",
+            "-c",
+            default="config",
+            help="a preset in launch_configs/ (file name without .yaml); default: config",
+        )
         p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. arch=pythia size=debug train.max_steps=200")
         return p
 

@@ -63,8 +63,14 @@ def read_offline_run(path: str | Path) -> dict[str, Any]:
         kind = record.WhichOneof("record_type")
         if kind == "run":
             run = record.run
-            out.update(id=run.run_id, group=run.run_group, job_type=run.job_type, tags=list(run.tags),
-                       name=run.display_name, project=run.project)
+            out.update(
+                id=run.run_id,
+                group=run.run_group,
+                job_type=run.job_type,
+                tags=list(run.tags),
+                name=run.display_name,
+                project=run.project,
+            )
             for item in run.config.update:
                 out["config"][item.key] = json.loads(item.value_json)
         elif kind == "config":

@@ -92,8 +92,11 @@ def validate_run_config(cfg: DictConfig) -> None:
     if not 0 < d.val_fraction < 1:
         errors.append(ConfigError("data.val_fraction", d.val_fraction, "must be between 0 and 1 (exclusive)"))
     if d.source == "text_files" and d.path is None:
-        errors.append(ConfigError("data.path", d.path, "required with data=text_files: a file or folder of "
-                                  ".txt, .md or .jsonl files"))
+        errors.append(
+            ConfigError(
+                "data.path", d.path, "required with data=text_files: a file or folder of .txt, .md or .jsonl files"
+            )
+        )
     elif d.source == "text_files" and not Path(d.path).expanduser().exists():
         errors.append(ConfigError("data.path", d.path, "no such file or directory (.txt, .md or .jsonl files)"))
 

@@ -32,8 +32,9 @@ class EnergyReading:
 class EnergyMeter(L.Callback):
     """Starts codecarbon when training starts and stops it when training ends (or fails)."""
 
-    def __init__(self, run_dir: Path, country_iso_code: str, region: str | None, measure_power_secs: float,
-                 project_name: str):
+    def __init__(
+        self, run_dir: Path, country_iso_code: str, region: str | None, measure_power_secs: float, project_name: str
+    ):
         self.run_dir = run_dir
         self.country_iso_code = country_iso_code
         self.region = region
@@ -83,8 +84,9 @@ class EnergyMeter(L.Callback):
                     region=data.region or None,
                 )
         if trainer is not None and trainer.world_size > 1:
-            totals = torch.tensor([self.reading.energy_kwh, self.reading.co2_kg], dtype=torch.float64,
-                                  device=trainer.strategy.root_device)
+            totals = torch.tensor(
+                [self.reading.energy_kwh, self.reading.co2_kg], dtype=torch.float64, device=trainer.strategy.root_device
+            )
             totals = trainer.strategy.reduce(totals, reduce_op="sum")
             self.reading.energy_kwh, self.reading.co2_kg = totals.tolist()
         if self.reading.energy_kwh > 0:

@@ -100,12 +100,13 @@ class LanguageModelModule(L.LightningModule):
         self.model.eval()
         totals = torch.zeros(3, dtype=torch.float64, device=self.device)  # nats, tokens, bytes
         for start in range(0, len(indices), bs):
-            xs, ys = zip(*(dataset[i] for i in indices[start : start + bs]))
+            xs, ys = zip(*(dataset[i] for i in indices[start : start + bs]), strict=True)
             x, y = torch.stack(xs).to(self.device), torch.stack(ys).to(self.device)
             logits = self.model(x)
             nats = F.cross_entropy(logits.float().view(-1, logits.size(-1)), y.view(-1), reduction="sum")
-            totals += torch.stack([nats.double(), torch.tensor(y.numel(), device=self.device).double(),
-                                   self.token_bytes[y].sum()])
+            totals += torch.stack(
+                [nats.double(), torch.tensor(y.numel(), device=self.device).double(), self.token_bytes[y].sum()]
+            )
         self.model.train(was_training)
         totals = self.trainer.strategy.reduce(totals, reduce_op="sum")
         nats, tokens, nbytes = totals.tolist()

@@ -69,7 +69,8 @@ def _check_same_run(run_dir: RunDirectory, cfg: DictConfig) -> None:
         a, b = _flatten(before), _flatten(now)
         diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
         raise ConfigError(
-            "run_name", run_name_for(cfg),
+            "run_name",
+            run_name_for(cfg),
             f"{run_dir.path} already holds a run with a different config (differs in: {', '.join(diff)}); "
             "pass another run_name=..., or delete that directory to start over",
         )
@@ -85,6 +86,8 @@ def _quiet_lightning() -> None:
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropLightningAdverts())
     logging.getLogger("lightning.pytorch.trainer.connectors.checkpoint_connector").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    # outside a Slurm job, an srun on PATH is not a mistake (local runs on a login or CI node)
+    warnings.filterwarnings("ignore", message="The `srun` command is available")
 
 
 def cpu_model() -> str:
@@ -127,8 +130,13 @@ def build_loggers(cfg: DictConfig, run_dir: RunDirectory, wandb_id: str) -> list
         _log("logger.mode=online but WANDB_API_KEY is not set: logging offline (upload later with `wandb sync`)")
         mode = "offline"
     # flat top-level keys so wandb's grouping and parallel-coordinates views work without setup
-    flat = {"architecture": cfg.arch.name, "size": cfg.size.name, "seed": cfg.seed, "data_seed": cfg.data.seed,
-            "sweep": cfg.sweep}
+    flat = {
+        "architecture": cfg.arch.name,
+        "size": cfg.size.name,
+        "seed": cfg.seed,
+        "data_seed": cfg.data.seed,
+        "sweep": cfg.sweep,
+    }
     logger = WandbLogger(
         project=cfg.logger.project,
         entity=cfg.logger.entity,
@@ -154,8 +162,11 @@ def summarize_metrics(run_dir: RunDirectory) -> dict[str, Any]:
     train = [r for r in records if "train/loss" in r]
     out: dict[str, Any] = {}
     if val:
-        out.update(final_val_loss=val[-1]["val/loss"], final_val_bpb=val[-1]["val/bpb"],
-                   best_val_loss=min(r["val/loss"] for r in val))
+        out.update(
+            final_val_loss=val[-1]["val/loss"],
+            final_val_bpb=val[-1]["val/bpb"],
+            best_val_loss=min(r["val/loss"] for r in val),
+        )
     if train:
         out["final_train_loss"] = train[-1]["train/loss"]
     return out
@@ -186,16 +197,32 @@ def train(cfg: DictConfig) -> RunDirectory:
     attempt = record.get("attempts", 0) + 1
     started = time.time()
     record = run_dir.update_run(
-        status="running", run_name=run_name_for(cfg), sweep=cfg.sweep, arch=cfg.arch.name, size=cfg.size.name,
-        seed=cfg.seed, data_seed=cfg.data.seed, attempts=attempt, wandb_id=wandb_id, max_steps=cfg.train.max_steps,
-        tokens_per_step=tokens_per_step, params=count_parameters(model),
+        status="running",
+        run_name=run_name_for(cfg),
+        sweep=cfg.sweep,
+        arch=cfg.arch.name,
+        size=cfg.size.name,
+        seed=cfg.seed,
+        data_seed=cfg.data.seed,
+        attempts=attempt,
+        wandb_id=wandb_id,
+        max_steps=cfg.train.max_steps,
+        tokens_per_step=tokens_per_step,
+        params=count_parameters(model),
         params_non_embedding=count_parameters(model, non_embedding=True),
-        data={"dir": str(data.dir), "vocab_size": data.vocab_size, "hash": data.meta.get("content_hash"),
-              "train_tokens": int(len(data.train)), "val_tokens": int(len(data.val))},
-        started_at=record.get("started_at", started), error=None,
+        data={
+            "dir": str(data.dir),
+            "vocab_size": data.vocab_size,
+            "hash": data.meta.get("content_hash"),
+            "train_tokens": int(len(data.train)),
+            "val_tokens": int(len(data.val)),
+        },
+        started_at=record.get("started_at", started),
+        error=None,
     )
-    _log(f"run directory: {run_dir.path} (attempt {attempt}"
-         + (f", resuming from step {start_step})" if resume else ")"))
+    _log(
+        f"run directory: {run_dir.path} (attempt {attempt}" + (f", resuming from step {start_step})" if resume else ")")
+    )
 
     _quiet_lightning()
     trainer, energy = _make_trainer(cfg, run_dir, data, wandb_id, tokens_per_step)
@@ -206,20 +233,25 @@ def train(cfg: DictConfig) -> RunDirectory:
         if trainer.interrupted:
             status = "interrupted"
     except BaseException as exc:
-        status, error = ("interrupted", "KeyboardInterrupt") if isinstance(exc, KeyboardInterrupt) else (
-            "failed", f"{type(exc).__name__}: {exc}")
+        status, error = (
+            ("interrupted", "KeyboardInterrupt")
+            if isinstance(exc, KeyboardInterrupt)
+            else ("failed", f"{type(exc).__name__}: {exc}")
+        )
         raise
     finally:
         _finish(run_dir, trainer, energy, record, attempt, started, start_step, status, error)
     return run_dir
 
 
-def _make_trainer(cfg: DictConfig, run_dir: RunDirectory, data: PreparedData, wandb_id: str,
-                  tokens_per_step: int) -> tuple[L.Trainer, EnergyMeter | None]:
+def _make_trainer(
+    cfg: DictConfig, run_dir: RunDirectory, data: PreparedData, wandb_id: str, tokens_per_step: int
+) -> tuple[L.Trainer, EnergyMeter | None]:
     t = cfg.train
     sink = MetricsSink(run_dir.metrics_file, progress=t.progress)
-    steps = checkpoint_steps(t.checkpoint.schedule, t.max_steps, t.checkpoint.every, list(t.checkpoint.steps),
-                             t.checkpoint.save_last)
+    steps = checkpoint_steps(
+        t.checkpoint.schedule, t.max_steps, t.checkpoint.every, list(t.checkpoint.steps), t.checkpoint.save_last
+    )
     accumulate = gradient_accumulation(cfg)
     # order matters: evaluation writes its record before the checkpoint of the same step is made
     callbacks: list[L.Callback] = [
@@ -229,8 +261,13 @@ def _make_trainer(cfg: DictConfig, run_dir: RunDirectory, data: PreparedData, wa
     ]
     energy = None
     if cfg.logger.codecarbon:
-        energy = EnergyMeter(run_dir.path, cfg.cluster.country_iso_code, cfg.cluster.region,
-                             cfg.logger.measure_power_secs, project_name=run_name_for(cfg))
+        energy = EnergyMeter(
+            run_dir.path,
+            cfg.cluster.country_iso_code,
+            cfg.cluster.region,
+            cfg.logger.measure_power_secs,
+            project_name=run_name_for(cfg),
+        )
         callbacks.append(energy)
     trainer = L.Trainer(
         accelerator=t.accelerator,
@@ -266,8 +303,17 @@ def _close_wandb(trainer: L.Trainer, ok: bool) -> None:
             logger.experiment.finish(exit_code=0 if ok else 1)
 
 
-def _finish(run_dir: RunDirectory, trainer: L.Trainer, energy: EnergyMeter | None, record: dict, attempt: int,
-            started: float, start_step: int, status: str, error: str | None) -> None:
+def _finish(
+    run_dir: RunDirectory,
+    trainer: L.Trainer,
+    energy: EnergyMeter | None,
+    record: dict,
+    attempt: int,
+    started: float,
+    start_step: int,
+    status: str,
+    error: str | None,
+) -> None:
     """Record this attempt in run.json: status, summary metrics, energy summed over attempts."""
     if not trainer.is_global_zero:
         return
@@ -276,25 +322,46 @@ def _finish(run_dir: RunDirectory, trainer: L.Trainer, energy: EnergyMeter | Non
     ended = time.time()
     step = trainer.global_step
     history = [h for h in record.get("attempt_history", []) if h.get("attempt") != attempt]
-    history.append({
-        "attempt": attempt, "status": status, "start_step": start_step, "end_step": step,
-        "started_at": started, "ended_at": ended, "duration_s": ended - started,
-        "energy_kwh": reading.energy_kwh if reading else 0.0, "co2_kg": reading.co2_kg if reading else 0.0,
-    })
+    history.append(
+        {
+            "attempt": attempt,
+            "status": status,
+            "start_step": start_step,
+            "end_step": step,
+            "started_at": started,
+            "ended_at": ended,
+            "duration_s": ended - started,
+            "energy_kwh": reading.energy_kwh if reading else 0.0,
+            "co2_kg": reading.co2_kg if reading else 0.0,
+        }
+    )
     steps_this_attempt = max(0, step - start_step)
     tokens_per_step = record["tokens_per_step"]
     fields: dict[str, Any] = dict(
-        status=status, error=error, step=step, tokens=step * tokens_per_step, attempt_history=history,
+        status=status,
+        error=error,
+        step=step,
+        tokens=step * tokens_per_step,
+        attempt_history=history,
         duration_s=sum(h["duration_s"] for h in history),
-        energy_kwh=sum(h["energy_kwh"] for h in history), co2_kg=sum(h["co2_kg"] for h in history),
+        energy_kwh=sum(h["energy_kwh"] for h in history),
+        co2_kg=sum(h["co2_kg"] for h in history),
         tokens_per_s=steps_this_attempt * tokens_per_step / max(ended - started, 1e-9),
-        hardware=hardware_info(trainer), finished_at=ended if status == "done" else None,
+        hardware=hardware_info(trainer),
+        finished_at=ended if status == "done" else None,
         **summarize_metrics(run_dir),
     )
     if reading is not None:
-        fields["carbon"] = {"source": "codecarbon", "country": reading.country, "region": reading.region,
-                            "intensity_kg_per_kwh": reading.intensity_kg_per_kwh, "cpu_model": reading.cpu_model,
-                            "gpu_model": reading.gpu_model}
+        fields["carbon"] = {
+            "source": "codecarbon",
+            "country": reading.country,
+            "region": reading.region,
+            "intensity_kg_per_kwh": reading.intensity_kg_per_kwh,
+            "cpu_model": reading.cpu_model,
+            "gpu_model": reading.gpu_model,
+        }
     run_dir.update_run(**fields)
-    _log(f"{status}: step {step}, {fields.get('final_val_loss', float('nan')):.4f} val loss, "
-         f"{fields['energy_kwh'] * 1000:.3f} Wh, run directory {Path(run_dir.path).resolve()}")
+    _log(
+        f"{status}: step {step}, {fields.get('final_val_loss', float('nan')):.4f} val loss, "
+        f"{fields['energy_kwh'] * 1000:.3f} Wh, run directory {Path(run_dir.path).resolve()}"
+    )

@@ -30,9 +30,15 @@ def without_timing(records: list[dict]) -> list[dict]:
 @pytest.mark.slow
 def test_sigkill_then_rerun_matches_uninterrupted(fast_overrides, tmp_path):
     overrides = fast_overrides + [
-        "train.max_steps=150", "train.batch_size=16", "train.micro_batch_size=8",  # 2 accumulation steps
-        "train.checkpoint.schedule=list", "train.checkpoint.steps=[20]", "train.val_interval=10",
-        "train.log_interval=5", "logger.codecarbon=true", "logger.measure_power_secs=1",
+        "train.max_steps=150",
+        "train.batch_size=16",
+        "train.micro_batch_size=8",  # 2 accumulation steps
+        "train.checkpoint.schedule=list",
+        "train.checkpoint.steps=[20]",
+        "train.val_interval=10",
+        "train.log_interval=5",
+        "logger.codecarbon=true",
+        "logger.measure_power_secs=1",
     ]
     results = Path(next(o for o in overrides if o.startswith("results_dir=")).split("=", 1)[1])
     subprocess.run(command(overrides, "reference"), check=True, capture_output=True)

@@ -12,7 +12,6 @@ from parcae_runner.config import compose_run_config
 from parcae_runner.train.module import LanguageModelModule
 from parcae_runner.train.runner import train
 
-
 ORIGINAL_STEP = LanguageModelModule.training_step
 
 
@@ -30,8 +29,14 @@ def batches_seen(monkeypatch, overrides: list[str]) -> tuple[list[str], dict]:
 
 @pytest.mark.slow
 def test_model_seed_keeps_batches_data_seed_changes_them(monkeypatch, fast_overrides):
-    base = fast_overrides + ["train.max_steps=6", "train.batch_size=8", "train.micro_batch_size=4",
-                             "train.checkpoint.schedule=list", "train.checkpoint.steps=[0]", "train.val_batches=0"]
+    base = fast_overrides + [
+        "train.max_steps=6",
+        "train.batch_size=8",
+        "train.micro_batch_size=4",
+        "train.checkpoint.schedule=list",
+        "train.checkpoint.steps=[0]",
+        "train.val_batches=0",
+    ]
     seed0, init0 = batches_seen(monkeypatch, base + ["seed=0"])
     seed1, init1 = batches_seen(monkeypatch, base + ["seed=1"])
     data7, _ = batches_seen(monkeypatch, base + ["seed=0", "data.seed=7", "run_name=data7"])

@@ -23,11 +23,22 @@ def unigram_entropy_nats(tokens: np.ndarray) -> float:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, data_cache):
     results = tmp_path_factory.mktemp("results")
-    cfg = compose_run_config([
-        "arch=pythia", "size=debug", "data.vocab_size=512", "data.seq_len=64", f"data.cache_dir={data_cache}",
-        f"results_dir={results}", "train.progress=false", "logger=offline", "train.max_steps=300",
-        "train.val_interval=100", "train.val_batches=16", "logger.measure_power_secs=1",
-    ])
+    cfg = compose_run_config(
+        [
+            "arch=pythia",
+            "size=debug",
+            "data.vocab_size=512",
+            "data.seq_len=64",
+            f"data.cache_dir={data_cache}",
+            f"results_dir={results}",
+            "train.progress=false",
+            "logger=offline",
+            "train.max_steps=300",
+            "train.val_interval=100",
+            "train.val_batches=16",
+            "logger.measure_power_secs=1",
+        ]
+    )
     return cfg, train(cfg)
 
 
