@@ -13,9 +13,10 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, ValidationError
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandatoryValue, ValidationError
 
 from parcae_runner.config.errors import ConfigError
 from parcae_runner.config.schema import RunConfig
@@ -72,13 +73,21 @@ def _default_children(parent: str) -> list[str]:
 
 def _as_config_error(exc: BaseException, overrides: list[str]) -> ConfigError:
     cause = exc
-    while cause.__cause__ is not None and not isinstance(cause, (ConfigKeyError, ValidationError)):
+    unknown_key = (ConfigKeyError, ConfigAttributeError)
+    while cause.__cause__ is not None and not isinstance(cause, (*unknown_key, ValidationError)):
         cause = cause.__cause__
-    if isinstance(cause, ConfigKeyError):
+    if isinstance(cause, unknown_key):
         key = getattr(cause, "full_key", None) or "?"
         value = next((o.partition("=")[2] for o in overrides if o.lstrip("+~").startswith(key + "=")), "?")
-        allowed = _parent_keys(key)
-        hint = f"allowed keys here: {', '.join(allowed)}" if allowed else "no such key"
+        parent = key.rpartition(".")[0]
+        if not parent:
+            return ConfigError(
+                key,
+                value,
+                f"not a config group or key; groups: {', '.join(GROUPS)} (`parcae-runner show` lists all keys)",
+            )
+        allowed = _parent_keys(key) or _default_children(parent)
+        hint = f"allowed keys of {parent}: {', '.join(allowed)}" if allowed else "no such key"
         return ConfigError(key, value, f"unknown config key; {hint}")
     if isinstance(cause, ValidationError):
         key = getattr(cause, "full_key", None) or "?"
@@ -96,6 +105,36 @@ def _as_config_error(exc: BaseException, overrides: list[str]) -> ConfigError:
             bad, value, f"not a config group or key; groups: {', '.join(GROUPS)} (`parcae-runner show` lists all keys)"
         )
     return ConfigError("overrides", " ".join(overrides), text)
+
+
+def _is_group_override(override: str) -> bool:
+    key = override.partition("=")[0]
+    return key.startswith(("+", "~")) or key.lstrip("+~") in GROUPS or "@" in key
+
+
+def compose_many(override_lists: list[list[str]], config_name: str = "config") -> list[DictConfig]:
+    """Compose many configs fast: Hydra composes once per distinct choice of config groups
+    (~70 ms each) and the remaining ``key=value`` overrides are applied with Hydra's own
+    override parser onto a copy of that typed config, so types and keys are checked the same way.
+    """
+    parser = OverridesParser.create()
+    bases: dict[tuple[str, ...], DictConfig] = {}
+    out = []
+    for overrides in override_lists:
+        group_part = tuple(o for o in overrides if _is_group_override(o))
+        value_part = [o for o in overrides if not _is_group_override(o)]
+        if group_part not in bases:
+            bases[group_part] = compose_run_config(list(group_part), config_name=config_name)
+        cfg = bases[group_part].copy()
+        try:
+            for parsed in parser.parse_overrides(value_part):
+                OmegaConf.update(cfg, parsed.key_or_group, parsed.value(), merge=False)
+        except OverrideParseException as exc:
+            raise ConfigError("overrides", " ".join(overrides), str(exc).splitlines()[0]) from None
+        except (ConfigKeyError, ConfigAttributeError, ValidationError) as exc:
+            raise _as_config_error(exc, overrides) from None
+        out.append(cfg)
+    return out
 
 
 def compose_run_config(overrides: list[str] | None = None, config_name: str = "config") -> DictConfig:

@@ -84,16 +84,45 @@ class TrainConfig:
 
 @dataclass
 class ClusterConfig:
-    """Facts about where jobs run. A profile is the only place cluster facts live."""
+    """Facts about where jobs run. A profile (``launch_configs/cluster/``) is the only place
+    cluster facts live: partitions, GPUs, time limits, images, the grid's country."""
 
     name: str = "local"
-    # local | slurm
+    # local: processes on this machine; slurm: sbatch job arrays through submitit
     launcher: str = "local"
+    # Slurm's ClusterName (scontrol show config); plan checks partitions only on the named cluster
+    cluster_name: str | None = None
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    nodes: int = 1
+    # one task per GPU: tasks per node = GPUs per node = Lightning devices (DDP)
+    gpus_per_node: int = 0
+    cpus_per_task: int = 1
+    mem_gb: float = 4.0
+    time_min: int = 60
+    # jobs of one array that may run at once
+    array_parallelism: int = 64
+    # the time-limit/preemption signal (SIGUSR1) arrives this many seconds before the end
+    signal_delay_s: int = 120
+    # after this many requeues a run stops with status "requeue-limit"
+    max_requeues: int = 3
+    # local launcher: runs at once on this machine
+    max_parallel: int = 1
+    # container: none | pyxis | apptainer | docker; image reference (tag or digest)
+    container: str = "none"
+    image: str | None = None
+    # extra #SBATCH flags, e.g. {exclusive: true}
+    sbatch_extra: dict[str, Any] = field(default_factory=dict)
     # codecarbon: ISO 3166-1 alpha-3 country code and optional region of the data centre
     country_iso_code: str = "USA"
     region: str | None = None
-    gpu_type: str | None = None
-    gpus_per_node: int = 0
+    # a key of parcae_runner.launch.hardware.HARDWARE (cpu, a100, h100, ...): used by `plan`
+    gpu_type: str = "cpu"
+    # planning assumptions; null = the hardware table's value
+    mfu: float = 0.4
+    pue: float = 1.2
     # informational; used by model cards ("infrastructure")
     infrastructure: str = "local machine"
 

@@ -17,6 +17,8 @@ CHECKPOINT_SCHEDULES = ("pythia", "interval", "list", "none")
 PRECISIONS = ("auto", "32", "32-true", "bf16-mixed", "bf16-true", "16-mixed")
 DATA_SOURCES = ("embedded", "text_files")
 WANDB_MODES = ("offline", "online", "disabled")
+LAUNCHERS = ("local", "slurm")
+CONTAINERS = ("none", "pyxis", "apptainer", "docker")
 
 
 def _positive(errors: list[ConfigError], cfg: DictConfig, key: str, allow_zero: bool = False) -> None:
@@ -40,6 +42,29 @@ def world_size(cfg: DictConfig) -> int:
 def gradient_accumulation(cfg: DictConfig) -> int:
     """Micro-batches per optimizer step on each rank, so that the effective batch is ``train.batch_size``."""
     return cfg.train.batch_size // (cfg.train.micro_batch_size * world_size(cfg))
+
+
+def _validate_cluster(errors: list[ConfigError], cfg: DictConfig) -> None:
+    from parcae_runner.launch.hardware import HARDWARE, known_countries
+
+    c = cfg.cluster
+    _one_of(errors, cfg, "cluster.launcher", LAUNCHERS)
+    _one_of(errors, cfg, "cluster.container", CONTAINERS)
+    _one_of(errors, cfg, "cluster.gpu_type", tuple(HARDWARE))
+    if c.country_iso_code not in known_countries():
+        errors.append(
+            ConfigError(
+                "cluster.country_iso_code",
+                c.country_iso_code,
+                "an ISO 3166-1 alpha-3 code codecarbon knows (USA, FRA, DEU, GBR, CAN, ...)",
+            )
+        )
+    for key in ("nodes", "cpus_per_task", "mem_gb", "time_min", "array_parallelism", "max_parallel", "mfu", "pue"):
+        _positive(errors, cfg, f"cluster.{key}")
+    for key in ("gpus_per_node", "signal_delay_s", "max_requeues"):
+        _positive(errors, cfg, f"cluster.{key}", allow_zero=True)
+    if c.container != "none" and not c.image:
+        errors.append(ConfigError("cluster.image", c.image, f"cluster.container={c.container} needs an image"))
 
 
 def validate_run_config(cfg: DictConfig) -> None:
@@ -101,7 +126,6 @@ def validate_run_config(cfg: DictConfig) -> None:
         errors.append(ConfigError("data.path", d.path, "no such file or directory (.txt, .md or .jsonl files)"))
 
     _one_of(errors, cfg, "logger.mode", WANDB_MODES)
-    if len(cfg.cluster.country_iso_code) != 3:
-        errors.append(ConfigError("cluster.country_iso_code", cfg.cluster.country_iso_code, "a 3-letter ISO code"))
+    _validate_cluster(errors, cfg)
     if errors:
         raise ConfigErrors(errors)

@@ -1,0 +1,69 @@
+"""RWKV-4 WKV: dispatcher between the Triton kernel and the pure-torch reference."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from torch import Tensor
+
+from parcae_runner.kernels.wkv4.reference import MAX_STATE_INIT, WKVState, initial_wkv4_state, wkv4_reference
+
+__all__ = ["wkv4", "wkv4_reference", "initial_wkv4_state", "MAX_STATE_INIT", "WKVState", "IMPLS"]
+
+IMPLS = ("auto", "triton", "reference")
+
+
+def _triton_available() -> bool:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def wkv4(
+    time_decay: Tensor,
+    time_first: Tensor,
+    key: Tensor,
+    value: Tensor,
+    state: Sequence[Tensor] | None = None,
+    return_state: bool = False,
+    impl: str = "auto",
+) -> Tensor | tuple[Tensor, WKVState]:
+    """RWKV-4 WKV, numerically stable form (semantics of transformers' ``rwkv_linear_attention_cpu``).
+
+    time_decay, time_first: [C] (w = -exp(time_decay) is applied inside); key, value: [B, T, C];
+    state: optional (num [B, C], den [B, C], max [B, C]) to continue from (HF's layout: numerator,
+    denominator, max exponent; a fresh state is (0, 0, -1e38)). Computed in fp32 internally.
+
+    Unlike HF (which always returns ``(output, state_or_None)``), this returns ``out`` alone unless
+    ``return_state`` is set, like ``selective_scan``.
+
+    Gradients flow to time_decay, time_first, key and value. The Triton path treats ``state`` as
+    non-differentiable (no gradient to the incoming state; the returned state carries no graph);
+    the reference path differentiates through everything.
+
+    Args:
+        impl: "auto" (Triton when the inputs are on CUDA and triton imports, else reference), "triton"
+            (CUDA tensors, or CPU tensors with TRITON_INTERPRET=1), or "reference".
+
+    Returns:
+        out [B, T, C] in key's dtype, or (out, (num, den, max) each [B, C] fp32) if return_state.
+    """
+    if impl not in IMPLS:
+        raise ValueError(f"wkv4: unknown impl={impl!r}; allowed: {', '.join(map(repr, IMPLS))}")
+    if impl == "auto":
+        impl = "triton" if (key.is_cuda and _triton_available()) else "reference"
+    if impl == "reference":
+        return wkv4_reference(time_decay, time_first, key, value, state, return_state)
+    if not key.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+        raise RuntimeError(
+            "wkv4(impl='triton') needs CUDA tensors, or TRITON_INTERPRET=1 set before triton is imported "
+            "to run the kernels on CPU (slow, for tests); use impl='reference' or 'auto' on CPU"
+        )
+    if not _triton_available():
+        raise RuntimeError("wkv4(impl='triton'): triton is not installed")
+    from parcae_runner.kernels.wkv4.triton import wkv4_triton
+
+    return wkv4_triton(time_decay, time_first, key, value, state, return_state)

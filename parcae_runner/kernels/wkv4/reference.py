@@ -1,0 +1,93 @@
+"""Pure-torch RWKV-4 WKV: THE definition the Triton kernel is tested against.
+
+Same math and state convention as ``transformers.models.rwkv.modeling_rwkv.rwkv_linear_attention_cpu``
+(numerically stable form: the state stores numerator and denominator scaled by exp(-max)).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+# HF initialises the max-exponent state to -1e38 (the CUDA kernel's o = -1e38): "minus infinity" that stays finite
+MAX_STATE_INIT = -1e38
+
+WKVState = tuple[Tensor, Tensor, Tensor]
+
+
+def check_wkv4_shapes(
+    time_decay: Tensor, time_first: Tensor, key: Tensor, value: Tensor, state: Sequence[Tensor] | None
+) -> None:
+    """Raise ValueError when the shapes do not follow the documented layout."""
+    if key.dim() != 3:
+        raise ValueError(f"key must be [B, T, C], got shape {tuple(key.shape)}")
+    b, _, c = key.shape
+    if value.shape != key.shape:
+        raise ValueError(f"value must have key's shape {tuple(key.shape)}, got {tuple(value.shape)}")
+    for name, t in (("time_decay", time_decay), ("time_first", time_first)):
+        if t.shape != (c,):
+            raise ValueError(f"{name} must be [C={c}], got {tuple(t.shape)}")
+    if state is not None:
+        if len(state) != 3:
+            raise ValueError(f"state must be (num, den, max), got {len(state)} tensors")
+        for name, t in zip(("num", "den", "max"), state, strict=True):
+            if t.shape != (b, c):
+                raise ValueError(f"state {name} must be [B={b}, C={c}], got {tuple(t.shape)}")
+
+
+def initial_wkv4_state(key: Tensor) -> WKVState:
+    """Empty state for key [B, T, C]: (num=0, den=0, max=-1e38), each [B, C] fp32."""
+    b, _, c = key.shape
+    zeros = torch.zeros((b, c), dtype=torch.float32, device=key.device)
+    return zeros, zeros.clone(), torch.full((b, c), MAX_STATE_INIT, dtype=torch.float32, device=key.device)
+
+
+def wkv4_reference(
+    time_decay: Tensor,
+    time_first: Tensor,
+    key: Tensor,
+    value: Tensor,
+    state: Sequence[Tensor] | None = None,
+    return_state: bool = False,
+) -> Tensor | tuple[Tensor, WKVState]:
+    """Sequential RWKV-4 WKV in fp32, differentiable by autograd (also through ``state``).
+
+    Args:
+        time_decay: [C]; the per-step decay applied is w = -exp(time_decay).
+        time_first: [C] bonus u for the current token.
+        key, value: [B, T, C].
+        state: optional (num [B, C], den [B, C], max [B, C]) to continue from.
+        return_state: also return the final state.
+
+    Returns:
+        out [B, T, C] in key's dtype, or (out, (num, den, max) each [B, C] fp32) if return_state.
+    """
+    check_wkv4_shapes(time_decay, time_first, key, value, state)
+    if state is None:
+        num, den, mx = initial_wkv4_state(key)
+    else:
+        num, den, mx = (s.float() for s in state)
+    w = -torch.exp(time_decay.float())
+    u = time_first.float()
+    k_all = key.float()
+    v_all = value.float()
+    outs = []
+    for t in range(key.shape[1]):
+        k = k_all[:, t]
+        v = v_all[:, t]
+        # output at t: the current token gets the bonus u instead of the decay
+        m_out = torch.maximum(mx, k + u)
+        e1 = torch.exp(mx - m_out)
+        e2 = torch.exp(k + u - m_out)
+        outs.append((e1 * num + e2 * v) / (e1 * den + e2))
+        # state update: decay the past by w, add the current token with weight exp(k)
+        m_state = torch.maximum(mx + w, k)
+        e1 = torch.exp(mx + w - m_state)
+        e2 = torch.exp(k - m_state)
+        num = e1 * num + e2 * v
+        den = e1 * den + e2
+        mx = m_state
+    out = torch.stack(outs, dim=1).to(key.dtype)
+    return (out, (num, den, mx)) if return_state else out

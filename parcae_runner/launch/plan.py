@@ -1,0 +1,256 @@
+"""Plan a sweep before launching it: expand the grid, validate every point, estimate its cost.
+
+Nothing is submitted unless every point is valid. The estimate per run is::
+
+    tokens     = train.max_steps * train.batch_size * data.seq_len
+    FLOPs      = tokens * training_flops_per_token(model, seq_len)      (analysis/flops.py)
+    GPU-hours  = FLOPs / (peak FLOP/s of cluster.gpu_type * cluster.mfu) / 3600
+    kWh        = GPU-hours * device power (W) / 1000 * cluster.pue
+    kg CO2     = kWh * grid intensity of cluster.country_iso_code       (codecarbon's table)
+
+Peaks and powers are in ``launch/hardware.py``; ``mfu`` and ``pue`` are profile keys.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+
+from parcae_runner.analysis.flops import training_flops_per_token
+from parcae_runner.config.compose import compose_many
+from parcae_runner.config.errors import ConfigError, ConfigErrors
+from parcae_runner.config.validate import validate_run_config
+from parcae_runner.launch.hardware import HARDWARE, carbon_intensity_kg_per_kwh
+from parcae_runner.launch.sweep_file import Point, Sweep
+from parcae_runner.models import build_model, count_parameters
+from parcae_runner.train.run_dir import RunDirectory
+
+
+@dataclass
+class PlannedRun:
+    point: Point
+    cfg: DictConfig
+    params: int
+    params_non_embedding: int
+    tokens: int
+    flops: float
+    gpu_hours: float
+    kwh: float
+    co2_kg: float
+    status: str  # of an existing run directory: new | done | failed | running | ...
+
+    @property
+    def run_dir(self) -> RunDirectory:
+        return RunDirectory.for_config(self.cfg)
+
+
+class InvalidPoint(ConfigError):
+    """A grid point that cannot run; names the point, then the key, value and what is allowed."""
+
+    def __init__(self, point: str, error: ConfigError):
+        self.point = point
+        super().__init__(error.key, error.value, error.allowed)
+        self.args = (f"point {point}: {error}",)
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+@cache
+def _model_counts(arch_cfg_yaml: str, size: str, vocab: int, seq_len: int) -> tuple[int, int, float]:
+    from omegaconf import OmegaConf
+
+    with torch.device("meta"):
+        model = build_model(OmegaConf.create(arch_cfg_yaml), size, vocab)
+    return (
+        count_parameters(model),
+        count_parameters(model, non_embedding=True),
+        training_flops_per_token(model, seq_len),
+    )
+
+
+@cache
+def slurm_cluster_name() -> str | None:
+    """ClusterName of the Slurm that answers here, or None."""
+    if shutil.which("scontrol") is None:
+        return None
+    try:
+        out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=10)
+    except subprocess.TimeoutExpired:
+        return None
+    for line in out.stdout.splitlines():
+        if line.startswith("ClusterName"):
+            return line.split("=", 1)[1].strip()
+    return None
+
+
+@cache
+def partition_limits(partition: str) -> dict | None:
+    """CPUs, memory (MB), GPUs per node and time limit (min) of a Slurm partition, or None
+    when no Slurm answers here (planning for a remote cluster from a laptop)."""
+    if shutil.which("sinfo") is None:
+        return None
+    try:
+        out = subprocess.run(
+            ["sinfo", "-h", "-p", partition, "-o", "%c|%m|%G|%l"], capture_output=True, text=True, timeout=10
+        )
+    except subprocess.TimeoutExpired:
+        return None
+    if out.returncode != 0:
+        return None
+    rows = [r.split("|") for r in out.stdout.split() if r.strip()]
+    if not rows:
+        return {"exists": False}
+    cpus, mem, gres, limit = rows[0]
+    gpus = sum(int(g.split(":")[-1].split("(")[0]) for g in gres.split(",") if g.startswith("gpu"))
+    return {
+        "exists": True,
+        "cpus": int(cpus.rstrip("+")),
+        "mem_mb": int(mem.rstrip("+")),
+        "gpus": gpus,
+        "time_limit": limit,
+    }
+
+
+def check_cluster_fits(cfg: DictConfig) -> list[ConfigError]:
+    """The profile must ask for no more than a node of its partition has."""
+    c = cfg.cluster
+    if c.launcher != "slurm" or c.partition is None:
+        return []
+    if c.cluster_name is not None and c.cluster_name != slurm_cluster_name():
+        return []  # planning for another cluster than the one answering here
+    limits = partition_limits(c.partition)
+    if limits is None:
+        return []
+    if not limits["exists"]:
+        return [ConfigError("cluster.partition", c.partition, "no such partition on this Slurm cluster (see sinfo)")]
+    errors = []
+    tasks = max(1, c.gpus_per_node)
+    if c.cpus_per_task * tasks > limits["cpus"]:
+        errors.append(
+            ConfigError(
+                "cluster.cpus_per_task",
+                c.cpus_per_task,
+                f"x {tasks} tasks exceeds the {limits['cpus']} CPUs of a {c.partition} node",
+            )
+        )
+    if c.mem_gb * 1024 > limits["mem_mb"]:
+        errors.append(
+            ConfigError(
+                "cluster.mem_gb", c.mem_gb, f"exceeds the {limits['mem_mb'] / 1024:.1f} GB of a {c.partition} node"
+            )
+        )
+    if c.gpus_per_node > limits["gpus"]:
+        errors.append(
+            ConfigError("cluster.gpus_per_node", c.gpus_per_node, f"a {c.partition} node has {limits['gpus']} GPUs")
+        )
+    return errors
+
+
+def estimate(point: Point, cfg: DictConfig) -> PlannedRun:
+    from omegaconf import OmegaConf
+
+    # the actual vocabulary can be a little smaller than asked on a small corpus; plan with the request
+    params, non_emb, fpt = _model_counts(
+        OmegaConf.to_yaml(cfg.arch), cfg.size.name, cfg.data.vocab_size, cfg.data.seq_len
+    )
+    tokens = cfg.train.max_steps * cfg.train.batch_size * cfg.data.seq_len
+    flops = tokens * fpt
+    hw = HARDWARE[cfg.cluster.gpu_type]
+    precision = str(cfg.train.precision) if cfg.train.precision != "auto" else "bf16-mixed"
+    gpu_hours = flops / (hw.peak(precision) * cfg.cluster.mfu) / 3600
+    kwh = gpu_hours * hw.power_w / 1000 * cfg.cluster.pue
+    co2 = kwh * carbon_intensity_kg_per_kwh(cfg.cluster.country_iso_code)
+    status = RunDirectory.for_config(cfg).read_run().get("status", "new")
+    return PlannedRun(point, cfg, params, non_emb, tokens, flops, gpu_hours, kwh, co2, status)
+
+
+def plan_sweep(sweep: Sweep, extra: list[str] | None = None) -> list[PlannedRun]:
+    """Expand and validate every point; raise :class:`ConfigErrors` naming each invalid point."""
+    points = sweep.points(extra)
+    errors: list[ConfigError] = []
+    cfgs: list[DictConfig | None] = []
+    try:
+        cfgs = compose_many([p.overrides for p in points], config_name=sweep.preset)
+    except ConfigError:
+        # find which points fail, one by one, so the message names them
+        for p in points:
+            try:
+                cfgs.append(compose_many([p.overrides], config_name=sweep.preset)[0])
+            except ConfigError as exc:
+                errors.append(InvalidPoint(p.name, exc))
+                cfgs.append(None)
+    planned = []
+    for point, cfg in zip(points, cfgs, strict=True):
+        if cfg is None:
+            continue
+        try:
+            validate_run_config(cfg)
+        except ConfigErrors as exc:
+            errors.extend(InvalidPoint(point.name, e) for e in exc.errors)
+            continue
+        planned.append(estimate(point, cfg))
+    if planned:
+        errors.extend(check_cluster_fits(planned[0].cfg))
+    if errors:
+        raise ConfigErrors(errors)
+    return planned
+
+
+def _human(x: float) -> str:
+    for unit, scale in (("E", 1e18), ("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(x) >= scale:
+            return f"{x / scale:.3g}{unit}"
+    return f"{x:.3g}"
+
+
+def format_plan(sweep: Sweep, runs: list[PlannedRun]) -> str:
+    """A table, one row per run, and the totals."""
+    header = ("run", "params", "tokens", "FLOPs", "GPU-h", "kWh", "kg CO2", "status")
+    rows = [
+        (
+            r.point.name,
+            _human(r.params),
+            _human(r.tokens),
+            _human(r.flops),
+            f"{r.gpu_hours:.3g}",
+            f"{r.kwh:.3g}",
+            f"{r.co2_kg:.3g}",
+            r.status,
+        )
+        for r in runs
+    ]
+    todo = [r for r in runs if r.status != "done"]
+    total = (
+        "total (to run)",
+        "",
+        _human(sum(r.tokens for r in todo)),
+        _human(sum(r.flops for r in todo)),
+        f"{sum(r.gpu_hours for r in todo):.3g}",
+        f"{sum(r.kwh for r in todo):.3g}",
+        f"{sum(r.co2_kg for r in todo):.3g}",
+        f"{len(todo)}/{len(runs)}",
+    )
+    widths = [max(len(str(row[i])) for row in [header, *rows, total]) for i in range(len(header))]
+    line = lambda row: "  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()  # noqa: E731
+    c = runs[0].cfg.cluster if runs else None
+    out = [f"sweep {sweep.name} ({sweep.path}): {len(runs)} runs"]
+    if sweep.question:
+        out.append(f"question: {sweep.question}")
+    if c is not None:
+        out.append(
+            f"cluster {c.name}: {c.gpu_type}, mfu {c.mfu}, pue {c.pue}, grid {c.country_iso_code} "
+            f"({carbon_intensity_kg_per_kwh(c.country_iso_code):.3f} kg CO2/kWh)"
+        )
+    out += [line(header), line(["-" * w for w in widths]), *map(line, rows), line(total)]
+    return "\n".join(out)
+
+
+def results_root(runs: list[PlannedRun]) -> Path:
+    return Path(runs[0].cfg.results_dir) / runs[0].cfg.sweep
