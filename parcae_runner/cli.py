@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 from omegaconf import OmegaConf
 
@@ -32,6 +34,79 @@ def cmd_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _plan(args: argparse.Namespace):
+    from parcae_runner.launch.plan import format_plan, plan_sweep
+    from parcae_runner.launch.sweep_file import load_sweep
+
+    sweep = load_sweep(args.sweep_file, args.variant)
+    planned = plan_sweep(sweep, args.overrides)
+    print(format_plan(sweep, planned))
+    return sweep, planned
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    _plan(args)
+    return EXIT_OK
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from parcae_runner.launch.submit import launch_sweep
+
+    sweep, planned = _plan(args)
+    launch_sweep(sweep, planned, args.overrides, hold=args.hold)
+    return EXIT_OK
+
+
+def _sweep_root(name: str, results: str) -> Path:
+    """A sweep given by name (results/<name>) or by its results folder."""
+    from parcae_runner.config.errors import ConfigError
+
+    for candidate in (Path(name), Path(results) / name):
+        if (candidate / "sweep.json").is_file():
+            return candidate
+    raise ConfigError("sweep", name, f"no sweep.json in {name} or {Path(results) / name}; launch it with "
+                      "`parcae-runner sweep sweeps/<study>.yaml` first")
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from parcae_runner.launch.status import format_rows, run_rows
+
+    root = _sweep_root(args.sweep, args.results)
+    rows = run_rows(root)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(format_rows(root.name, rows))
+    return EXIT_OK
+
+
+def cmd_resubmit(args: argparse.Namespace) -> int:
+    from parcae_runner.launch.plan import plan_sweep
+    from parcae_runner.launch.status import needs_resubmit, run_rows
+    from parcae_runner.launch.submit import launch_sweep, read_sweep_record
+    from parcae_runner.launch.sweep_file import load_sweep
+
+    root = _sweep_root(args.sweep, args.results)
+    record = read_sweep_record(root)
+    rows = run_rows(root)
+    only = {r["run"] for r in rows if needs_resubmit(r)} if args.failed else {r["run"] for r in rows}
+    if not only:
+        print(f"[parcae-runner] nothing to resubmit in {root.name}", file=sys.stderr)
+        return EXIT_OK
+    extra = record.get("overrides", []) + args.overrides
+    sweep = load_sweep(record["file"], record.get("variant"))
+    launch_sweep(sweep, plan_sweep(sweep, extra), extra, only=only)
+    return EXIT_OK
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from parcae_runner.launch.status import cancel
+
+    ids = cancel(_sweep_root(args.sweep, args.results))
+    print(f"[parcae-runner] cancelled {len(ids)} jobs: {' '.join(ids)}" if ids else "[parcae-runner] no queued jobs")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="parcae-runner",
@@ -53,6 +128,32 @@ def build_parser() -> argparse.ArgumentParser:
     sub.choices["train"].set_defaults(func=cmd_train)
     with_overrides(sub.add_parser("show", help="print the composed, validated config and exit"))
     sub.choices["show"].set_defaults(func=cmd_show)
+
+    def sweep_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("sweep_file", help="a sweep file, e.g. sweeps/parc.yaml")
+        p.add_argument("--variant", help="a variant of the sweep file, e.g. demo")
+        p.add_argument("overrides", nargs="*", help="overrides for every point, e.g. cluster=slurm_local")
+        return p
+
+    sweep_args(sub.add_parser("plan", help="expand and validate a sweep, estimate its cost; submit nothing"))
+    sub.choices["plan"].set_defaults(func=cmd_plan)
+    p = sweep_args(sub.add_parser("sweep", help="plan, then submit the sweep (one Slurm job array, or local runs)"))
+    p.add_argument("--hold", action="store_true", help="submit the array held (release with scontrol release)")
+    p.set_defaults(func=cmd_sweep)
+
+    def sweep_name(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("sweep", help="sweep name (results/<name>) or its results folder")
+        p.add_argument("--results", default="results", help="results root (default: results)")
+        return p
+
+    p = sweep_name(sub.add_parser("status", help="one table of a sweep's runs: Slurm state, step, loss, ETA, kWh"))
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    p.set_defaults(func=cmd_status)
+    p = sweep_name(sub.add_parser("resubmit", help="submit a sweep's runs again (they resume)"))
+    p.add_argument("--failed", action="store_true", help="only runs that failed, were cancelled or were lost")
+    p.add_argument("overrides", nargs="*", help="extra overrides")
+    p.set_defaults(func=cmd_resubmit)
+    sweep_name(sub.add_parser("cancel", help="scancel every queued job of a sweep")).set_defaults(func=cmd_cancel)
     return parser
 
 
@@ -60,7 +161,13 @@ def main(argv: list[str] | None = None) -> int:
     from parcae_runner.config.errors import ConfigError, ConfigErrors
     from parcae_runner.data import DataError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # overrides may come before or after options (`sweep sweeps/x.yaml cluster=slurm_local --hold`)
+    args, rest = parser.parse_known_args(argv)
+    if rest:
+        if not hasattr(args, "overrides") or any(r.startswith("-") for r in rest):
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        args.overrides = [*args.overrides, *rest]
     try:
         return args.func(args)
     except (ConfigError, ConfigErrors, DataError) as exc:

@@ -1,6 +1,6 @@
 """Model architectures. Importing this package registers every architecture."""
 
-from parcae_runner.models import pythia  # noqa: F401  (registers "pythia")
+from parcae_runner.models import mamba, pythia, rwkv4  # noqa: F401  (registers "mamba", "pythia", "rwkv4")
 from parcae_runner.models.registry import (
     ARCHITECTURES,
     Architecture,

@@ -173,13 +173,13 @@ class MambaModel(nn.Module):
         self.blocks = nn.ModuleList(MambaBlock(hparams, d_model) for _ in range(n_layers))
         self.norm_f = nn.RMSNorm(d_model, eps=hparams.norm_eps)
         self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
-        if hparams.tie_embeddings:
-            self.lm_head.weight = self.embed.weight
-        self.init_weights()
+        self.init_weights()  # ties lm_head to embed if tie_embeddings
 
     @torch.no_grad()
     def init_weights(self) -> None:
         """(Re)initialise every weight; call after ``to_empty`` when the model was built on the meta device."""
+        if self.hparams.tie_embeddings:
+            self.lm_head.weight = self.embed.weight  # to_empty gives tied names separate tensors: tie them again
         init_embedding(self.embed, EMBED_STD)
         for block in self.blocks:
             init_norm(block.norm)

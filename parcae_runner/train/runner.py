@@ -18,11 +18,13 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf
 
 from parcae_runner.config.errors import ConfigError
 from parcae_runner.config.validate import gradient_accumulation, validate_run_config
 from parcae_runner.data import PreparedData, prepare_data
+from parcae_runner.launch.requeue import RequeueOnSignal, requeue_job, slurm_job_id
 from parcae_runner.models import build_model, count_parameters
 from parcae_runner.train.checkpointing import CheckpointSchedule, checkpoint_steps, latest_resumable
 from parcae_runner.train.energy import EnergyMeter
@@ -225,23 +227,40 @@ def train(cfg: DictConfig) -> RunDirectory:
     )
 
     _quiet_lightning()
-    trainer, energy = _make_trainer(cfg, run_dir, data, wandb_id, tokens_per_step)
+    trainer, energy, requeue = _make_trainer(cfg, run_dir, data, wandb_id, tokens_per_step)
     module = LanguageModelModule(model, cfg, data)
     status, error = "done", None
     try:
         trainer.fit(module, ckpt_path=str(resume[1] / "trainer_state.ckpt") if resume else None)
-        if trainer.interrupted:
+        if requeue.triggered:
+            status = _status_after_signal(attempt, cfg.cluster.max_requeues)
+        elif trainer.interrupted:
             status = "interrupted"
     except BaseException as exc:
-        status, error = (
-            ("interrupted", "KeyboardInterrupt")
-            if isinstance(exc, KeyboardInterrupt)
-            else ("failed", f"{type(exc).__name__}: {exc}")
-        )
+        status, error = _failure_status(exc)
         raise
     finally:
         _finish(run_dir, trainer, energy, record, attempt, started, start_step, status, error)
+    # last: once Slurm has the requeue it may terminate this job at any moment
+    if status == "requeued" and trainer.is_global_zero:
+        requeue_job()
     return run_dir
+
+
+def _status_after_signal(attempt: int, max_requeues: int) -> str:
+    """A run stopped by the time-limit/preemption signal has its checkpoint; say what happens next."""
+    if slurm_job_id() is None:
+        return "stopped"  # not a Slurm job: rerun the command to continue
+    return "requeued" if attempt <= max_requeues else "requeue-limit"
+
+
+def _failure_status(exc: BaseException) -> tuple[str, str]:
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", "KeyboardInterrupt"
+    # SIGTERM: scancel, or the time limit passed without the warning signal being acted on
+    if type(exc).__name__ == "SIGTERMException":
+        return "terminated", "SIGTERM"
+    return "failed", f"{type(exc).__name__}: {exc}"
 
 
 def _make_trainer(
@@ -254,10 +273,13 @@ def _make_trainer(
     )
     accumulate = gradient_accumulation(cfg)
     # order matters: evaluation writes its record before the checkpoint of the same step is made
+    checkpoints = CheckpointSchedule(run_dir.checkpoints, steps, t.checkpoint.keep_resume_state, tokens_per_step)
+    requeue = RequeueOnSignal(checkpoints)
     callbacks: list[L.Callback] = [
         TrainMetrics(sink, t.log_interval, tokens_per_step, accumulate, t.max_steps),
         PeriodicEvaluation(sink, t.val_interval, t.val_batches, t.max_steps),
-        CheckpointSchedule(run_dir.checkpoints, steps, t.checkpoint.keep_resume_state, tokens_per_step),
+        checkpoints,
+        requeue,
     ]
     energy = None
     if cfg.logger.codecarbon:
@@ -289,8 +311,9 @@ def _make_trainer(
         log_every_n_steps=t.log_interval,
         use_distributed_sampler=False,
         default_root_dir=str(run_dir.path),
+        plugins=[SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None,
     )
-    return trainer, energy
+    return trainer, energy, requeue
 
 
 def _close_wandb(trainer: L.Trainer, ok: bool) -> None:

@@ -54,9 +54,10 @@ def _alloc_like(t: Tensor, dtype: torch.dtype | None = None) -> Tensor:
 @triton.jit
 def _softplus(x):
     # torch's softplus (threshold 20); log1p via Kahan's trick since tl has no log1p that the interpreter runs
-    e = tl.exp(x)
+    # (the clamp and the guarded denominator keep the discarded where-branches free of inf/NaN)
+    e = tl.exp(tl.minimum(x, 20.0))
     w = 1.0 + e
-    lp = tl.where(w == 1.0, e, tl.log(w) * e / (w - 1.0))
+    lp = tl.where(w == 1.0, e, tl.log(w) * e / tl.where(w == 1.0, 1.0, w - 1.0))
     return tl.where(x > 20.0, x, lp)
 
 

@@ -1,0 +1,102 @@
+"""Export our ``rwkv4`` models to HF ``transformers.RwkvForCausalLM`` (and back).
+
+``transformers`` is an optional dependency: it is imported inside the functions.
+Usage::
+
+    hf = RwkvForCausalLM(to_hf_config(model, context_length=1024))
+    hf.load_state_dict(to_hf_state_dict(model), strict=True)
+
+HF traps: ``RwkvModel.ln_out`` is built with LayerNorm's default eps (1e-5) whatever
+``layer_norm_epsilon`` says, so only ``norm_eps=1e-5`` exports; in eval mode HF rescales the block
+outputs by ``rescale_every`` (default 6), which we export as our own ``rescale_every`` (0 unless set).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from torch import Tensor
+
+from parcae_runner.models.rwkv4 import RWKV4HParams, RWKV4Model
+
+if TYPE_CHECKING:
+    from transformers import RwkvConfig
+
+# HF hard-codes this eps for ln_out
+HF_LN_OUT_EPS = 1e-5
+
+# our parameter name -> HF RwkvForCausalLM name; the block-inner names are already HF's
+_RENAMES: list[tuple[str, str]] = [
+    (r"^embed\.", "rwkv.embeddings."),
+    (r"^ln0\.", "rwkv.blocks.0.pre_ln."),
+    (r"^blocks\.(\d+)\.(ln1|ln2|attention|feed_forward)\.", r"rwkv.blocks.\1.\2."),
+    (r"^ln_out\.", "rwkv.ln_out."),
+    (r"^lm_head\.", "head."),
+]
+
+
+def _check(model: Any) -> RWKV4Model:
+    if not isinstance(model, RWKV4Model):
+        raise TypeError(f"RWKV export takes an RWKV4Model, not {type(model).__name__}")
+    return model
+
+
+def hf_name(name: str) -> str:
+    """Our parameter name -> the HF ``RwkvForCausalLM`` one."""
+    for pattern, repl in _RENAMES:
+        new, n = re.subn(pattern, repl, name)
+        if n:
+            return new
+    raise KeyError(f"no HF RWKV name for parameter {name!r}")
+
+
+def to_hf_config(model: RWKV4Model, **overrides: Any) -> RwkvConfig:
+    """The ``RwkvConfig`` of ``model``. ``overrides`` set other fields: ``context_length`` (HF's default 1024;
+    only its CUDA kernel uses it), ``bos_token_id``, ``eos_token_id``, ..."""
+    from transformers import RwkvConfig
+
+    model = _check(model)
+    hp, dims = model.hparams, model.dims
+    if hp.norm_eps != HF_LN_OUT_EPS:
+        raise ValueError(
+            f"arch.norm_eps={hp.norm_eps} cannot be exported: HF RwkvModel.ln_out always uses eps {HF_LN_OUT_EPS}"
+        )
+    kwargs: dict[str, Any] = dict(
+        vocab_size=int(model.vocab_size),
+        hidden_size=int(dims["d_model"]),
+        num_hidden_layers=int(dims["n_layers"]),
+        attention_hidden_size=int(dims["d_model"]),
+        intermediate_size=int(hp.ffn_mult * dims["d_model"]),
+        layer_norm_epsilon=float(hp.norm_eps),
+        # HF's default is 6; anything but ours changes the eval-mode function (see RWKV4HParams.rescale_every)
+        rescale_every=int(hp.rescale_every),
+        tie_word_embeddings=bool(hp.tie_embeddings),
+    )
+    kwargs.update(overrides)
+    return RwkvConfig(**kwargs)
+
+
+def from_hf_config(config: RwkvConfig) -> tuple[RWKV4HParams, dict[str, int]]:
+    """The inverse of ``to_hf_config``: our hparams and dims for an HF ``RwkvConfig``."""
+    d_model = int(config.hidden_size)
+    if int(config.attention_hidden_size) != d_model:
+        raise ValueError(
+            f"RwkvConfig.attention_hidden_size={config.attention_hidden_size} != hidden_size={d_model}: "
+            "our rwkv4 has square time-mix projections"
+        )
+    if int(config.intermediate_size) % d_model:
+        raise ValueError(f"RwkvConfig.intermediate_size={config.intermediate_size} is not a multiple of {d_model}")
+    hparams = RWKV4HParams(
+        ffn_mult=int(config.intermediate_size) // d_model,
+        norm_eps=float(config.layer_norm_epsilon),
+        rescale_every=max(int(config.rescale_every), 0),  # HF: <= 0 means off
+        tie_embeddings=bool(config.tie_word_embeddings),
+    )
+    return hparams, {"n_layers": int(config.num_hidden_layers), "d_model": d_model}
+
+
+def to_hf_state_dict(model: RWKV4Model) -> dict[str, Tensor]:
+    """``model``'s weights under HF ``RwkvForCausalLM`` names; detached views of the model's own (no copy)."""
+    model = _check(model)
+    return {hf_name(k): v for k, v in model.state_dict().items()}

@@ -1,0 +1,190 @@
+"""Launch a planned sweep: one Slurm job array through submitit, or local processes.
+
+Why not hydra-submitit-launcher: its last release (1.2.0, 2022) blocks until every job has
+finished (a sweep would need the login shell open for days), cannot pass ``srun_args`` or a
+container-wrapped ``python``, and re-raises the first failure. Here Hydra composes and validates
+every point (``plan``), and submitit's ``map_array`` submits them as one ``sbatch --array`` and
+returns at once; the jobs carry only their override lists, so a job composes its own config on
+the node, with the code of the commit recorded in ``sweep.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from parcae_runner.launch.plan import PlannedRun
+from parcae_runner.launch.sweep_file import Sweep
+from parcae_runner.train.run_dir import atomic_write_json
+
+FINISHED = ("done",)
+
+
+def run_training(overrides: list[str], config_name: str = "config") -> str:
+    """The job: compose this point's config on the node and train (or resume) it."""
+    from parcae_runner.config import compose_run_config
+    from parcae_runner.train.runner import train
+
+    return str(train(compose_run_config(overrides, config_name=config_name)).path)
+
+
+def git_commit() -> dict[str, Any]:
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+
+
+def sweep_file(root: Path) -> Path:
+    return root / "sweep.json"
+
+
+def read_sweep_record(root: Path) -> dict[str, Any]:
+    path = sweep_file(root)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _slurm_parameters(c: DictConfig, name: str, hold: bool) -> dict[str, Any]:
+    gpus = c.gpus_per_node
+    extra: dict[str, Any] = {
+        "requeue": True,
+        # USR1, not submitit's USR2: parcae_runner.launch.requeue owns requeueing (see there)
+        "signal": f"USR1@{c.signal_delay_s}",
+        "open-mode": "append",
+        **dict(c.sbatch_extra),
+    }
+    if hold:
+        extra["hold"] = True
+    params: dict[str, Any] = {
+        "name": name,
+        "nodes": c.nodes,
+        "tasks_per_node": max(1, gpus),
+        "cpus_per_task": c.cpus_per_task,
+        "mem_gb": c.mem_gb,
+        "timeout_min": c.time_min,
+        "slurm_partition": c.partition,
+        "slurm_array_parallelism": c.array_parallelism,
+        "slurm_additional_parameters": extra,
+    }
+    if gpus:
+        params["gpus_per_node"] = gpus
+    for key in ("account", "qos", "constraint"):
+        if c.get(key):
+            params[f"slurm_{key}"] = c[key]
+    return params
+
+
+def submit_slurm(sweep: Sweep, runs: list[PlannedRun], root: Path, hold: bool) -> dict[str, str]:
+    """Submit ``runs`` as one job array; returns run name -> Slurm job id (``<array>_<task>``)."""
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=root / ".submitit" / "%j", cluster="slurm")
+    executor.update_parameters(**_slurm_parameters(runs[0].cfg.cluster, f"parcae-{sweep.name}", hold))
+    jobs = executor.map_array(run_training, [r.point.overrides for r in runs], [sweep.preset] * len(runs))
+    return {r.point.name: job.job_id for r, job in zip(runs, jobs, strict=True)}
+
+
+def run_local(sweep: Sweep, runs: list[PlannedRun], root: Path) -> dict[str, str]:
+    """Run ``runs`` as local processes, ``cluster.max_parallel`` at a time, and wait for them."""
+    logs = root / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    pending = list(runs)
+    active: list[tuple[PlannedRun, subprocess.Popen, Any]] = []
+    codes: dict[str, str] = {}
+    limit = runs[0].cfg.cluster.max_parallel
+    while pending or active:
+        while pending and len(active) < limit:
+            run = pending.pop(0)
+            log = (logs / f"{run.point.name}.log").open("a")
+            cmd = [sys.executable, "-m", "parcae_runner.cli", "train", "--config-name", sweep.preset,
+                   *run.point.overrides, "train.progress=false"]
+            print(f"[parcae-runner] {run.point.name}: started (log {log.name})", file=sys.stderr, flush=True)
+            active.append((run, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
+        time.sleep(0.5)
+        for item in list(active):
+            run, proc, log = item
+            if proc.poll() is not None:
+                log.close()
+                active.remove(item)
+                codes[run.point.name] = f"local:{proc.returncode}"
+                state = "done" if proc.returncode == 0 else f"failed (exit {proc.returncode}, see {log.name})"
+                left = len(pending) + len(active)
+                print(f"[parcae-runner] {run.point.name}: {state}; {left} left", file=sys.stderr, flush=True)
+    return codes
+
+
+def record_submission(sweep: Sweep, runs: list[PlannedRun], root: Path, job_ids: dict[str, str], hold: bool,
+                      launcher: str, extra: list[str], new_submission: bool = True) -> dict[str, Any]:
+    """Write ``results/<sweep>/sweep.json``: the grid, every submission's job ids, time and commit."""
+    record = read_sweep_record(root)
+    record.update(
+        name=sweep.name,
+        file=str(sweep.path),
+        variant=sweep.variant,
+        question=sweep.question,
+        preset=sweep.preset,
+        params=sweep.params,
+        fixed={k: str(v) for k, v in sweep.fixed.items()},
+        cluster=runs[0].cfg.cluster.name if runs else record.get("cluster"),
+        launcher=launcher,
+        overrides=list(extra),
+        runs=[r.point.name for r in runs] + [n for n in record.get("runs", []) if n not in {r.point.name for r in runs}],
+    )
+    jobs = dict(record.get("jobs", {}))
+    jobs.update(job_ids)
+    record["jobs"] = jobs
+    if new_submission:
+        record.setdefault("submissions", []).append(
+            {"time": time.time(), "hold": hold, "jobs": job_ids, **git_commit(), "host": os.uname().nodename}
+        )
+    atomic_write_json(sweep_file(root), record)
+    return record
+
+
+def launch_sweep(sweep: Sweep, planned: list[PlannedRun], extra: list[str], hold: bool = False,
+                 only: set[str] | None = None) -> dict[str, str]:
+    """Submit every planned run that is not finished and not already queued (or only ``only``).
+
+    Resubmitting a sweep is therefore safe: finished runs are skipped, unfinished ones resume
+    from their newest checkpoint. Returns run name -> job id of what was submitted.
+    """
+    from parcae_runner.launch.plan import results_root
+    from parcae_runner.launch.status import queued_jobs
+
+    root = results_root(planned)
+    root.mkdir(parents=True, exist_ok=True)
+    previous = read_sweep_record(root).get("jobs", {})
+    queued = queued_jobs()
+    todo = [
+        r for r in planned
+        if r.status not in FINISHED and previous.get(r.point.name) not in queued
+        and (only is None or r.point.name in only)
+    ]
+    launcher = planned[0].cfg.cluster.launcher
+    if not todo:
+        print(f"[parcae-runner] nothing to submit: {len(planned)} runs are done or queued", file=sys.stderr)
+        record_submission(sweep, planned, root, {}, hold, launcher, extra)
+        return {}
+    if launcher == "slurm":
+        job_ids = submit_slurm(sweep, todo, root, hold)
+        first = next(iter(job_ids.values())).split("_")[0]
+        print(f"[parcae-runner] submitted {len(todo)} runs as Slurm job {first}"
+              f"{' (held)' if hold else ''}; watch with: parcae-runner status {root}", file=sys.stderr)
+        record_submission(sweep, planned, root, job_ids, hold, launcher, extra)
+    else:
+        # recorded first so `parcae-runner status` works from another shell while the runs go on
+        record_submission(sweep, planned, root, {r.point.name: "local" for r in todo}, hold, launcher, extra)
+        job_ids = run_local(sweep, todo, root)
+        record_submission(sweep, planned, root, job_ids, hold, launcher, extra, new_submission=False)
+    return job_ids
