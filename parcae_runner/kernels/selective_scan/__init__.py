@@ -42,7 +42,8 @@ def selective_scan(
         h_t = exp(delta_t * A) * h_{t-1} + delta_t * B_t * u_t ;  y_t = <C_t, h_t> + D * u_t ;
         out = y * silu(z) if z is given.
 
-    Computed in fp32 internally; out is cast to u's dtype.
+    Computed in fp32 internally; out is cast to u's dtype. Gradients flow to every tensor input; ``last_state``
+    is differentiable on the reference path only (the Triton path returns it without a graph, as mamba_ssm does).
 
     Args:
         impl: "auto" (Triton when the inputs are on CUDA and triton imports, else reference), "triton"

@@ -25,6 +25,8 @@ def check_selective_scan_shapes(
     if u.dim() != 3:
         raise ValueError(f"u must be [Bt, Dm, L], got shape {tuple(u.shape)}")
     bt, dm, length = u.shape
+    if length < 1:
+        raise ValueError("the sequence length L must be >= 1")
     if delta.shape != u.shape:
         raise ValueError(f"delta must have u's shape {tuple(u.shape)}, got {tuple(delta.shape)}")
     if A.dim() != 2 or A.shape[0] != dm:

@@ -266,13 +266,14 @@ def _ssm_bwd_kernel(
             tl.store(scratch_base + (i + 1) * (BLOCK_D * BLOCK_N), h)
         # scratch is written and read back by the same program; the barrier orders it across its threads
         tl.debug_barrier()
-        # 2) adjoint scan backwards over the chunk; steps t >= L load zeros and so leave every gradient at 0
+        # 2) adjoint scan backwards over the chunk; steps t >= L load zeros and so leave every gradient at 0.
+        # h_{t-1} of one step is h_t of the next, so each step loads one tile
+        h_t = tl.load(scratch_base + chunk * (BLOCK_D * BLOCK_N))
         for j in range(0, chunk):
             i = chunk - 1 - j
             t = t0 + i
             m = mask_d & ((zero_d + t) < L)
             m_n = mask_n & ((zero_n + t) < L)
-            h_t = tl.load(scratch_base + (i + 1) * (BLOCK_D * BLOCK_N))
             h_prev = tl.load(scratch_base + i * (BLOCK_D * BLOCK_N))
             u_t = tl.load(u_base + t * s_u_l, mask=m, other=0.0).to(tl.float32)
             raw = tl.load(dt_base + t * s_dt_l, mask=m, other=0.0).to(tl.float32)
@@ -317,6 +318,7 @@ def _ssm_bwd_kernel(
             if HAS_BIAS:
                 dbias_acc += ddt
             gh_next = gh * d_a
+            h_t = h_prev
         # the next chunk overwrites scratch: all reads of this one must be done
         tl.debug_barrier()
     # per-batch partials, summed over Bt by the caller: [Bt, Dm, N] and [Bt, Dm]
@@ -471,6 +473,17 @@ class _SelectiveScanFn(torch.autograd.Function):
         return du, ddelta, dA, dB, dC, dD, dz, dbias, None
 
 
+def _check_interpretable(x: Tensor) -> None:
+    """CPU tensors need the kernels to have been built by the interpreter (TRITON_INTERPRET=1 at import time)."""
+    from triton.runtime.interpreter import InterpretedFunction
+
+    if not x.is_cuda and not isinstance(_ssm_fwd_kernel, InterpretedFunction):
+        raise RuntimeError(
+            f"{__name__} was imported without TRITON_INTERPRET=1, so its kernels only run on CUDA tensors; set "
+            "TRITON_INTERPRET=1 before the first import to run them on CPU"
+        )
+
+
 def selective_scan_triton(
     u: Tensor,
     delta: Tensor,
@@ -493,5 +506,6 @@ def selective_scan_triton(
         out [Bt, Dm, L] in u's dtype (and u's layout), or (out, last_state [Bt, Dm, N] fp32).
     """
     check_selective_scan_shapes(u, delta, A, B, C, D, z, delta_bias)
+    _check_interpretable(u)
     out, last = _SelectiveScanFn.apply(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus))
     return (out, last) if return_last_state else out

@@ -23,7 +23,9 @@ def check_wkv4_shapes(
     """Raise ValueError when the shapes do not follow the documented layout."""
     if key.dim() != 3:
         raise ValueError(f"key must be [B, T, C], got shape {tuple(key.shape)}")
-    b, _, c = key.shape
+    b, t, c = key.shape
+    if t < 1:
+        raise ValueError("the sequence length T must be >= 1")
     if value.shape != key.shape:
         raise ValueError(f"value must have key's shape {tuple(key.shape)}, got {tuple(value.shape)}")
     for name, t in (("time_decay", time_decay), ("time_first", time_first)):

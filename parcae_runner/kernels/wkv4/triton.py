@@ -315,6 +315,17 @@ class _WKV4Fn(torch.autograd.Function):
         return gw_part.sum(0).to(td_dtype), gu_part.sum(0).to(tf_dtype), gk, gv, None, None, None
 
 
+def _check_interpretable(x: Tensor) -> None:
+    """CPU tensors need the kernels to have been built by the interpreter (TRITON_INTERPRET=1 at import time)."""
+    from triton.runtime.interpreter import InterpretedFunction
+
+    if not x.is_cuda and not isinstance(_wkv4_fwd_kernel, InterpretedFunction):
+        raise RuntimeError(
+            f"{__name__} was imported without TRITON_INTERPRET=1, so its kernels only run on CUDA tensors; set "
+            "TRITON_INTERPRET=1 before the first import to run them on CPU"
+        )
+
+
 def wkv4_triton(
     time_decay: Tensor,
     time_first: Tensor,
@@ -332,6 +343,7 @@ def wkv4_triton(
         out [B, T, C] in key's dtype, or (out, (num, den, max) each [B, C] fp32) if return_state.
     """
     check_wkv4_shapes(time_decay, time_first, key, value, state)
+    _check_interpretable(key)
     if state is None:
         num0, den0, max0 = initial_wkv4_state(key)
     else:
