@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -12,10 +13,28 @@ from omegaconf import OmegaConf
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 
 
+def resolve_config_arg(value: str) -> str:
+    """A preset given by name (``parc-pythia``) or by file (``launch_configs/parc-pythia.yaml``).
+
+    A file outside the default tree makes its folder the config tree (it must hold config.yaml)."""
+    from parcae_runner.config import ConfigError, config_dir
+
+    if not (value.endswith(".yaml") or "/" in value):
+        return value
+    path = Path(value).resolve()
+    if not path.is_file():
+        raise ConfigError("CONFIG", value, "no such preset file (e.g. launch_configs/parc-pythia.yaml)")
+    if not (path.parent / "config.yaml").is_file():
+        raise ConfigError("CONFIG", value, "a preset must sit in a config tree beside its config.yaml")
+    if path.parent != config_dir():
+        os.environ["PARCAE_CONFIG_DIR"] = str(path.parent)
+    return path.stem
+
+
 def _compose(args: argparse.Namespace):
     from parcae_runner.config import compose_run_config
 
-    return compose_run_config(args.overrides, config_name=args.config_name)
+    return compose_run_config(args.overrides, config_name=resolve_config_arg(args.config_name))
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -64,8 +83,12 @@ def _sweep_root(name: str, results: str) -> Path:
     for candidate in (Path(name), Path(results) / name):
         if (candidate / "sweep.json").is_file():
             return candidate
-    raise ConfigError("sweep", name, f"no sweep.json in {name} or {Path(results) / name}; launch it with "
-                      "`parcae-runner sweep sweeps/<study>.yaml` first")
+    raise ConfigError(
+        "sweep",
+        name,
+        f"no sweep.json in {name} or {Path(results) / name}; launch it with "
+        "`parcae-runner sweep sweeps/<study>.yaml` first",
+    )
 
 
 def cmd_status(args: argparse.Namespace) -> int:

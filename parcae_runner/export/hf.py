@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 from functools import cache
 from pathlib import Path
 from types import ModuleType
@@ -142,28 +141,15 @@ def _save_tokenizer(tokenizer_path: Path, out: Path, bos_token_id: int, eos_toke
     tokenizer.save_pretrained(out)
 
 
-def _load_safetensors(folder: Path) -> dict[str, Tensor]:
-    from safetensors.torch import load_file
-
-    single = folder / "model.safetensors"
-    if single.exists():
-        return load_file(single)
-    index = folder / "model.safetensors.index.json"
-    if not index.exists():
-        raise FileNotFoundError(f"{folder}: no model.safetensors or model.safetensors.index.json")
-    state: dict[str, Tensor] = {}
-    for shard in sorted(set(json.loads(index.read_text())["weight_map"].values())):
-        state.update(load_file(folder / shard))
-    return state
-
-
 def import_hf(folder: str | Path) -> tuple[str, Any, dict[str, int], dict[str, Tensor]]:
     """Read an HF checkpoint folder (ours or a compatible one) as ``(arch_name, hparams, dims, state_dict)``.
 
     ``get_architecture(arch_name).model_cls(hparams, dims, vocab_size)`` builds the model that
-    ``load_state_dict(state_dict, strict=True)`` fills; ``load_hf`` does both.
+    ``load_state_dict(state_dict, strict=True)`` fills; ``load_hf`` does both. The weights are read through
+    ``from_pretrained`` rather than from the safetensors file, because transformers 5.x renames some keys
+    on disk (GPT-NeoX's ``lm_head`` is saved as the 4.x ``embed_out``) and back on load.
     """
-    from transformers import AutoConfig
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     folder = Path(folder)
     config = AutoConfig.from_pretrained(folder)
@@ -174,41 +160,33 @@ def import_hf(folder: str | Path) -> tuple[str, Any, dict[str, int], dict[str, T
     arch_name = matches[0]
     exporter = EXPORTERS[arch_name]
     hparams, dims = _from_hf_config(exporter)(config)
-    state = _our_state_dict(arch_name, exporter, hparams, dims, int(config.vocab_size), _load_safetensors(folder))
+    hf = AutoModelForCausalLM.from_pretrained(folder, dtype="auto")
+    hf_state = hf.state_dict()  # lists tied weights under every name
+    state = _our_state_dict(arch_name, exporter, hparams, dims, int(config.vocab_size), hf_state)
     return arch_name, hparams, dims, state
 
 
 def _our_state_dict(
     arch_name: str, exporter: ModuleType, hparams: Any, dims: dict[str, int], vocab_size: int, hf_state: dict
 ) -> dict[str, Tensor]:
-    """Rename an HF state dict to ours, filling tied names that HF saved once from their partner."""
+    """Rename an HF state dict to ours; every HF weight must find a place, and every one of ours a value."""
     with torch.device("meta"):
         model = get_architecture(arch_name).model_cls(hparams, dims, vocab_size)
-    # our names grouped by tensor: a tied weight has several names, and HF's file holds only one of them
-    groups: dict[int, list[str]] = {}
-    for name, tensor in [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]:
-        groups.setdefault(id(tensor), []).append(name)
-    persistent = set(model.state_dict())
-    state: dict[str, Tensor] = {}
-    used: set[str] = set()
-    for names in groups.values():
-        names = [n for n in names if n in persistent]
-        found = [exporter.hf_name(n) for n in names if exporter.hf_name(n) in hf_state]
-        if names and not found:
-            raise KeyError(f"HF checkpoint has no weight for {names[0]!r} (HF name {exporter.hf_name(names[0])!r})")
-        for name in names:
-            state[name] = hf_state[found[0]]
-        used.update(found)
-    unused = sorted(set(hf_state) - used)
-    if unused:
-        raise KeyError(f"HF checkpoint weights with no {arch_name} counterpart: {', '.join(unused[:5])}")
-    return state
+    names = {ours: exporter.hf_name(ours) for ours in model.state_dict()}
+    missing = [f"{ours} ({theirs})" for ours, theirs in names.items() if theirs not in hf_state]
+    unused = sorted(set(hf_state) - set(names.values()))
+    if missing or unused:
+        raise KeyError(
+            f"HF checkpoint does not match our {arch_name}: missing {', '.join(missing[:5]) or 'none'}; "
+            f"unused {', '.join(unused[:5]) or 'none'}"
+        )
+    return {ours: hf_state[theirs].detach() for ours, theirs in names.items()}
 
 
 def load_hf(folder: str | Path) -> nn.Module:
     """Our model, with the weights of the HF checkpoint folder ``folder`` (see ``import_hf``)."""
     arch_name, hparams, dims, state = import_hf(folder)
-    vocab_size = next(v.shape[0] for k, v in state.items() if k == "embed.weight")
+    vocab_size = state["embed.weight"].shape[0]
     with torch.device("meta"):
         model = get_architecture(arch_name).model_cls(hparams, dims, vocab_size)
     model.load_state_dict(state, strict=True, assign=True)

@@ -71,7 +71,9 @@ def to_hf_config(model: MambaModel, **overrides: Any) -> MambaConfig:
         time_step_max=DT_MAX,
         time_step_floor=DT_FLOOR,
         time_step_init_scheme="random",
-        rescale_prenorm_residual=True,
+        # must stay False although our init does rescale out_proj: transformers 5.x's _init_weights divides
+        # out_proj.weight by sqrt(n_layers) in place on every from_pretrained, loaded weights included
+        rescale_prenorm_residual=False,
         initializer_range=EMBED_STD,
     )
     kwargs.update(overrides)
@@ -88,6 +90,12 @@ def from_hf_config(config: MambaConfig) -> tuple[MambaHParams, dict[str, int]]:
     for key, (got, want) in unsupported.items():
         if got != want:
             raise ValueError(f"MambaConfig.{key}={got!r}: only {want!r} is supported by our mamba")
+    if config.rescale_prenorm_residual:
+        raise ValueError(
+            "MambaConfig.rescale_prenorm_residual=True: transformers 5.x divides out_proj.weight by "
+            "sqrt(num_hidden_layers) when it loads such a checkpoint, so its weights cannot be read faithfully; "
+            "set it to false in config.json (it only matters for a fresh init)"
+        )
     d_model = int(config.hidden_size)
     dt_rank = int(config.time_step_rank)
     hparams = MambaHParams(

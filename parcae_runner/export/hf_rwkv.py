@@ -85,6 +85,11 @@ def from_hf_config(config: RwkvConfig) -> tuple[RWKV4HParams, dict[str, int]]:
             f"RwkvConfig.attention_hidden_size={config.attention_hidden_size} != hidden_size={d_model}: "
             "our rwkv4 has square time-mix projections"
         )
+    if float(config.layer_norm_epsilon) != HF_LN_OUT_EPS:
+        raise ValueError(
+            f"RwkvConfig.layer_norm_epsilon={config.layer_norm_epsilon}: HF's ln_out ignores it and uses "
+            f"{HF_LN_OUT_EPS}, our rwkv4 has one norm_eps for every LayerNorm"
+        )
     if int(config.intermediate_size) % d_model:
         raise ValueError(f"RwkvConfig.intermediate_size={config.intermediate_size} is not a multiple of {d_model}")
     hparams = RWKV4HParams(

@@ -27,7 +27,7 @@ from parcae_runner.config.compose import compose_many
 from parcae_runner.config.errors import ConfigError, ConfigErrors
 from parcae_runner.config.validate import validate_run_config
 from parcae_runner.launch.hardware import HARDWARE, carbon_intensity_kg_per_kwh
-from parcae_runner.launch.sweep_file import Point, Sweep
+from parcae_runner.launch.sweep_file import Point, Sweep, name_point
 from parcae_runner.models import build_model, count_parameters
 from parcae_runner.train.run_dir import RunDirectory
 
@@ -190,12 +190,18 @@ def plan_sweep(sweep: Sweep, extra: list[str] | None = None) -> list[PlannedRun]
     for point, cfg in zip(points, cfgs, strict=True):
         if cfg is None:
             continue
+        if cfg.run_name is None:
+            name_point(point, cfg.arch.name, cfg.size.name, cfg.seed)
+            cfg.run_name = point.name
         try:
             validate_run_config(cfg)
         except ConfigErrors as exc:
             errors.extend(InvalidPoint(point.name, e) for e in exc.errors)
             continue
         planned.append(estimate(point, cfg))
+    names = [r.point.name for r in planned]
+    for dup in sorted({n for n in names if names.count(n) > 1}):
+        errors.append(ConfigError("params", dup, "two grid points get the same run name; sweep distinct values"))
     if planned:
         errors.extend(check_cluster_fits(planned[0].cfg))
     if errors:

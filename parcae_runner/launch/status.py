@@ -70,8 +70,9 @@ def run_rows(root: Path) -> list[dict[str, Any]]:
         run = run_dir.read_run()
         job = jobs.get(name, "-")
         if job in queued:
-            slurm = queued[job]["state"] + (f" ({queued[job]['reason']})" if queued[job]["reason"] not in
-                                            ("None", "") else "")
+            slurm = queued[job]["state"] + (
+                f" ({queued[job]['reason']})" if queued[job]["reason"] not in ("None", "") else ""
+            )
         else:
             slurm = accounted.get(job, "-")
         train = [r for r in run_dir.read_metrics() if "train/loss" in r] if run_dir.path.exists() else []
@@ -85,13 +86,23 @@ def run_rows(root: Path) -> list[dict[str, Any]]:
         status = run.get("status", "pending")
         if status in ("running", "requeued") and job not in queued and not job.startswith("local"):
             status = "lost"  # its job is gone without writing a final status (killed hard, node failure)
-        rows.append({
-            "run": name, "job": job, "slurm": slurm, "status": status,
-            "attempts": run.get("attempts", 0), "step": step, "max_steps": max_steps,
-            "loss": last.get("train/loss"), "val_loss": run.get("final_val_loss"),
-            "tokens_per_s": tokens_per_s, "eta_s": eta, "energy_kwh": run.get("energy_kwh", 0.0),
-            "in_queue": job in queued,
-        })
+        rows.append(
+            {
+                "run": name,
+                "job": job,
+                "slurm": slurm,
+                "status": status,
+                "attempts": run.get("attempts", 0),
+                "step": step,
+                "max_steps": max_steps,
+                "loss": last.get("train/loss"),
+                "val_loss": run.get("final_val_loss"),
+                "tokens_per_s": tokens_per_s,
+                "eta_s": eta,
+                "energy_kwh": run.get("energy_kwh", 0.0),
+                "in_queue": job in queued,
+            }
+        )
     return rows
 
 
@@ -99,12 +110,20 @@ def format_rows(name: str, rows: list[dict[str, Any]]) -> str:
     header = ("run", "job", "slurm", "status", "attempt", "step", "loss", "tok/s", "ETA", "kWh")
     table = [header]
     for r in rows:
-        table.append((
-            r["run"], r["job"], r["slurm"], r["status"], str(r["attempts"]),
-            f"{r['step']}/{r['max_steps'] or '?'}", f"{r['loss']:.3f}" if r["loss"] is not None else "-",
-            f"{r['tokens_per_s']:,.0f}" if r["tokens_per_s"] else "-", _eta(r["eta_s"]),
-            f"{r['energy_kwh']:.4g}",
-        ))
+        table.append(
+            (
+                r["run"],
+                r["job"],
+                r["slurm"],
+                r["status"],
+                str(r["attempts"]),
+                f"{r['step']}/{r['max_steps'] or '?'}",
+                f"{r['loss']:.3f}" if r["loss"] is not None else "-",
+                f"{r['tokens_per_s']:,.0f}" if r["tokens_per_s"] else "-",
+                _eta(r["eta_s"]),
+                f"{r['energy_kwh']:.4g}",
+            )
+        )
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in table]
     lines.insert(1, "  ".join("-" * w for w in widths))

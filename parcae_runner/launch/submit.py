@@ -107,8 +107,16 @@ def run_local(sweep: Sweep, runs: list[PlannedRun], root: Path) -> dict[str, str
         while pending and len(active) < limit:
             run = pending.pop(0)
             log = (logs / f"{run.point.name}.log").open("a")
-            cmd = [sys.executable, "-m", "parcae_runner.cli", "train", "--config-name", sweep.preset,
-                   *run.point.overrides, "train.progress=false"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "parcae_runner.cli",
+                "train",
+                "--config-name",
+                sweep.preset,
+                *run.point.overrides,
+                "train.progress=false",
+            ]
             print(f"[parcae-runner] {run.point.name}: started (log {log.name})", file=sys.stderr, flush=True)
             active.append((run, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
         time.sleep(0.5)
@@ -124,8 +132,16 @@ def run_local(sweep: Sweep, runs: list[PlannedRun], root: Path) -> dict[str, str
     return codes
 
 
-def record_submission(sweep: Sweep, runs: list[PlannedRun], root: Path, job_ids: dict[str, str], hold: bool,
-                      launcher: str, extra: list[str], new_submission: bool = True) -> dict[str, Any]:
+def record_submission(
+    sweep: Sweep,
+    runs: list[PlannedRun],
+    root: Path,
+    job_ids: dict[str, str],
+    hold: bool,
+    launcher: str,
+    extra: list[str],
+    new_submission: bool = True,
+) -> dict[str, Any]:
     """Write ``results/<sweep>/sweep.json``: the grid, every submission's job ids, time and commit."""
     record = read_sweep_record(root)
     record.update(
@@ -139,7 +155,8 @@ def record_submission(sweep: Sweep, runs: list[PlannedRun], root: Path, job_ids:
         cluster=runs[0].cfg.cluster.name if runs else record.get("cluster"),
         launcher=launcher,
         overrides=list(extra),
-        runs=[r.point.name for r in runs] + [n for n in record.get("runs", []) if n not in {r.point.name for r in runs}],
+        runs=[r.point.name for r in runs]
+        + [n for n in record.get("runs", []) if n not in {r.point.name for r in runs}],
     )
     jobs = dict(record.get("jobs", {}))
     jobs.update(job_ids)
@@ -152,8 +169,9 @@ def record_submission(sweep: Sweep, runs: list[PlannedRun], root: Path, job_ids:
     return record
 
 
-def launch_sweep(sweep: Sweep, planned: list[PlannedRun], extra: list[str], hold: bool = False,
-                 only: set[str] | None = None) -> dict[str, str]:
+def launch_sweep(
+    sweep: Sweep, planned: list[PlannedRun], extra: list[str], hold: bool = False, only: set[str] | None = None
+) -> dict[str, str]:
     """Submit every planned run that is not finished and not already queued (or only ``only``).
 
     Resubmitting a sweep is therefore safe: finished runs are skipped, unfinished ones resume
@@ -167,8 +185,10 @@ def launch_sweep(sweep: Sweep, planned: list[PlannedRun], extra: list[str], hold
     previous = read_sweep_record(root).get("jobs", {})
     queued = queued_jobs()
     todo = [
-        r for r in planned
-        if r.status not in FINISHED and previous.get(r.point.name) not in queued
+        r
+        for r in planned
+        if r.status not in FINISHED
+        and previous.get(r.point.name) not in queued
         and (only is None or r.point.name in only)
     ]
     launcher = planned[0].cfg.cluster.launcher
@@ -179,8 +199,11 @@ def launch_sweep(sweep: Sweep, planned: list[PlannedRun], extra: list[str], hold
     if launcher == "slurm":
         job_ids = submit_slurm(sweep, todo, root, hold)
         first = next(iter(job_ids.values())).split("_")[0]
-        print(f"[parcae-runner] submitted {len(todo)} runs as Slurm job {first}"
-              f"{' (held)' if hold else ''}; watch with: parcae-runner status {root}", file=sys.stderr)
+        print(
+            f"[parcae-runner] submitted {len(todo)} runs as Slurm job {first}"
+            f"{' (held)' if hold else ''}; watch with: parcae-runner status {root}",
+            file=sys.stderr,
+        )
         record_submission(sweep, planned, root, job_ids, hold, launcher, extra)
     else:
         # recorded first so `parcae-runner status` works from another shell while the runs go on

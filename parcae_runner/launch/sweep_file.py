@@ -61,13 +61,9 @@ class Sweep:
         points = []
         for combo in itertools.product(*axes):
             swept = dict(zip(keys, combo, strict=True))
-            name = run_name(swept)
             overrides = [*fixed, *(f"{k}={v}" for k, v in swept.items()), *(extra or [])]
-            points.append(Point(name, [*overrides, f"sweep={self.name}", f"run_name={name}"], swept))
-        names = [p.name for p in points]
-        if len(set(names)) != len(names):
-            dup = next(n for n in names if names.count(n) > 1)
-            raise ConfigError("params", dup, "two grid points get the same run name; sweep over distinct values")
+            # provisional name (for error messages); name_point() sets the final one once composed
+            points.append(Point(run_name(swept), [*overrides, f"sweep={self.name}"], swept))
         return points
 
 
@@ -93,6 +89,12 @@ def _expand(key: str, value: Any) -> list[str]:
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._]+", "_", text).strip("_")
+
+
+def name_point(point: Point, arch: str, size: str, seed: int) -> None:
+    """Give a composed point its final name, ``<arch>-<size>-s<seed>`` plus its other swept keys."""
+    point.name = run_name({**point.swept, "arch": arch, "size": size, "seed": str(seed)})
+    point.overrides.append(f"run_name={point.name}")
 
 
 def run_name(swept: dict[str, str]) -> str:

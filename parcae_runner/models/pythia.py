@@ -49,6 +49,8 @@ PYTHIA_SIZES: dict[str, dict[str, int]] = {
         "31m": (6, 256, 8),
         "70m": (6, 512, 8),
         "160m": (12, 768, 12),
+        # the Parc study's Pythia-160m (same dims as 160m; the name lines up with mamba/rwkv4 `parc`)
+        "parc": (12, 768, 12),
         "410m": (24, 1024, 16),
         "1b": (16, 2048, 8),
         "1.4b": (24, 2048, 16),

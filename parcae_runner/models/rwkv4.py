@@ -121,7 +121,9 @@ class RWKV4TimeMix(nn.Module):
         prev = time_shift(x)
         key = self.key(x * self.time_mix_key + prev * (1 - self.time_mix_key))
         value = self.value(x * self.time_mix_value + prev * (1 - self.time_mix_value))
-        receptance = torch.sigmoid(self.receptance(x * self.time_mix_receptance + prev * (1 - self.time_mix_receptance)))
+        receptance = torch.sigmoid(
+            self.receptance(x * self.time_mix_receptance + prev * (1 - self.time_mix_receptance))
+        )
         wkv = wkv4(self.time_decay, self.time_first, key, value, impl=self.kernel_impl)  # [B, T, d]
         return self.output(receptance * wkv)
 
@@ -152,7 +154,9 @@ class RWKV4ChannelMix(nn.Module):
         """x: ``[B, T, d]`` (already ln2-normed) -> ``[B, T, d]``."""
         prev = time_shift(x)
         key = torch.square(torch.relu(self.key(x * self.time_mix_key + prev * (1 - self.time_mix_key))))
-        receptance = torch.sigmoid(self.receptance(x * self.time_mix_receptance + prev * (1 - self.time_mix_receptance)))
+        receptance = torch.sigmoid(
+            self.receptance(x * self.time_mix_receptance + prev * (1 - self.time_mix_receptance))
+        )
         return receptance * self.value(key)
 
 

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import lightning as L
-from safetensors.torch import save_file
+from safetensors.torch import save_model
 
 from parcae_runner.train.run_dir import atomic_write_json, fsync_dir
 
@@ -102,8 +102,8 @@ class CheckpointSchedule(L.Callback):
         # every rank takes part: sharded strategies gather state collectively
         trainer.save_checkpoint(tmp / RESUME_FILE)
         if trainer.is_global_zero:
-            state = {k: v.detach().contiguous().cpu() for k, v in pl_module.model.state_dict().items()}
-            save_file(state, str(tmp / WEIGHTS_FILE), metadata={"step": str(step)})
+            # save_model stores a tied tensor (embedding = head) once; load it back with load_model
+            save_model(pl_module.model, str(tmp / WEIGHTS_FILE), metadata={"step": str(step)})
             meta = {"step": step, "tokens": step * self.tokens_per_step, "time": time.time()}
             for f in (tmp / RESUME_FILE, tmp / WEIGHTS_FILE):
                 _fsync_file(f)

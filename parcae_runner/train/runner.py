@@ -102,6 +102,14 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _match_threads_to_allocation() -> None:
+    """Inside a Slurm job use the CPUs it was given: torch defaults to every core of the node,
+    and two jobs sharing a node would then each run twice as many threads as there are cores."""
+    cpus = os.environ.get("SLURM_CPUS_PER_TASK")
+    if cpus and cpus.isdigit():
+        torch.set_num_threads(int(cpus))
+
+
 def resolve_precision(cfg: DictConfig) -> str:
     if cfg.train.precision != "auto":
         return str(cfg.train.precision)
@@ -184,6 +192,7 @@ def train(cfg: DictConfig) -> RunDirectory:
         _log(f"already finished: {run_dir.path}")
         return run_dir
 
+    _match_threads_to_allocation()
     data = prepare_data(cfg.data, progress=cfg.train.progress)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     model = build_model(cfg.arch, cfg.size.name, data.vocab_size)
