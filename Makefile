@@ -7,7 +7,12 @@ STAMP := $(VENV)/.installed-stamp
 # where `make demo` writes its run directories
 RESULTS ?= results
 
-.PHONY: setup test test-quick demo lint format bench clean
+# sweeps: make sweep-parc [VARIANT=demo] [CLUSTER=slurm_local] [OVERRIDES="train.max_steps=50"]
+CLUSTER ?= local
+VARIANT ?=
+OVERRIDES ?=
+
+.PHONY: setup test test-quick demo demo-slurm slurm-up slurm-down lint format bench clean
 
 setup: $(STAMP)
 
@@ -33,6 +38,25 @@ demo: setup
 	$(BIN)/parcae-runner train arch=pythia size=debug data=embedded sweep=demo \
 		train.max_steps=300 results_dir=$(RESULTS)
 
+## the Slurm path on this machine: start the one-node cluster, run the parc demo sweep as a job array
+demo-slurm: setup slurm-up
+	$(BIN)/parcae-runner sweep sweeps/parc.yaml --variant demo cluster=slurm_local
+	@echo "watch it with: $(BIN)/parcae-runner status parc-demo"
+
+slurm-up: setup
+	PYTHON=$(BIN)/python slurm/local_cluster/start
+
+slurm-down: setup
+	PYTHON=$(BIN)/python slurm/local_cluster/stop
+
+## plan + submit sweeps/<study>.yaml, e.g. make sweep-parc VARIANT=demo CLUSTER=slurm_local
+sweep-%: setup
+	$(BIN)/parcae-runner sweep sweeps/$*.yaml $(if $(VARIANT),--variant $(VARIANT)) cluster=$(CLUSTER) $(OVERRIDES)
+
+## plan only: make plan-parc CLUSTER=slurm_a100
+plan-%: setup
+	$(BIN)/parcae-runner plan sweeps/$*.yaml $(if $(VARIANT),--variant $(VARIANT)) cluster=$(CLUSTER) $(OVERRIDES)
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -41,9 +65,11 @@ format: setup
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-## throughput benchmarks; JSON to bench/out/
-bench: setup
+## benchmarks; JSON to bench/out/ (sweep submission needs Slurm: started here if missing)
+bench: setup slurm-up
 	$(BIN)/python bench/train_throughput.py --out bench/out/train_throughput.json
+	$(BIN)/python bench/sweep_submit.py --out bench/out/sweep_submit.json
+	$(BIN)/python bench/kernels.py --out bench/out/kernels.json
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache bench/out

@@ -130,6 +130,13 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from parcae_runner.export.run_export import export_run
+
+    export_run(args.run_dir, args.checkpoint, args.all_checkpoints, args.out, args.format)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="parcae-runner",
@@ -177,6 +184,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="extra overrides")
     p.set_defaults(func=cmd_resubmit)
     sweep_name(sub.add_parser("cancel", help="scancel every queued job of a sweep")).set_defaults(func=cmd_cancel)
+
+    p = sub.add_parser("export", help="write a run's checkpoint(s) as Hugging Face folders (transformers loads them)")
+    p.add_argument("run_dir")
+    p.add_argument("--checkpoint", type=int, help="the step to export (default: the newest)")
+    p.add_argument("--all-checkpoints", action="store_true", help="one folder per checkpoint, named checkpoint-N")
+    p.add_argument("--format", default="hf", help="hf (default)")
+    p.add_argument("--out", help="output folder (default: <run_dir>/hf/checkpoint-N)")
+    p.set_defaults(func=cmd_export)
     return parser
 
 

@@ -80,6 +80,8 @@ class TrainConfig:
     num_nodes: int = 1
     num_workers: int = 0
     progress: bool = True
+    # start from the weights of an exported Hugging Face folder (same architecture and size)
+    init_from: str | None = None
 
 
 @dataclass

@@ -107,6 +107,9 @@ def validate_run_config(cfg: DictConfig) -> None:
     if any(s < 0 for s in t.checkpoint.steps):
         errors.append(ConfigError("train.checkpoint.steps", list(t.checkpoint.steps), "steps must be >= 0"))
 
+    if t.init_from is not None and not (Path(t.init_from) / "config.json").is_file():
+        errors.append(ConfigError("train.init_from", t.init_from, "not an exported folder (no config.json)"))
+
     d = cfg.data
     _one_of(errors, cfg, "data.source", DATA_SOURCES)
     _positive(errors, cfg, "data.seq_len")

@@ -33,6 +33,10 @@ _RENAMES: list[tuple[str, str]] = [
 ]
 
 
+# the config key that carries the training context length (None: the model has none)
+CONTEXT_KEY: str | None = "max_position_embeddings"
+
+
 def _check(model: Any) -> PythiaModel:
     if not isinstance(model, PythiaModel):
         raise TypeError(f"GPT-NeoX export takes a PythiaModel, not {type(model).__name__}")

@@ -30,6 +30,10 @@ _RENAMES: list[tuple[str, str]] = [
 ]
 
 
+# the config key that carries the training context length (None: the model has none)
+CONTEXT_KEY: str | None = None
+
+
 def _check(model: Any) -> MambaModel:
     if not isinstance(model, MambaModel):
         raise TypeError(f"Mamba export takes a MambaModel, not {type(model).__name__}")

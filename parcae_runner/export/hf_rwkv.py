@@ -36,6 +36,10 @@ _RENAMES: list[tuple[str, str]] = [
 ]
 
 
+# the config key that carries the training context length (None: the model has none)
+CONTEXT_KEY: str | None = "context_length"
+
+
 def _check(model: Any) -> RWKV4Model:
     if not isinstance(model, RWKV4Model):
         raise TypeError(f"RWKV export takes an RWKV4Model, not {type(model).__name__}")

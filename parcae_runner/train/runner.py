@@ -197,10 +197,14 @@ def train(cfg: DictConfig) -> RunDirectory:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     model = build_model(cfg.arch, cfg.size.name, data.vocab_size)
 
+    resume = latest_resumable(run_dir.checkpoints)
+    if cfg.train.init_from and not resume:
+        from parcae_runner.export.run_export import init_from_hf
+
+        init_from_hf(model, cfg.train.init_from)
     run_dir.create()
     run_dir.write_config(cfg)
     wandb_id = record.get("wandb_id") or uuid.uuid4().hex[:16]
-    resume = latest_resumable(run_dir.checkpoints)
     start_step = resume[0] if resume else 0
     run_dir.truncate_metrics(start_step if resume else -1)
 
