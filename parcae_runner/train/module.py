@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import lightning as L
@@ -24,6 +25,17 @@ class ResumableLoader(DataLoader):
     it resumable for Lightning; the state itself is the global step, restored before this loader
     is built, so nothing else needs saving.
     """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # a digest of every input batch handed out, in order: two runs saw the same tokens in the
+        # same order exactly when their digests agree (checked in the main process, no device sync)
+        self.digest = hashlib.blake2b(digest_size=16)
+
+    def __iter__(self):
+        for batch in super().__iter__():
+            self.digest.update(batch[0].numpy().tobytes())
+            yield batch
 
     def __len__(self) -> int:
         # micro-batches of the whole run, not of what is left: Lightning's restored batch counter
@@ -53,6 +65,7 @@ class LanguageModelModule(L.LightningModule):
         self.cfg = cfg
         self.data = data
         self.accumulate = gradient_accumulation(cfg)
+        self.train_loader: ResumableLoader | None = None
         self.register_buffer("token_bytes", torch.as_tensor(data.token_bytes, dtype=torch.float64), persistent=False)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -83,7 +96,10 @@ class LanguageModelModule(L.LightningModule):
             start_step=self.trainer.global_step,
             end_step=t.max_steps,
         )
-        return ResumableLoader(dataset, batch_size=t.micro_batch_size, sampler=sampler, num_workers=t.num_workers)
+        self.train_loader = ResumableLoader(
+            dataset, batch_size=t.micro_batch_size, sampler=sampler, num_workers=t.num_workers
+        )
+        return self.train_loader
 
     @torch.no_grad()
     def evaluate(self, max_batches: int) -> dict[str, float]:

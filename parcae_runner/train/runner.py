@@ -253,7 +253,8 @@ def train(cfg: DictConfig) -> RunDirectory:
         status, error = _failure_status(exc)
         raise
     finally:
-        _finish(run_dir, trainer, energy, record, attempt, started, start_step, status, error)
+        digest = module.train_loader.digest.hexdigest() if module.train_loader is not None else None
+        _finish(run_dir, trainer, energy, record, attempt, started, start_step, status, error, digest)
     # last: once Slurm has the requeue it may terminate this job at any moment
     if status == "requeued" and trainer.is_global_zero:
         requeue_job()
@@ -349,6 +350,7 @@ def _finish(
     start_step: int,
     status: str,
     error: str | None,
+    batch_digest: str | None = None,
 ) -> None:
     """Record this attempt in run.json: status, summary metrics, energy summed over attempts."""
     if not trainer.is_global_zero:
@@ -368,6 +370,7 @@ def _finish(
             "ended_at": ended,
             "duration_s": ended - started,
             "energy_kwh": reading.energy_kwh if reading else 0.0,
+            "batch_digest": batch_digest,
             "co2_kg": reading.co2_kg if reading else 0.0,
         }
     )
