@@ -57,6 +57,10 @@ sweep-%: setup
 plan-%: setup
 	$(BIN)/parcae-runner plan sweeps/$*.yaml $(if $(VARIANT),--variant $(VARIANT)) cluster=$(CLUSTER) $(OVERRIDES)
 
+# the studies by name, so `make help`-style listings and tab completion see them
+sweep-parc:
+plan-parc:
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
