@@ -18,12 +18,18 @@ from parcae_runner.train.runner import train
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", ["pythia", "mamba", "rwkv4"])
 def test_trained_checkpoint_exports_with_same_logits(arch, fast_overrides, tmp_path):
-    overrides = [o for o in fast_overrides if not o.startswith("arch=")] + [
+    # trained weights at `debug`; random weights at `14m` are in test_hf_export.py (training a 64-layer
+    # 14m Mamba through the pure-torch scan takes minutes on a CPU)
+    size, steps = "debug", 12
+    overrides = [o for o in fast_overrides if not o.startswith(("arch=", "size="))] + [
         f"arch={arch}",
-        "train.max_steps=12",
+        f"size={size}",
+        f"train.max_steps={steps}",
+        "train.batch_size=4",
+        "train.micro_batch_size=4",
         "train.val_batches=1",
         "train.checkpoint.schedule=list",
-        "train.checkpoint.steps=[6]",
+        f"train.checkpoint.steps=[{steps // 2}]",
     ]
     run_dir = train(compose_run_config(overrides)).path
     out = subprocess.run(
@@ -32,17 +38,18 @@ def test_trained_checkpoint_exports_with_same_logits(arch, fast_overrides, tmp_p
         text=True,
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    assert sorted(p.name for p in (run_dir / "hf").iterdir()) == ["checkpoint-12", "checkpoint-6"]
+    exported = run_dir / "hf" / f"checkpoint-{steps}"
+    assert sorted(p.name for p in (run_dir / "hf").iterdir()) == sorted([exported.name, f"checkpoint-{steps // 2}"])
 
     rd, cfg, run = open_run(run_dir)
-    ours = load_checkpoint_model(rd, cfg, run, checkpoint_path(rd, 12)[1])
-    hf = AutoModelForCausalLM.from_pretrained(run_dir / "hf" / "checkpoint-12", dtype=torch.float32).eval()
+    ours = load_checkpoint_model(rd, cfg, run, checkpoint_path(rd, steps)[1])
+    hf = AutoModelForCausalLM.from_pretrained(exported, dtype=torch.float32).eval()
     tokens = torch.randint(0, run["data"]["vocab_size"], (2, 33), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         diff = (ours(tokens) - hf(tokens).logits).abs().max().item()
     assert diff < 1e-4, diff
 
-    tok = AutoTokenizer.from_pretrained(run_dir / "hf" / "checkpoint-12")
+    tok = AutoTokenizer.from_pretrained(exported)
     text = "def parse(path):\n    return open(path).read()  # ünïcode"
     assert tok.decode(tok(text).input_ids) == text
 
@@ -50,12 +57,7 @@ def test_trained_checkpoint_exports_with_same_logits(arch, fast_overrides, tmp_p
     start = train(
         compose_run_config(
             overrides
-            + [
-                f"train.init_from={run_dir / 'hf' / 'checkpoint-12'}",
-                "run_name=from-export",
-                "train.max_steps=1",
-                "train.checkpoint.steps=[0]",
-            ]
+            + [f"train.init_from={exported}", "run_name=from-export", "train.max_steps=1", "train.checkpoint.steps=[0]"]
         )
     ).path
     rd2, cfg2, run2 = open_run(start)
