@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+# Triton kernels on CPU run only under the interpreter, and triton.jit reads this when a kernel is
+# decorated: it must be set before any test module imports triton (transformers may import it early)
+os.environ["TRITON_INTERPRET"] = "1"
+
 # a test never talks to wandb's servers, whatever the environment says
 os.environ["WANDB_MODE"] = "offline"
 os.environ.pop("WANDB_API_KEY", None)
