@@ -1,6 +1,7 @@
 """Model architectures. Importing this package registers every architecture."""
 
-from parcae_runner.models import mamba, pythia, rwkv4  # noqa: F401  (registers "mamba", "pythia", "rwkv4")
+# importing registers "gpt", "mamba", "parcae", "pythia", "rwkv4"
+from parcae_runner.models import gpt, mamba, parcae, pythia, rwkv4  # noqa: F401
 from parcae_runner.models.registry import (
     ARCHITECTURES,
     Architecture,

@@ -40,8 +40,9 @@ def _random_model(name, size, vocab):
     return model.eval()
 
 
-def test_every_architecture_has_an_exporter():
-    assert set(EXPORTERS) == set(ARCHITECTURES)
+def test_the_parc_architectures_have_exporters():
+    # the Parc models are shared as transformers checkpoints; gpt/parcae have no stock HF class
+    assert set(EXPORTERS) <= set(ARCHITECTURES)
     assert {name: hf_model_type(name) for name in EXPORTERS} == {
         "pythia": "gpt_neox",
         "mamba": "mamba",

@@ -1,0 +1,391 @@
+"""Collect a sweep's run directories into one table: ``results/<sweep>/results.parquet`` (and ``.csv``).
+
+One row per run and evaluated checkpoint step: every step with a ``val/loss`` (or ``eval/...``)
+record in ``metrics.jsonl``, plus the run's final step. Columns:
+
+- identity: ``sweep, run, arch, size, params, params_non_embedding, seed, data_seed`` and one
+  column per swept key of ``sweep.json`` ``params`` (named as the key, e.g. ``train.lr``; the
+  value is read from the run's ``config.yaml``; a config group such as ``arch`` gives its name);
+- per step: ``step, tokens`` (step x tokens_per_step), ``flops`` (tokens x training FLOPs per
+  token, see ``analysis/flops.py``), ``train_loss`` (nearest train record at or before the step),
+  ``val_loss, val_bpb``, every ``eval/<task>/<metric>`` key found, ``is_final``;
+- per run: ``status, attempts, duration_s, gpu_hours, cpu_hours, energy_kwh, co2_kg, hardware``.
+
+The run directory is the source of truth, so this table can always be rebuilt; collecting is
+incremental because a study of thousands of runs is collected again after every few finished
+runs: ``.collect-cache.json`` remembers the size and mtime of each run's files, and a run whose
+files did not change keeps its rows from the previous ``results.parquet`` without being read.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+import os
+import tempfile
+import warnings
+from collections.abc import Iterable, Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+RESULTS_PARQUET = "results.parquet"
+RESULTS_CSV = "results.csv"
+CACHE_FILE = ".collect-cache.json"
+# bump when the columns or their meaning change: an older cache then forces a full re-read
+CACHE_VERSION = 1
+# the files whose change means a run must be read again
+WATCHED = ("run.json", "metrics.jsonl", "config.yaml")
+
+BASE_COLUMNS = (
+    "sweep",
+    "run",
+    "arch",
+    "size",
+    "params",
+    "params_non_embedding",
+    "seed",
+    "data_seed",
+)
+STEP_COLUMNS = ("step", "tokens", "flops", "train_loss", "val_loss", "val_bpb", "is_final")
+RUN_COLUMNS = (
+    "status",
+    "attempts",
+    "duration_s",
+    "gpu_hours",
+    "cpu_hours",
+    "energy_kwh",
+    "co2_kg",
+    "hardware",
+)
+
+# libyaml's loader is ~10x faster than the pure-Python one; config.yaml is plain YAML either way
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def swept_keys(sweep_root: Path) -> list[str]:
+    """The swept keys of ``sweep_root/sweep.json`` (``params``), in file order; none without the file."""
+    path = Path(sweep_root) / "sweep.json"
+    if not path.exists():
+        return []
+    return list(json.loads(path.read_text()).get("params", {}))
+
+
+def _config_key(key: str) -> str:
+    # Hydra override prefixes (+key, ++key, ~key) are not part of the config path
+    return key.lstrip("+~")
+
+
+def select(config: dict[str, Any] | None, key: str) -> Any:
+    """``OmegaConf.select(config, key)`` on the plain dict of a resolved config.yaml (None if absent).
+
+    A config group (a mapping with a ``name``, e.g. ``arch``) gives its name; any other mapping
+    or list gives its JSON text, so the column holds one scalar per run.
+    """
+    node: Any = config
+    for part in _config_key(key).split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    if isinstance(node, dict) and "name" in node:
+        return node["name"]
+    if isinstance(node, (dict, list)):
+        return json.dumps(node, sort_keys=True)
+    return node
+
+
+def _skip_meta_init() -> Any:
+    """A torch function mode under which in-place ops on meta tensors (``normal_``, ``uniform_``,
+    ``zero_``, the ``nn.init`` functions) return their tensor untouched.
+
+    Why: a meta tensor holds no values, so initialising it does nothing, but torch routes
+    ``normal_`` on meta through ``torch._refs``, whose first call imports ``torch._dynamo``
+    (3-4 s on a 2-core machine): more than collecting a thousand runs takes.
+    """
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    class SkipMetaInit(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            name = getattr(func, "__name__", "")
+            # nn.init functions pass their tensor as a keyword to handle_torch_function
+            target = args[0] if args else kwargs.get("tensor")
+            if name.endswith("_") and not name.startswith("_") and isinstance(target, torch.Tensor) and target.is_meta:
+                return target
+            return func(*args, **kwargs)
+
+    return SkipMetaInit()
+
+
+@cache
+def _flops_per_token(arch_json: str, size: str, vocab_size: int, seq_len: int) -> float:
+    """Training FLOPs per token of one model, built on the meta device (no memory, no init)."""
+    import torch  # deferred: a cached collect never needs torch
+
+    from parcae_runner.analysis.flops import training_flops_per_token
+    from parcae_runner.models import build_model
+
+    try:
+        with torch.device("meta"), _skip_meta_init():
+            model = build_model(json.loads(arch_json), size, vocab_size)
+        return float(training_flops_per_token(model, seq_len))
+    except Exception as exc:  # an architecture this version no longer knows must not stop collecting
+        warnings.warn(f"no FLOPs for arch={arch_json} size={size}: {exc}", stacklevel=2)
+        return math.nan
+
+
+def flops_per_token(arch_cfg: dict[str, Any], size: str, vocab_size: int, seq_len: int) -> float:
+    """Cached per distinct (arch config, size, vocab, seq_len): a sweep has few, runs have many.
+
+    The whole arch config is in the key, not only its name: hyperparameters such as a looped
+    model's recurrence change the cost per token.
+    """
+    return _flops_per_token(json.dumps(arch_cfg, sort_keys=True), size, int(vocab_size), int(seq_len))
+
+
+def _read_metrics(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    out = []
+    with path.open() as f:
+        for line in f:
+            # as RunDirectory.read_metrics: a line cut by a kill mid-write is not a record
+            if not line.endswith("\n") or not line.strip():
+                continue
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return out
+
+
+def _hours(hardware: dict[str, Any], duration_s: float | None) -> tuple[float, float]:
+    """(GPU-hours, CPU-hours): wall time x devices (the world size) on the accelerator used."""
+    if not duration_s:
+        return 0.0, 0.0
+    hours = float(duration_s) * float(hardware.get("devices") or 1) / 3600
+    return (hours, 0.0) if hardware.get("accelerator") == "gpu" else (0.0, hours)
+
+
+def _num(value: Any) -> float:
+    return math.nan if value is None else value
+
+
+def read_run_rows(run_dir: Path, swept: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """The rows of one run directory (see the module docstring for the columns)."""
+    run_dir = Path(run_dir)
+    run = json.loads((run_dir / "run.json").read_text())
+    config_file = run_dir / "config.yaml"
+    config = yaml.load(config_file.read_text(), Loader=_YAML_LOADER) if config_file.exists() else None
+    records = _read_metrics(run_dir / "metrics.jsonl")
+
+    # records of one step (train, val, eval) are separate lines: merge them, later lines winning
+    by_step: dict[int, dict[str, Any]] = {}
+    train: list[tuple[int, float]] = []
+    for rec in records:
+        step = int(rec.get("step", 0))
+        by_step.setdefault(step, {}).update(rec)
+        if "train/loss" in rec:
+            train.append((step, rec["train/loss"]))
+    train.sort(key=lambda t: t[0])  # stable: of two records of one step, the later one is nearest
+    train_steps = [s for s, _ in train]
+
+    evaluated = {s for s, rec in by_step.items() if "val/loss" in rec or any(k.startswith("eval/") for k in rec)}
+    if run.get("status") == "done" and "step" in run:
+        final = int(run["step"])
+    else:
+        # an attempt in progress has truncated metrics.jsonl to its resume step: that, not the
+        # previous attempt's end step in run.json, is how far the run now is
+        final = max(by_step) if by_step else int(run.get("step") or 0)
+
+    tokens_per_step = run.get("tokens_per_step")
+    data = run.get("data") or {}
+    fpt = math.nan
+    if config is not None:
+        vocab = data.get("vocab_size") or (config.get("data") or {}).get("vocab_size")
+        seq_len = (config.get("data") or {}).get("seq_len")
+        if vocab and seq_len and isinstance(config.get("arch"), dict):
+            fpt = flops_per_token(config["arch"], str(run.get("size") or config["size"]["name"]), vocab, seq_len)
+
+    hardware = run.get("hardware") or {}
+    gpu_hours, cpu_hours = _hours(hardware, run.get("duration_s"))
+    base = {
+        "sweep": run.get("sweep") or run_dir.parent.name,
+        # the directory name, not run.json's run_name: it is what identifies the run in this folder
+        "run": run_dir.name,
+        "arch": run.get("arch"),
+        "size": run.get("size"),
+        "params": run.get("params"),
+        "params_non_embedding": run.get("params_non_embedding"),
+        "seed": run.get("seed"),
+        "data_seed": run.get("data_seed"),
+    }
+    for key in swept:
+        if key not in base:  # arch, size, seed: already columns, with the same values
+            base[key] = select(config, key)
+    run_level = {
+        "status": run.get("status"),
+        "attempts": run.get("attempts"),
+        "duration_s": _num(run.get("duration_s")),
+        "gpu_hours": gpu_hours,
+        "cpu_hours": cpu_hours,
+        "energy_kwh": _num(run.get("energy_kwh")),
+        "co2_kg": _num(run.get("co2_kg")),
+        "hardware": hardware.get("device_name"),
+    }
+
+    rows = []
+    for step in sorted(evaluated | {final}):
+        rec = by_step.get(step, {})
+        i = bisect.bisect_right(train_steps, step)
+        tokens = step * tokens_per_step if tokens_per_step is not None else None
+        row = {
+            **base,
+            "step": step,
+            "tokens": tokens,
+            "flops": tokens * fpt if tokens is not None else math.nan,
+            "train_loss": train[i - 1][1] if i else math.nan,
+            "val_loss": _num(rec.get("val/loss")),
+            "val_bpb": _num(rec.get("val/bpb")),
+            "is_final": step == final,
+        }
+        row.update((k, v) for k, v in rec.items() if k.startswith("eval/"))
+        row.update(run_level)
+        rows.append(row)
+    return rows
+
+
+def _signature(run_dir: Path) -> list[list[int]]:
+    out = []
+    for name in WATCHED:
+        try:
+            st = os.stat(run_dir / name)
+            out.append([st.st_mtime_ns, st.st_size])
+        except FileNotFoundError:
+            out.append([0, -1])
+    return out
+
+
+def _run_dirs(sweep_root: Path) -> dict[str, Path]:
+    """Every subfolder holding a run.json: the run directories are the record, not sweep.json's list."""
+    found = {}
+    with os.scandir(sweep_root) as entries:
+        for entry in entries:
+            if (
+                entry.is_dir()
+                and not entry.name.startswith(".")
+                and os.path.exists(os.path.join(entry.path, "run.json"))
+            ):
+                found[entry.name] = Path(entry.path)
+    return dict(sorted(found.items()))
+
+
+def _load_cache(sweep_root: Path, swept: list[str]) -> tuple[dict[str, Any], pd.DataFrame | None]:
+    """The previous signatures and table, or nothing when they cannot be trusted."""
+    cache_file, parquet = sweep_root / CACHE_FILE, sweep_root / RESULTS_PARQUET
+    if not (cache_file.exists() and parquet.exists()):
+        return {}, None
+    try:
+        cache = json.loads(cache_file.read_text())
+        if cache.get("version") != CACHE_VERSION or cache.get("swept") != swept:
+            return {}, None
+        return cache.get("runs", {}), pd.read_parquet(parquet)
+    except (OSError, ValueError) as exc:  # a damaged cache costs a full re-read, never a wrong table
+        warnings.warn(f"ignoring the collect cache in {sweep_root}: {exc}", stacklevel=3)
+        return {}, None
+
+
+def _ordered_columns(columns: Iterable[str], swept: list[str]) -> list[str]:
+    columns = list(columns)
+    head = [*BASE_COLUMNS, *(k for k in swept if k not in BASE_COLUMNS), *STEP_COLUMNS]
+    evals = sorted(c for c in columns if c.startswith("eval/"))
+    rest = [c for c in columns if c not in head and c not in evals and c not in RUN_COLUMNS]
+    return [c for c in [*head, *evals, *RUN_COLUMNS, *rest] if c in columns]
+
+
+def _uniform_types(df: pd.DataFrame, columns: Iterable[str]) -> None:
+    """A swept key may hold ints in one run and strings in another; parquet needs one type a column."""
+    for col in columns:
+        if col in df and df[col].dtype == object:
+            kinds = {type(v) for v in df[col] if v is not None and not (isinstance(v, float) and math.isnan(v))}
+            if len(kinds) > 1 and not kinds <= {int, float}:
+                df[col] = df[col].map(lambda v: None if v is None else str(v))
+
+
+def _atomic(path: Path, write: Any) -> None:
+    """Write through ``write(temp_path)`` then rename, so a reader never sees half a table."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        mask = os.umask(0)
+        os.umask(mask)
+        # mkstemp creates 0600; give the file the mode a plain open() would have
+        os.chmod(tmp, 0o666 & ~mask)
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def collect(sweep_root: Path) -> pd.DataFrame:
+    """Collect every run directory under ``sweep_root`` into a DataFrame and write it as
+    ``results.parquet`` and ``results.csv`` in ``sweep_root``.
+
+    Incremental: runs whose ``run.json``, ``metrics.jsonl`` and ``config.yaml`` kept their size
+    and mtime since the last call keep their rows from the previous ``results.parquet``; runs
+    whose directory is gone are dropped. Calling it twice gives the same table.
+    Works without ``sweep.json`` too (a plain folder of run directories; no swept-key columns).
+    """
+    sweep_root = Path(sweep_root)
+    if not sweep_root.is_dir():
+        raise FileNotFoundError(f"{sweep_root}: no such sweep folder")
+    swept = swept_keys(sweep_root)
+    dirs = _run_dirs(sweep_root)
+    old_sigs, old_df = _load_cache(sweep_root, swept)
+    old_runs = set(old_df["run"].unique()) if old_df is not None and len(old_df) else set()
+
+    sigs: dict[str, list[list[int]]] = {}
+    fresh: list[dict[str, Any]] = []
+    keep: list[str] = []
+    for name, path in dirs.items():
+        sig = _signature(path)
+        sigs[name] = sig
+        if old_sigs.get(name) == sig and name in old_runs:
+            keep.append(name)
+            continue
+        try:
+            fresh.extend(read_run_rows(path, swept))
+        except (OSError, ValueError, yaml.YAMLError) as exc:
+            # one unreadable run (e.g. a run.json hand-edited into invalid JSON) must not hide the others;
+            # it is left out of the cache so the next call tries it again
+            warnings.warn(f"skipping {path}: {exc}", stacklevel=2)
+            del sigs[name]
+
+    unchanged = len(keep) == len(dirs) and old_runs == set(keep)
+    parts = []
+    if keep and old_df is not None:
+        parts.append(old_df[old_df["run"].isin(keep)])
+    if fresh:
+        parts.append(pd.DataFrame.from_records(fresh))
+    parts = [p for p in parts if len(p)]
+    df = pd.concat(parts, ignore_index=True) if len(parts) > 1 else (parts[0] if parts else pd.DataFrame())
+    if len(df):
+        _uniform_types(df, swept)
+        df = df[_ordered_columns(df.columns, swept)].sort_values(["run", "step"], kind="stable")
+        df = df.reset_index(drop=True)
+    else:
+        df = pd.DataFrame(columns=[*BASE_COLUMNS, *swept, *STEP_COLUMNS, *RUN_COLUMNS])
+
+    if not unchanged or not (sweep_root / RESULTS_CSV).exists():
+        _atomic(sweep_root / RESULTS_PARQUET, lambda p: df.to_parquet(p, index=False))
+        _atomic(sweep_root / RESULTS_CSV, lambda p: df.to_csv(p, index=False))
+        # written last: the cache never vouches for rows the parquet does not hold
+        cache = {"version": CACHE_VERSION, "swept": swept, "runs": sigs}
+        _atomic(sweep_root / CACHE_FILE, lambda p: Path(p).write_text(json.dumps(cache)))
+    return df

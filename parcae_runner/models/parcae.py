@@ -1,0 +1,408 @@
+"""Parcae: a looped (recurrent-depth) transformer with a stable diagonal injection (arXiv 2604.12946,
+``SandyResearch/parcae``, ``parcae_lm/models/parcae``).
+
+::
+
+    e = RMSNorm(prelude(embed(ids)))                       # [B, T, d], once
+    x = state_init(e)                                      # like-init noise | zero | e
+    repeat T times:                                        # the first T - k without grad, the last k with grad
+        x = inject(x, e)                                   # diagonal: A_bar * x + Delta * (B e), 0 < A_bar < 1
+        x = core(x)                                        # the same core blocks every iteration
+    logits = tied_head(RMSNorm(coda(x)))
+
+Blocks are :class:`~parcae_runner.models.layers.qk_norm_block.QKNormBlock` (pre-norm RMSNorm, QK-norm, RoPE,
+ReLU^2 MLP, no biases, zero-initialised output projections), with value embeddings on alternate layers of
+the prelude + core + coda stack (the core's tables are looked up once and reused by every iteration).
+Injections are in :mod:`parcae_runner.models.layers.injection`.
+
+Depth in training. With ``num_steps`` left as None in train mode, every forward call (one micro-batch: all its
+sequences share the draw, unlike Parcae's per-sequence draw) samples ``T = max(1, Poisson(mean_recurrence))``
+and backpropagates through the last ``k = min(T, mean_backprop_depth)`` iterations only. The draws come from a
+CPU generator that the trainer re-seeds before every optimizer step with :meth:`ParcaeModel.set_depth_context`
+(seed, step, rank), so a resumed run draws exactly the depths (and like-init noise) of an uninterrupted one.
+In eval mode the depth is ``eval_recurrence`` (default ``mean_recurrence``) or ``num_steps``, and like-init
+noise comes from a fixed seed, so evaluation is deterministic (Parcae redraws it every call, even in eval).
+
+How the size names count parameters: as for :mod:`parcae_runner.models.gpt`, the names are total parameters at
+vocabulary 32,768 with the tied embedding counted once and the value-embedding tables counted (they are most
+of the count); the core is counted once, not once per iteration.
+
+Not taken from Parcae: its readout matrix ``C`` before the coda, logit soft-capping (if any), per-sequence
+depths within a batch, the KV cache, and the Muon optimizer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from parcae_runner.models.gpt import value_embedding_tables
+from parcae_runner.models.layers.init import init_embedding, init_norm, small_init_std
+from parcae_runner.models.layers.injection import INJECTIONS
+from parcae_runner.models.layers.qk_norm_block import QKNormBlock
+from parcae_runner.models.layers.rotary import RotaryEmbedding
+from parcae_runner.models.registry import Architecture, register
+
+
+@dataclass
+class ParcaeHParams:
+    name: str = "parcae"
+    # training depth T ~ max(1, Poisson(mean_recurrence)); gradients flow through the last
+    # k = min(T, mean_backprop_depth) iterations only
+    mean_recurrence: int = 4
+    mean_backprop_depth: int = 2
+    # iterations in eval mode when forward() gets no num_steps; None = mean_recurrence
+    eval_recurrence: int | None = None
+    # diagonal | linear | add (parcae_runner.models.layers.injection)
+    injection: str = "diagonal"
+    # like-init (truncated-normal noise, std sqrt(2/(5d))) | zero | embed (x0 = e)
+    state_init: str = "like-init"
+    norm_eps: float = 1e-6
+    rope_base: float = 50000.0
+    mlp_ratio: int = 4
+    # nanochat-style value embeddings on alternate layers of prelude + core + coda
+    value_embeddings: bool = True
+    tie_embeddings: bool = True
+
+
+STATE_INITS = ("like-init", "zero", "embed")
+
+# (d_model, n_heads, n_prelude, n_core, n_coda): Parcae's table (head dim 128), plus a tiny debug size
+PARCAE_SIZES: dict[str, dict[str, int]] = {
+    name: {"d_model": d, "n_heads": h, "n_prelude": p, "n_core": c, "n_coda": k}
+    for name, (d, h, p, c, k) in {
+        "debug": (64, 4, 1, 1, 1),
+        "140m": (768, 6, 2, 2, 2),
+        "370m": (1024, 8, 4, 4, 4),
+        "770m": (1280, 10, 6, 6, 6),
+        "1.3b": (1536, 12, 8, 8, 8),
+    }.items()
+}
+
+# like-init noise in eval mode comes from this seed, so eval forwards are deterministic
+EVAL_NOISE_SEED = 0
+
+
+def depth_seed(seed: int, step: int, rank: int) -> int:
+    """A 63-bit generator seed that is a fixed function of (seed, step, rank), distinct for distinct triples."""
+    digest = hashlib.blake2b(f"parcae-depth:{seed}:{step}:{rank}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+def expected_depth(mean_recurrence: float, max_grad_steps: int) -> tuple[float, float]:
+    """``(E[T], E[min(T, K)])`` for ``T = max(1, Poisson(mean_recurrence))``, ``K = max_grad_steps``."""
+    mu = float(mean_recurrence)
+    p = [math.exp(-mu) * mu**t / math.factorial(t) for t in range(max_grad_steps)]  # P(Poisson = t), t < K
+    e_t = mu + p[0]  # max(1, .) moves only the mass at 0, to 1
+    e_k = sum(pt * max(1, t) for t, pt in enumerate(p)) + max_grad_steps * (1.0 - sum(p))
+    return e_t, e_k
+
+
+def _num_params(modules: Iterable[nn.Module]) -> int:
+    params = {id(p): p for m in modules for p in m.parameters()}
+    return sum(p.numel() for p in params.values())
+
+
+class LoopInputs(NamedTuple):
+    """What every block needs besides its input: rotary tables ``[T, D]`` and value embeddings ``[B, T, d]``."""
+
+    cos: Tensor
+    sin: Tensor
+    value_embeds: dict[int, Tensor]
+
+
+class ParcaeModel(nn.Module):
+    """Looped LM: ``input_ids [B, T] -> logits [B, T, V]``.
+
+    After every forward, :attr:`last_telemetry` describes the recurrence (see there).
+    """
+
+    def __init__(self, hparams: ParcaeHParams, dims: Mapping[str, int], vocab_size: int) -> None:
+        super().__init__()
+        _validate(hparams)
+        self.hparams = hparams
+        self.dims = dict(dims)
+        self.vocab_size = vocab_size
+        d, n_heads = dims["d_model"], dims["n_heads"]
+        n_prelude, n_core, n_coda = dims["n_prelude"], dims["n_core"], dims["n_coda"]
+        n_layers = n_prelude + n_core + n_coda
+
+        self.embed = nn.Embedding(vocab_size, d)
+        # keyed by the index in the prelude + core + coda stack
+        self.value_embeds, has_ve = value_embedding_tables(vocab_size, d, n_layers, hparams.value_embeddings)
+        self.rotary = RotaryEmbedding(d // n_heads, 1.0, hparams.rope_base)
+
+        def blocks(first: int, count: int) -> nn.ModuleList:
+            return nn.ModuleList(
+                QKNormBlock(d, n_heads, hparams.norm_eps, hparams.mlp_ratio, has_ve[first + i]) for i in range(count)
+            )
+
+        self.prelude = blocks(0, n_prelude)
+        self.prelude_norm = nn.RMSNorm(d, eps=hparams.norm_eps)
+        self.injection = INJECTIONS[hparams.injection](d)
+        self.core = blocks(n_prelude, n_core)
+        self.coda = blocks(n_prelude + n_core, n_coda)
+        self.norm = nn.RMSNorm(d, eps=hparams.norm_eps)
+        self.lm_head = nn.Linear(d, vocab_size, bias=False)
+        # stack index of the first block of each part, for the value-embedding lookup
+        self._offsets = {"prelude": 0, "core": n_prelude, "coda": n_prelude + n_core}
+
+        self._depth_generator = torch.Generator(device="cpu")
+        self.set_depth_context(0, 0, 0)  # deterministic even if the trainer never calls it
+        self._telemetry: tuple[int, int, Tensor] | None = None
+        self._telemetry_floats: dict[str, float] | None = None
+        self.init_weights()
+
+    # ----------------------------------------------------------------------------------------- init
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """(Re)initialise every weight; call after ``to_empty`` when the model was built on the meta device."""
+        if self.hparams.tie_embeddings:
+            self.lm_head.weight = self.embed.weight  # to_empty gives tied names separate tensors: tie them again
+        if self.embed.weight.is_meta:
+            return  # meta tensors hold no values (counting, planning): nothing to fill
+        std = small_init_std(self.dims["d_model"])
+        init_embedding(self.embed, std)
+        for table in self.value_embeds.values():
+            init_embedding(table, std)
+        for block in (*self.prelude, *self.core, *self.coda):
+            block.init_weights()
+        init_norm(self.prelude_norm)
+        init_norm(self.norm)
+        self.injection.init_weights()
+        if not self.hparams.tie_embeddings:
+            nn.init.normal_(self.lm_head.weight, std=std)
+        self.rotary.reset_cache()
+
+    def no_weight_decay(self) -> set[str]:
+        """The injection's ``A_log`` and ``dt_bias`` (norm gains are 1-D: the trainer's ndim rule skips them)."""
+        return {name for name, _ in self.named_parameters() if name in ("injection.A_log", "injection.dt_bias")}
+
+    # ------------------------------------------------------------------------------------------ depth
+
+    def set_depth_context(self, seed: int, step: int, rank: int) -> None:
+        """Re-seed the depth sampler; the trainer calls this before every optimizer step.
+
+        Every training forward after it draws (in order) its depth and its like-init noise seed from a CPU
+        generator seeded with :func:`depth_seed` ``(seed, step, rank)``: the micro-batches of one step get
+        successive draws, and a run resumed at ``step`` repeats them exactly.
+        """
+        self._depth_generator.manual_seed(depth_seed(seed, step, rank))
+
+    def sample_depth(self) -> tuple[int, int]:
+        """Draw ``(T, k)``: ``T = max(1, Poisson(mean_recurrence))``, ``k = min(T, mean_backprop_depth)``."""
+        rate = torch.tensor(float(self.hparams.mean_recurrence), device="cpu")  # even under a meta default device
+        num_steps = max(1, int(torch.poisson(rate, generator=self._depth_generator).item()))
+        return num_steps, min(num_steps, self.hparams.mean_backprop_depth)
+
+    def resolve_depth(self, num_steps: int | None, num_grad_steps: int | None) -> tuple[int, int]:
+        """``(T, k)`` for one forward: sampled in training when ``num_steps`` is None, else as given.
+
+        ``num_grad_steps`` None means ``min(T, mean_backprop_depth)`` in training and ``T`` in eval (no
+        truncation; an eval forward normally runs under ``torch.no_grad`` anyway).
+        """
+        if num_steps is None:
+            if self.training:
+                sampled = self.sample_depth()
+                return sampled if num_grad_steps is None else (sampled[0], min(sampled[0], num_grad_steps))
+            eval_steps = self.hparams.eval_recurrence
+            num_steps = self.hparams.mean_recurrence if eval_steps is None else eval_steps
+        if num_grad_steps is None:
+            num_grad_steps = min(num_steps, self.hparams.mean_backprop_depth) if self.training else num_steps
+        if num_steps < 0 or not 0 <= num_grad_steps <= num_steps:
+            raise ValueError(f"need 0 <= num_grad_steps <= num_steps, got num_steps={num_steps}, {num_grad_steps=}")
+        return num_steps, num_grad_steps
+
+    def validation_depths(self) -> list[int]:
+        """The depths to validate at, for ``forward(..., num_steps=R)``: 1, 2, 4, the mean and twice the mean
+        (Parcae logs ``val_loss_{1,2,4,8}`` at mean 8); sorted, without repeats."""
+        mean = self.hparams.mean_recurrence
+        return sorted({1, 2, 4, mean, 2 * mean})
+
+    # ---------------------------------------------------------------------------------------- pieces
+
+    def loop_inputs(self, input_ids: Tensor) -> LoopInputs:
+        """Rotary tables and every value-embedding lookup, once per forward."""
+        cos, sin = self.rotary(input_ids.shape[1], input_ids.device)
+        return LoopInputs(cos, sin, {int(i): table(input_ids) for i, table in self.value_embeds.items()})
+
+    def _run(self, part: str, x: Tensor, inputs: LoopInputs) -> Tensor:
+        for i, block in enumerate(getattr(self, part)):
+            x = block(x, inputs.cos, inputs.sin, inputs.value_embeds.get(self._offsets[part] + i))
+        return x
+
+    def encode(self, input_ids: Tensor, inputs: LoopInputs) -> Tensor:
+        """``e = RMSNorm(prelude(embed(ids)))``: ``[B, T] -> [B, T, d]``."""
+        return self.prelude_norm(self._run("prelude", self.embed(input_ids), inputs))
+
+    def initial_state(self, e: Tensor) -> Tensor:
+        """``x0`` ``[B, T, d]`` per ``state_init``; like-init noise is drawn from the depth generator in training
+        and from a fixed seed in eval."""
+        init = self.hparams.state_init
+        if init == "zero":
+            return torch.zeros_like(e)
+        if init == "embed":
+            return e
+        if e.device.type == "meta":
+            return torch.empty_like(e)
+        if self.training:
+            seed = int(torch.randint(0, 2**62, (), generator=self._depth_generator, device="cpu").item())
+        else:
+            seed = EVAL_NOISE_SEED
+        # a generator on e's device: drawing on the CPU and copying would cost a [B, T, d] transfer per step
+        generator = torch.Generator(device=e.device)
+        generator.manual_seed(seed)
+        std = small_init_std(self.dims["d_model"])
+        x = torch.empty(e.shape, dtype=torch.float32, device=e.device)
+        nn.init.trunc_normal_(x, mean=0.0, std=std, a=-3 * std, b=3 * std, generator=generator)
+        return x.to(e.dtype)
+
+    def core_step(self, x: Tensor, prepared: object, inputs: LoopInputs) -> Tensor:
+        """One iteration: inject, then the core blocks. ``[B, T, d] -> [B, T, d]``."""
+        return self._run("core", self.injection.step(x, prepared), inputs)
+
+    def decode(self, x: Tensor, inputs: LoopInputs) -> Tensor:
+        """``tied_head(RMSNorm(coda(x)))``: ``[B, T, d] -> [B, T, V]``."""
+        return self.lm_head(self.norm(self._run("coda", x, inputs)))
+
+    # --------------------------------------------------------------------------------------- forward
+
+    def forward(self, input_ids: Tensor, num_steps: int | None = None, num_grad_steps: int | None = None) -> Tensor:
+        """input_ids: ``[B, T]`` int64 -> logits ``[B, T, V]``.
+
+        Runs ``num_steps`` iterations of the core, the first ``num_steps - num_grad_steps`` under
+        ``torch.no_grad()``: the prelude, injection and core get gradients through the last ``num_grad_steps``
+        only (truncated backprop). Both default as :meth:`resolve_depth` says.
+        """
+        n_steps, n_grad = self.resolve_depth(num_steps, num_grad_steps)
+        inputs = self.loop_inputs(input_ids)
+        e = self.encode(input_ids, inputs)  # [B, T, d]
+        x = self.initial_state(e)  # [B, T, d]
+        prepared = self.injection.prepare(e)
+        stats = [_state_stats(x, None)]
+        with torch.no_grad():
+            for _ in range(n_steps - n_grad):
+                x_prev, x = x, self.core_step(x, prepared, inputs)
+                stats.append(_state_stats(x, x_prev))
+        for _ in range(n_grad):
+            x_prev, x = x, self.core_step(x, prepared, inputs)
+            stats.append(_state_stats(x, x_prev))
+        self._telemetry = (n_steps, n_grad, torch.stack(stats))
+        self._telemetry_floats = None
+        return self.decode(x, inputs)
+
+    @property
+    def last_telemetry(self) -> dict[str, float]:
+        """The recurrence of the last forward, as floats (one device sync, on first access only).
+
+        * ``recurrence/num_steps``, ``recurrence/num_grad_steps``: T and k;
+        * ``recurrence/state_norm/{i}``: RMS of the state ``x_i`` over batch, tokens and channels, ``i = 0..T``
+          (``x_0`` the initial state, ``x_i`` after iteration ``i``); ``recurrence/state_norm`` = the last one;
+        * ``recurrence/rel_change/{i}``: ``||x_i - x_{i-1}|| / ||x_{i-1}||`` (Frobenius over the batch),
+          ``i = 1..T``; ``recurrence/rel_change`` = the last one, the loop's convergence residual.
+        """
+        if self._telemetry is None:
+            return {}
+        if self._telemetry_floats is None:
+            n_steps, n_grad, stats = self._telemetry
+            rms, rel = stats.double().cpu().unbind(-1)
+            out: dict[str, float] = {"recurrence/num_steps": float(n_steps), "recurrence/num_grad_steps": float(n_grad)}
+            out |= {f"recurrence/state_norm/{i}": v for i, v in enumerate(rms.tolist())}
+            out |= {f"recurrence/rel_change/{i}": v for i, v in enumerate(rel.tolist()) if i > 0}
+            out["recurrence/state_norm"] = out[f"recurrence/state_norm/{n_steps}"]
+            if n_steps > 0:
+                out["recurrence/rel_change"] = out[f"recurrence/rel_change/{n_steps}"]
+            self._telemetry_floats = out
+        return dict(self._telemetry_floats)
+
+    # ----------------------------------------------------------------------------------------- FLOPs
+
+    def flops_per_token(
+        self, seq_len: int, num_steps: float | None = None, num_grad_steps: float | None = None
+    ) -> float:
+        """Training (forward + backward) FLOPs per token at context ``seq_len``.
+
+        The repository's convention (``parcae_runner.analysis.flops``: 2 FLOPs per weight forward, 4 backward,
+        lookups free, norms and activations left out; attention ``2 * seq_len * d`` forward and twice that
+        backward per layer, the causal half of the score and value products), applied to the loop::
+
+            6 (N_pre + N_post) + (2 R + 4 k) N_loop + 6 (n_prelude + n_coda) seq_len d + (2 R + 4 k) n_core seq_len d
+
+        * ``N_pre``: prelude blocks and norm and, for ``diagonal``, the injection (``B e`` is computed once per
+          forward); ``N_post``: coda blocks, final norm and the head (``vocab x d``: the tied matrix multiplies
+          once, at the output). The embedding and value-embedding tables are lookups and count nothing;
+        * ``N_loop``: core blocks, plus the ``linear`` injection's ``2d x d`` (applied every iteration);
+        * R iterations forward, k of them backward. ``num_steps`` / ``num_grad_steps`` fix R and k; by
+          default they are the expectations under the training sampler, ``R = E[max(1, Poisson(mean))] =
+          mean + e^-mean`` and ``k = E[min(T, mean_backprop_depth)]`` (:func:`expected_depth`). Parcae's
+          ``scripts/cost.py`` uses the nominal ``mean_recurrence`` and ``mean_backprop_depth`` instead and
+          counts the value-embedding tables as compute; it leaves the head out.
+        * ``k = 0 < R`` (all iterations without grad, never sampled in training): nothing reaches the prelude,
+          which then costs 2 per parameter and ``2 seq_len d`` per attention layer instead of 6.
+
+        Exact against ``torch.utils.flop_counter`` up to norms and the tiny value-embedding gates' elementwise
+        work (``tests/models/test_parcae.py``), once its dense attention count is halved for causality.
+        """
+        if num_steps is None:
+            num_steps, expected_k = expected_depth(self.hparams.mean_recurrence, self.hparams.mean_backprop_depth)
+            num_grad_steps = expected_k if num_grad_steps is None else num_grad_steps
+        elif num_grad_steps is None:
+            num_grad_steps = min(num_steps, self.hparams.mean_backprop_depth)
+        per_iter = self.injection if self.hparams.injection == "linear" else None
+        # the prelude side (and B e) gets a backward pass only through the k grad iterations, or, with no
+        # iterations at all, through x0 = e; with k = 0 < T it only runs forward
+        prelude_backward = num_grad_steps > 0 or (num_steps == 0 and self.hparams.state_init == "embed")
+        pre_passes = 6 if prelude_backward else 2
+        pre = [*self.prelude, self.prelude_norm] + ([self.injection] if per_iter is None else [])
+        n_pre = _num_params(pre)
+        n_post = _num_params([*self.coda, self.norm, self.lm_head])
+        n_loop = _num_params([*self.core] + ([per_iter] if per_iter is not None else []))
+        d, n_core = self.dims["d_model"], self.dims["n_core"]
+        loop_passes = 2 * num_steps + 4 * num_grad_steps
+        attention = (pre_passes * self.dims["n_prelude"] + 6 * self.dims["n_coda"]) * seq_len * d
+        attention += loop_passes * n_core * seq_len * d
+        return float(pre_passes * n_pre + 6 * n_post + loop_passes * n_loop + attention)
+
+
+def _state_stats(x: Tensor, x_prev: Tensor | None) -> Tensor:
+    """``[RMS(x), ||x - x_prev|| / ||x_prev||]`` float32, detached (0 for the relative change when no x_prev)."""
+    x = x.detach()
+    norm = torch.linalg.vector_norm(x, dtype=torch.float32)
+    rms = norm / math.sqrt(max(1, x.numel()))
+    if x_prev is None:
+        return torch.stack((rms, torch.zeros_like(rms)))
+    prev = torch.linalg.vector_norm(x_prev.detach(), dtype=torch.float32)
+    change = torch.linalg.vector_norm(x - x_prev.detach(), dtype=torch.float32)
+    return torch.stack((rms, change / prev.clamp_min(torch.finfo(torch.float32).tiny)))
+
+
+def _validate(hp: ParcaeHParams) -> None:
+    if hp.injection not in INJECTIONS:
+        raise ValueError(f"arch.injection={hp.injection!r} is not one of: {', '.join(INJECTIONS)}")
+    if hp.state_init not in STATE_INITS:
+        raise ValueError(f"arch.state_init={hp.state_init!r} is not one of: {', '.join(STATE_INITS)}")
+    if hp.mean_recurrence < 1:
+        raise ValueError(f"arch.mean_recurrence={hp.mean_recurrence} must be at least 1")
+    if hp.mean_backprop_depth < 1:
+        raise ValueError(f"arch.mean_backprop_depth={hp.mean_backprop_depth} must be at least 1")
+    if hp.eval_recurrence is not None and hp.eval_recurrence < 0:
+        raise ValueError(f"arch.eval_recurrence={hp.eval_recurrence} must be at least 0")
+
+
+PARCAE = register(
+    Architecture(
+        name="parcae",
+        hparams_cls=ParcaeHParams,
+        sizes=PARCAE_SIZES,
+        model_cls=ParcaeModel,
+        description="Looped transformer: prelude, core repeated T ~ Poisson times with a stable diagonal "
+        "injection and truncated backprop, coda; tied embeddings",
+    )
+)
