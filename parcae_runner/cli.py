@@ -137,6 +137,39 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_collect(args: argparse.Namespace) -> int:
+    from parcae_runner.analysis.collect import collect
+
+    root = _results_folder(args.sweep, args.results)
+    df = collect(root)
+    print(
+        f"[parcae-runner] {len(df)} rows from {df['run'].nunique() if len(df) else 0} runs -> "
+        f"{root / 'results.parquet'} (and .csv)",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from parcae_runner.analysis.scaling import fit_sweep
+
+    root = _results_folder(args.sweep, args.results)
+    fits = fit_sweep(root, n_boot=args.n_boot)
+    print(json.dumps(fits, indent=2, default=str))
+    print(f"[parcae-runner] wrote {root / 'fits.json'}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _results_folder(name: str, results: str) -> Path:
+    """A sweep's results folder (with sweep.json) or any folder of run directories."""
+    from parcae_runner.config.errors import ConfigError
+
+    for candidate in (Path(name), Path(results) / name):
+        if candidate.is_dir() and (any(candidate.glob("*/run.json")) or (candidate / "sweep.json").exists()):
+            return candidate
+    raise ConfigError("sweep", name, f"no run directories in {name} or {Path(results) / name}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="parcae-runner",
@@ -184,6 +217,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="extra overrides")
     p.set_defaults(func=cmd_resubmit)
     sweep_name(sub.add_parser("cancel", help="scancel every queued job of a sweep")).set_defaults(func=cmd_cancel)
+
+    sweep_name(
+        sub.add_parser("collect", help="gather a sweep's run directories into results.parquet/.csv")
+    ).set_defaults(func=cmd_collect)
+    p = sweep_name(
+        sub.add_parser("fit", help="scaling-law fits (Chinchilla approaches 2 and 3, recurrence) -> fits.json")
+    )
+    p.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples for confidence intervals")
+    p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("export", help="write a run's checkpoint(s) as Hugging Face folders (transformers loads them)")
     p.add_argument("run_dir")

@@ -90,6 +90,9 @@ class TrainMetrics(L.Callback):
                 "train/tokens": step * self.tokens_per_step,
                 "train/tokens_per_s": rate * self.tokens_per_step,
             }
+            # looped models: depth drawn and state telemetry of the last micro-batch
+            telemetry = getattr(pl_module.model, "last_telemetry", None) or {}
+            record.update({k: v for k, v in telemetry.items() if k.count("/") == 1})
             note = f"/{self.max_steps} ({100 * step / self.max_steps:.0f}%, eta {_eta((self.max_steps - step) / rate)})"
             self.sink.write(step, record, trainer, note)
             self._window_start = (now, step)

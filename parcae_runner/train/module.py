@@ -66,6 +66,7 @@ class LanguageModelModule(L.LightningModule):
         self.data = data
         self.accumulate = gradient_accumulation(cfg)
         self.train_loader: ResumableLoader | None = None
+        self._depth_step = -1
         self.register_buffer("token_bytes", torch.as_tensor(data.token_bytes, dtype=torch.float64), persistent=False)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -77,6 +78,11 @@ class LanguageModelModule(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch  # [B, T], [B, T]
+        # models with a sampled depth (looped cores) draw it from (seed, step, rank): re-seed once per
+        # optimizer step, so a resumed run draws the same depths as an uninterrupted one
+        if hasattr(self.model, "set_depth_context") and self._depth_step != self.trainer.global_step:
+            self.model.set_depth_context(self.cfg.seed, self.trainer.global_step, self.trainer.global_rank)
+            self._depth_step = self.trainer.global_step
         return self.loss(x, y)
 
     def configure_optimizers(self):
@@ -103,11 +109,17 @@ class LanguageModelModule(L.LightningModule):
 
     @torch.no_grad()
     def evaluate(self, max_batches: int) -> dict[str, float]:
-        """Mean loss (nats/token) and bits per byte over the fixed validation chunks.
+        """Mean loss (nats/token) and bits per byte over the fixed validation chunks; for models
+        with a sampled depth, also at each of ``model.validation_depths()`` (``val/loss@R4``, ...)."""
+        out = self._evaluate_at(max_batches, {})
+        for depth in getattr(self.model, "validation_depths", list)():
+            at = self._evaluate_at(max_batches, {"num_steps": depth})
+            out.update({f"{k}@R{depth}": v for k, v in at.items() if k != "val/tokens"})
+        return out
 
-        Every rank takes its share of the chunks; sums are reduced across ranks so the result
-        does not depend on the number of devices.
-        """
+    def _evaluate_at(self, max_batches: int, forward_kwargs: dict) -> dict[str, float]:
+        """Every rank takes its share of the chunks; sums are reduced across ranks so the result
+        does not depend on the number of devices."""
         dataset = TokenChunks(self.data.val, self.cfg.data.seq_len)
         bs = self.cfg.train.micro_batch_size
         world, rank = self.trainer.world_size, self.trainer.global_rank
@@ -118,11 +130,10 @@ class LanguageModelModule(L.LightningModule):
         for start in range(0, len(indices), bs):
             xs, ys = zip(*(dataset[i] for i in indices[start : start + bs]), strict=True)
             x, y = torch.stack(xs).to(self.device), torch.stack(ys).to(self.device)
-            logits = self.model(x)
+            logits = self.model(x, **forward_kwargs)
             nats = F.cross_entropy(logits.float().view(-1, logits.size(-1)), y.view(-1), reduction="sum")
-            totals += torch.stack(
-                [nats.double(), torch.tensor(y.numel(), device=self.device).double(), self.token_bytes[y].sum()]
-            )
+            count = torch.tensor(y.numel(), device=self.device).double()
+            totals += torch.stack([nats.double(), count, self.token_bytes[y].sum()])
         self.model.train(was_training)
         totals = self.trainer.strategy.reduce(totals, reduce_op="sum")
         nats, tokens, nbytes = totals.tolist()
