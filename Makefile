@@ -12,7 +12,7 @@ CLUSTER ?= local
 VARIANT ?=
 OVERRIDES ?=
 
-.PHONY: setup test test-quick demo demo-slurm slurm-up slurm-down lint format bench clean
+.PHONY: setup test test-quick demo report demo-slurm slurm-up slurm-down lint format bench clean
 
 setup: $(STAMP)
 
@@ -33,10 +33,17 @@ test: setup
 test-quick: setup
 	$(BIN)/python -m pytest -q -m "not slow" -x
 
-## train a debug Pythia on the embedded corpus and print where its run directory is
+## the Parc demo grid (pythia, mamba, rwkv4 x 2 seeds, debug size) trained locally, then its report
 demo: setup
-	$(BIN)/parcae-runner train arch=pythia size=debug data=embedded sweep=demo \
-		train.max_steps=300 results_dir=$(RESULTS)
+	$(BIN)/parcae-runner sweep sweeps/parc.yaml --variant demo cluster=local results_dir=$(RESULTS)
+	$(BIN)/parcae-runner status parc-demo --results $(RESULTS)
+	$(BIN)/parcae-runner report parc-demo --results $(RESULTS)
+
+## an HTML report of a sweep: make report SWEEP=parc-demo
+SWEEP ?= parc-demo
+report: setup
+	$(BIN)/parcae-runner collect $(SWEEP) --results $(RESULTS)
+	$(BIN)/parcae-runner report $(SWEEP) --results $(RESULTS)
 
 ## the Slurm path on this machine: start the one-node cluster, run the parc demo sweep as a job array
 demo-slurm: setup slurm-up

@@ -160,6 +160,23 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from parcae_runner.analysis.collect import collect
+    from parcae_runner.analysis.report import build_report
+
+    root = _results_folder(args.sweep, args.results)
+    index = build_report(root, collect(root))
+    print(f"[parcae-runner] report: {index.resolve()}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_card(args: argparse.Namespace) -> int:
+    from parcae_runner.analysis.card import write_card
+
+    print(f"[parcae-runner] wrote {write_card(Path(args.run_dir))}", file=sys.stderr)
+    return EXIT_OK
+
+
 def _results_folder(name: str, results: str) -> Path:
     """A sweep's results folder (with sweep.json) or any folder of run directories."""
     from parcae_runner.config.errors import ConfigError
@@ -226,6 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples for confidence intervals")
     p.set_defaults(func=cmd_fit)
+
+    sweep_name(
+        sub.add_parser("report", help="HTML comparison report with plots -> results/<sweep>/report/index.html")
+    ).set_defaults(func=cmd_report)
+    p = sub.add_parser("card", help="(re)write a run's model card, card.md")
+    p.add_argument("run_dir")
+    p.set_defaults(func=cmd_card)
 
     p = sub.add_parser("export", help="write a run's checkpoint(s) as Hugging Face folders (transformers loads them)")
     p.add_argument("run_dir")

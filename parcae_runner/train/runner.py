@@ -340,6 +340,16 @@ def _close_wandb(trainer: L.Trainer, ok: bool) -> None:
             logger.experiment.finish(exit_code=0 if ok else 1)
 
 
+def _write_card(run_dir: RunDirectory) -> None:
+    """The model card of a finished run; a failure here must not turn a finished run into a failed one."""
+    from parcae_runner.analysis.card import write_card
+
+    try:
+        write_card(run_dir.path)
+    except Exception as exc:  # noqa: BLE001 - reported, and `parcae-runner card` can retry
+        _log(f"could not write card.md: {type(exc).__name__}: {exc}")
+
+
 def _finish(
     run_dir: RunDirectory,
     trainer: L.Trainer,
@@ -400,6 +410,8 @@ def _finish(
             "gpu_model": reading.gpu_model,
         }
     run_dir.update_run(**fields)
+    if status == "done":
+        _write_card(run_dir)
     _log(
         f"{status}: step {step}, {fields.get('final_val_loss', float('nan')):.4f} val loss, "
         f"{fields['energy_kwh'] * 1000:.3f} Wh, run directory {Path(run_dir.path).resolve()}"
