@@ -81,6 +81,7 @@ bench: setup slurm-up
 	$(BIN)/python bench/train_throughput.py --out bench/out/train_throughput.json
 	$(BIN)/python bench/sweep_submit.py --out bench/out/sweep_submit.json
 	$(BIN)/python bench/kernels.py --out bench/out/kernels.json
+	$(BIN)/python bench/collect.py --out bench/out/collect.json
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache bench/out
