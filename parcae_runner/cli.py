@@ -170,6 +170,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_wandb_sync(args: argparse.Namespace) -> int:
+    from parcae_runner.analysis.wandb_sync import sync_sweep
+
+    sync_sweep(_results_folder(args.sweep, args.results), dry_run=args.dry_run)
+    return EXIT_OK
+
+
 def cmd_card(args: argparse.Namespace) -> int:
     from parcae_runner.analysis.card import write_card
 
@@ -247,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_name(
         sub.add_parser("report", help="HTML comparison report with plots -> results/<sweep>/report/index.html")
     ).set_defaults(func=cmd_report)
+    p = sweep_name(sub.add_parser("wandb-sync", help="upload a sweep's offline wandb runs (skips those uploaded)"))
+    p.add_argument("--dry-run", action="store_true", help="say what would be uploaded, upload nothing")
+    p.set_defaults(func=cmd_wandb_sync)
     p = sub.add_parser("card", help="(re)write a run's model card, card.md")
     p.add_argument("run_dir")
     p.set_defaults(func=cmd_card)
