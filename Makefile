@@ -64,9 +64,15 @@ sweep-%: setup
 plan-%: setup
 	$(BIN)/parcae-runner plan sweeps/$*.yaml $(if $(VARIANT),--variant $(VARIANT)) cluster=$(CLUSTER) $(OVERRIDES)
 
-# the studies by name, so `make help`-style listings and tab completion see them
+# the studies by name (the pattern rules above do the work); the Parcae studies wait for their
+# runs and end with the table of final loss against R (or size) per FLOP budget
 sweep-parc:
 plan-parc:
+sweep-recurrence sweep-flops: setup
+	$(BIN)/parcae-runner sweep sweeps/$(@:sweep-%=%).yaml $(if $(VARIANT),--variant $(VARIANT)) \
+		cluster=$(CLUSTER) --wait $(OVERRIDES)
+plan-recurrence:
+plan-flops:
 
 lint: setup
 	$(BIN)/ruff check .

@@ -73,7 +73,34 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     sweep, planned = _plan(args)
     launch_sweep(sweep, planned, args.overrides, hold=args.hold)
+    if args.wait:
+        from parcae_runner.launch.plan import results_root
+
+        return _wait_and_summarize(results_root(planned))
     return EXIT_OK
+
+
+def _wait_and_summarize(root: Path, poll_s: float = 10.0) -> int:
+    """Poll the sweep until no run is queued or running; print the status and the study's table."""
+    import time
+
+    from parcae_runner.analysis.summary import format_sweep_table
+    from parcae_runner.launch.status import format_rows, run_rows
+
+    last = None
+    while True:
+        rows = run_rows(root)
+        busy = [r for r in rows if r["in_queue"] or r["status"] in ("running", "requeued", "pending")]
+        progress = f"{sum(r['status'] == 'done' for r in rows)}/{len(rows)} done, {len(busy)} queued or running"
+        if progress != last:
+            print(f"[parcae-runner] {root.name}: {progress}", file=sys.stderr, flush=True)
+            last = progress
+        if not busy:
+            break
+        time.sleep(poll_s)
+    print(format_rows(root.name, rows))
+    print(format_sweep_table(root))
+    return EXIT_OK if all(r["status"] == "done" for r in rows) else EXIT_FAILURE
 
 
 def _sweep_root(name: str, results: str) -> Path:
@@ -100,6 +127,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
     else:
         print(format_rows(root.name, rows))
+        if rows and all(r["status"] == "done" for r in rows):
+            from parcae_runner.analysis.summary import format_sweep_table
+
+            print(format_sweep_table(root))
     return EXIT_OK
 
 
@@ -226,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.choices["plan"].set_defaults(func=cmd_plan)
     p = sweep_args(sub.add_parser("sweep", help="plan, then submit the sweep (one Slurm job array, or local runs)"))
     p.add_argument("--hold", action="store_true", help="submit the array held (release with scontrol release)")
+    p.add_argument("--wait", action="store_true", help="wait for the runs, then print the status and result tables")
     p.set_defaults(func=cmd_sweep)
 
     def sweep_name(p: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -129,10 +129,12 @@ def compose_many(override_lists: list[list[str]], config_name: str = "config") -
         try:
             for parsed in parser.parse_overrides(value_part):
                 OmegaConf.update(cfg, parsed.key_or_group, parsed.value(), merge=False)
+            OmegaConf.resolve(cfg)  # overrides may hold interpolations (${ceil_div:...})
         except OverrideParseException as exc:
             raise ConfigError("overrides", " ".join(overrides), str(exc).splitlines()[0]) from None
         except (ConfigKeyError, ConfigAttributeError, ValidationError) as exc:
             raise _as_config_error(exc, overrides) from None
+        _apply_budget(cfg)
         out.append(cfg)
     return out
 
@@ -165,4 +167,16 @@ def compose_run_config(overrides: list[str] | None = None, config_name: str = "c
         missing = [getattr(exc, "full_key", "?")]
     if missing:
         raise ConfigError(missing[0], "???", "a value is required (pass it as an override)")
+    _apply_budget(cfg)
     return cfg
+
+
+def _apply_budget(cfg: DictConfig) -> None:
+    from parcae_runner.analysis.flops import apply_flop_budget
+
+    if cfg.train.get("max_flops") is not None and cfg.train.max_flops <= 0:
+        raise ConfigError("train.max_flops", cfg.train.max_flops, "must be a positive number of FLOPs")
+    try:
+        apply_flop_budget(cfg)
+    except (KeyError, ValueError):
+        pass  # an unknown architecture or size: validate_run_config names it

@@ -53,6 +53,9 @@ class CheckpointConfig:
 @dataclass
 class TrainConfig:
     max_steps: int = 200
+    # a compute budget in training FLOPs (analysis/flops.py convention); when set, it decides
+    # max_steps = budget / (FLOPs per token x tokens per step), whatever max_steps says
+    max_flops: float | None = None
     # the effective batch, in sequences, summed over devices and accumulation steps
     batch_size: int = 16
     micro_batch_size: int = 16

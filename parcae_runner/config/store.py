@@ -10,6 +10,7 @@ from __future__ import annotations
 from functools import cache
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
 
 from parcae_runner.config.schema import RunConfig
 
@@ -18,6 +19,8 @@ from parcae_runner.config.schema import RunConfig
 def register_configs() -> None:
     from parcae_runner.models import ARCHITECTURES
 
+    # ${ceil_div:a,b}: e.g. arch.mean_backprop_depth=${ceil_div:${arch.mean_recurrence},2} in a sweep
+    OmegaConf.register_new_resolver("ceil_div", lambda a, b: -(-int(a) // int(b)), replace=True)
     cs = ConfigStore.instance()
     cs.store(name="run_schema", node=RunConfig)
     for name, arch in ARCHITECTURES.items():

@@ -19,16 +19,14 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-import torch
 from omegaconf import DictConfig
 
-from parcae_runner.analysis.flops import training_flops_per_token
+from parcae_runner.analysis.flops import model_costs
 from parcae_runner.config.compose import compose_many
 from parcae_runner.config.errors import ConfigError, ConfigErrors
 from parcae_runner.config.validate import validate_run_config
 from parcae_runner.launch.hardware import HARDWARE, carbon_intensity_kg_per_kwh
 from parcae_runner.launch.sweep_file import Point, Sweep, name_point
-from parcae_runner.models import build_model, count_parameters
 from parcae_runner.train.run_dir import RunDirectory
 
 
@@ -60,19 +58,6 @@ class InvalidPoint(ConfigError):
 
     def __str__(self) -> str:
         return self.args[0]
-
-
-@cache
-def _model_counts(arch_cfg_yaml: str, size: str, vocab: int, seq_len: int) -> tuple[int, int, float]:
-    from omegaconf import OmegaConf
-
-    with torch.device("meta"):
-        model = build_model(OmegaConf.create(arch_cfg_yaml), size, vocab)
-    return (
-        count_parameters(model),
-        count_parameters(model, non_embedding=True),
-        training_flops_per_token(model, seq_len),
-    )
 
 
 @cache
@@ -154,12 +139,9 @@ def check_cluster_fits(cfg: DictConfig) -> list[ConfigError]:
 
 
 def estimate(point: Point, cfg: DictConfig) -> PlannedRun:
-    from omegaconf import OmegaConf
 
     # the actual vocabulary can be a little smaller than asked on a small corpus; plan with the request
-    params, non_emb, fpt = _model_counts(
-        OmegaConf.to_yaml(cfg.arch), cfg.size.name, cfg.data.vocab_size, cfg.data.seq_len
-    )
+    params, non_emb, fpt = model_costs(cfg)
     tokens = cfg.train.max_steps * cfg.train.batch_size * cfg.data.seq_len
     flops = tokens * fpt
     hw = HARDWARE[cfg.cluster.gpu_type]

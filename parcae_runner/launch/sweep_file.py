@@ -68,6 +68,9 @@ class Sweep:
 
 
 def _scalar(value: Any) -> str:
+    if isinstance(value, str) and "${" in value and not value.startswith(("'", '"')):
+        # Hydra's override grammar takes a resolver interpolation (${f:a,b}) only as a quoted string
+        return f'"{value}"'
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, (list, tuple)):
@@ -88,7 +91,13 @@ def _expand(key: str, value: Any) -> list[str]:
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._]+", "_", text).strip("_")
+    try:
+        number = float(text)
+    except ValueError:
+        number = None
+    if number is not None and (abs(number) >= 1e5 or 0 < abs(number) < 1e-3):
+        text = f"{number:.3g}".replace("e+", "e").replace("e0", "e")  # 5e10, not 50000000000.0
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
 
 
 def name_point(point: Point, arch: str, size: str, seed: int) -> None:

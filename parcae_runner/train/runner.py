@@ -172,6 +172,8 @@ def summarize_metrics(run_dir: RunDirectory) -> dict[str, Any]:
     train = [r for r in records if "train/loss" in r]
     out: dict[str, Any] = {}
     if val:
+        # looped models also validate at several depths: keep each depth's final value
+        out.update({f"final_{k[4:].replace('/', '_')}": v for k, v in val[-1].items() if "@R" in k})
         out.update(
             final_val_loss=val[-1]["val/loss"],
             final_val_bpb=val[-1]["val/bpb"],
