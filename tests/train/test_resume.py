@@ -28,8 +28,10 @@ def without_timing(records: list[dict]) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_sigkill_then_rerun_matches_uninterrupted(fast_overrides, tmp_path):
-    overrides = fast_overrides + [
+@pytest.mark.parametrize("arch", ["pythia", "parcae"])  # parcae: its sampled depths must repeat after resume
+def test_sigkill_then_rerun_matches_uninterrupted(arch, fast_overrides, tmp_path):
+    overrides = [o for o in fast_overrides if not o.startswith("arch=")] + [
+        f"arch={arch}",
         "train.max_steps=150",
         "train.batch_size=16",
         "train.micro_batch_size=8",  # 2 accumulation steps
