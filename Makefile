@@ -68,8 +68,11 @@ plan-%: setup
 # runs and end with the table of final loss against R (or size) per FLOP budget
 sweep-parc:
 plan-parc:
-sweep-recurrence sweep-flops: setup
-	$(BIN)/parcae-runner sweep sweeps/$(@:sweep-%=%).yaml $(if $(VARIANT),--variant $(VARIANT)) \
+sweep-recurrence: setup
+	$(BIN)/parcae-runner sweep sweeps/recurrence.yaml $(if $(VARIANT),--variant $(VARIANT)) \
+		cluster=$(CLUSTER) --wait $(OVERRIDES)
+sweep-flops: setup
+	$(BIN)/parcae-runner sweep sweeps/flops.yaml $(if $(VARIANT),--variant $(VARIANT)) \
 		cluster=$(CLUSTER) --wait $(OVERRIDES)
 plan-recurrence:
 plan-flops:
