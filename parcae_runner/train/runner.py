@@ -26,7 +26,7 @@ from parcae_runner.config.validate import gradient_accumulation, validate_run_co
 from parcae_runner.data import PreparedData, prepare_data
 from parcae_runner.launch.requeue import RequeueOnSignal, requeue_job, slurm_job_id
 from parcae_runner.models import build_model, count_parameters
-from parcae_runner.train.checkpointing import CheckpointSchedule, checkpoint_steps, latest_resumable
+from parcae_runner.train.checkpointing import RESUME_FILE, CheckpointSchedule, checkpoint_steps, latest_resumable
 from parcae_runner.train.energy import EnergyMeter
 from parcae_runner.train.metrics import MetricsSink, PeriodicEvaluation, TrainMetrics
 from parcae_runner.train.module import LanguageModelModule
@@ -246,7 +246,7 @@ def train(cfg: DictConfig) -> RunDirectory:
     module = LanguageModelModule(model, cfg, data)
     status, error = "done", None
     try:
-        trainer.fit(module, ckpt_path=str(resume[1] / "trainer_state.ckpt") if resume else None)
+        trainer.fit(module, ckpt_path=str(resume[1] / RESUME_FILE) if resume else None)
         if requeue.triggered:
             status = _status_after_signal(attempt, cfg.cluster.max_requeues)
         elif trainer.interrupted:
