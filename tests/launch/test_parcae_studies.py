@@ -48,7 +48,7 @@ def test_make_sweep_recurrence_demo(slurm_cluster, tmp_path, data_cache):
         budget = float(run_dir.name.split("max_flops")[1])
         assert run["max_steps"] >= 1 and abs(run["tokens"] * 1.0 / run["max_steps"] - 16 * 64) < 1e-9
         assert budget > 0
-    table = out.stdout[out.stdout.index("final validation loss") :]
+    table = out.stdout[out.stdout.rindex("final validation loss:") :]  # the plan header quotes the phrase too
     assert "rows arch.mean_recurrence, columns train.max_flops" in table
     lines = table.splitlines()
     assert [line.split()[0] for line in lines[3:6]] == ["1", "2", "4"]
