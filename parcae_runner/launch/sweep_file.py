@@ -130,9 +130,27 @@ def _question(text: str) -> str:
     return " ".join(lines).strip()
 
 
+def preset_as_sweep(path: Path) -> Sweep:
+    """A launch_configs/ preset planned as a sweep of one run (``plan launch_configs/<preset>.yaml``)."""
+    from parcae_runner.cli import resolve_config_arg
+
+    name = resolve_config_arg(str(path))
+    return Sweep(
+        name=f"preset-{name}",
+        path=path,
+        preset=name,
+        params={"seed": "0"},
+        fixed={},
+        question=_question(path.read_text()),
+    )
+
+
 def load_sweep(path: str | Path, variant: str | None = None) -> Sweep:
-    """Read and check a sweep file; a bad file raises :class:`ConfigError` (exit code 2)."""
+    """Read and check a sweep file (or a preset of the config tree); a bad file raises
+    :class:`ConfigError` (exit code 2)."""
     path = Path(path)
+    if path.is_file() and (path.parent / "config.yaml").is_file() and variant is None:
+        return preset_as_sweep(path)
     if not path.is_file():
         found = sorted(p.name for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
         raise ConfigError("sweep", str(path), f"no such sweep file; found: {', '.join(found) or 'none'}")

@@ -1,0 +1,30 @@
+"""The Parcae and GPT presets plan as written, and their parameter counts match the size names
+of the Parcae table within 15% (tied embedding counted once, value embeddings included)."""
+
+from __future__ import annotations
+
+import pytest
+
+from parcae_runner.config import config_dir
+from parcae_runner.launch.plan import format_plan, plan_sweep
+from parcae_runner.launch.sweep_file import load_sweep
+
+PRESETS = sorted(p for p in config_dir().glob("*.yaml") if p.stem.startswith(("parcae-", "gpt-")))
+NOMINAL = {"140m": 140e6, "370m": 370e6, "770m": 770e6, "1.3b": 1.3e9}
+
+
+def test_there_are_eight_presets():
+    assert [p.stem for p in PRESETS] == sorted(
+        f"{a}-{s}" for a in ("gpt", "parcae") for s in ("small-140m", "medium-370m", "large-770m", "xlarge-1_3b")
+    )
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
+def test_preset_plans_and_matches_its_size_name(preset):
+    sweep = load_sweep(preset)
+    (run,) = plan_sweep(sweep, ["cluster=slurm_h100"])
+    nominal = NOMINAL[run.cfg.size.name]
+    assert abs(run.params / nominal - 1) <= 0.15, (preset.stem, run.params)
+    assert run.tokens > 0 and run.flops > 0
+    table = format_plan(sweep, [run])
+    assert f"{run.cfg.arch.name}-{run.cfg.size.name}-s0" in table and "params" in table
