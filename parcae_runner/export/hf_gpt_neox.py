@@ -9,11 +9,11 @@ Usage::
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
 
+from parcae_runner.export.renames import rename, renamed_state_dict
 from parcae_runner.models.pythia import PythiaModel
 
 if TYPE_CHECKING:
@@ -45,11 +45,7 @@ def _check(model: Any) -> PythiaModel:
 
 def hf_name(name: str) -> str:
     """Our parameter name -> the HF ``GPTNeoXForCausalLM`` one."""
-    for pattern, repl in _RENAMES:
-        new, n = re.subn(pattern, repl, name)
-        if n:
-            return new
-    raise KeyError(f"no HF GPT-NeoX name for parameter {name!r}")
+    return rename(name, _RENAMES, "GPT-NeoX")
 
 
 def to_hf_config(model: PythiaModel, **overrides: Any) -> GPTNeoXConfig:
@@ -92,5 +88,4 @@ def to_hf_state_dict(model: PythiaModel) -> dict[str, Tensor]:
     ``lm_head.weight`` and ``gpt_neox.embed_in.weight`` are the same tensor.
     """
     model = _check(model)
-    # state_dict() gives detached tensors sharing storage, and lists a tied weight under both names
-    return {hf_name(k): v for k, v in model.state_dict().items()}
+    return renamed_state_dict(model, _RENAMES, "GPT-NeoX")

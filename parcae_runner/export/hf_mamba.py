@@ -10,11 +10,11 @@ Usage::
 from __future__ import annotations
 
 import math
-import re
 from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
 
+from parcae_runner.export.renames import rename, renamed_state_dict
 from parcae_runner.models.mamba import DT_FLOOR, DT_MAX, DT_MIN, EMBED_STD, MambaHParams, MambaModel, resolve_dt_rank
 
 if TYPE_CHECKING:
@@ -42,11 +42,7 @@ def _check(model: Any) -> MambaModel:
 
 def hf_name(name: str) -> str:
     """Our parameter name -> the HF ``MambaForCausalLM`` one."""
-    for pattern, repl in _RENAMES:
-        new, n = re.subn(pattern, repl, name)
-        if n:
-            return new
-    raise KeyError(f"no HF Mamba name for parameter {name!r}")
+    return rename(name, _RENAMES, "Mamba")
 
 
 def to_hf_config(model: MambaModel, **overrides: Any) -> MambaConfig:
@@ -119,4 +115,4 @@ def to_hf_state_dict(model: MambaModel) -> dict[str, Tensor]:
     With tied embeddings ``lm_head.weight`` and ``backbone.embeddings.weight`` are the same tensor.
     """
     model = _check(model)
-    return {hf_name(k): v for k, v in model.state_dict().items()}
+    return renamed_state_dict(model, _RENAMES, "Mamba")

@@ -13,11 +13,11 @@ outputs by ``rescale_every`` (default 6), which we export as our own ``rescale_e
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
 
+from parcae_runner.export.renames import rename, renamed_state_dict
 from parcae_runner.models.rwkv4 import RWKV4HParams, RWKV4Model
 
 if TYPE_CHECKING:
@@ -48,11 +48,7 @@ def _check(model: Any) -> RWKV4Model:
 
 def hf_name(name: str) -> str:
     """Our parameter name -> the HF ``RwkvForCausalLM`` one."""
-    for pattern, repl in _RENAMES:
-        new, n = re.subn(pattern, repl, name)
-        if n:
-            return new
-    raise KeyError(f"no HF RWKV name for parameter {name!r}")
+    return rename(name, _RENAMES, "RWKV")
 
 
 def to_hf_config(model: RWKV4Model, **overrides: Any) -> RwkvConfig:
@@ -108,4 +104,4 @@ def from_hf_config(config: RwkvConfig) -> tuple[RWKV4HParams, dict[str, int]]:
 def to_hf_state_dict(model: RWKV4Model) -> dict[str, Tensor]:
     """``model``'s weights under HF ``RwkvForCausalLM`` names; detached views of the model's own (no copy)."""
     model = _check(model)
-    return {hf_name(k): v for k, v in model.state_dict().items()}
+    return renamed_state_dict(model, _RENAMES, "RWKV")
