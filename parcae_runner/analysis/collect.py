@@ -98,42 +98,14 @@ def select(config: dict[str, Any] | None, key: str) -> Any:
     return node
 
 
-def _skip_meta_init() -> Any:
-    """A torch function mode under which in-place ops on meta tensors (``normal_``, ``uniform_``,
-    ``zero_``, the ``nn.init`` functions) return their tensor untouched.
-
-    Why: a meta tensor holds no values, so initialising it does nothing, but torch routes
-    ``normal_`` on meta through ``torch._refs``, whose first call imports ``torch._dynamo``
-    (3-4 s on a 2-core machine): more than collecting a thousand runs takes.
-    """
-    import torch
-    from torch.overrides import TorchFunctionMode
-
-    class SkipMetaInit(TorchFunctionMode):
-        def __torch_function__(self, func, types, args=(), kwargs=None):
-            kwargs = kwargs or {}
-            name = getattr(func, "__name__", "")
-            # nn.init functions pass their tensor as a keyword to handle_torch_function
-            target = args[0] if args else kwargs.get("tensor")
-            if name.endswith("_") and not name.startswith("_") and isinstance(target, torch.Tensor) and target.is_meta:
-                return target
-            return func(*args, **kwargs)
-
-    return SkipMetaInit()
-
-
 @cache
 def _flops_per_token(arch_json: str, size: str, vocab_size: int, seq_len: int) -> float:
     """Training FLOPs per token of one model, built on the meta device (no memory, no init)."""
-    import torch  # deferred: a cached collect never needs torch
-
-    from parcae_runner.analysis.flops import training_flops_per_token
-    from parcae_runner.models import build_model
+    # deferred: a cached collect never needs torch
+    from parcae_runner.analysis.flops import arch_costs
 
     try:
-        with torch.device("meta"), _skip_meta_init():
-            model = build_model(json.loads(arch_json), size, vocab_size)
-        return float(training_flops_per_token(model, seq_len))
+        return arch_costs(json.loads(arch_json), size, vocab_size, seq_len)[2]
     except Exception as exc:  # an architecture this version no longer knows must not stop collecting
         warnings.warn(f"no FLOPs for arch={arch_json} size={size}: {exc}", stacklevel=2)
         return math.nan

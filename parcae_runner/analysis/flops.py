@@ -13,7 +13,10 @@ An architecture with other costs (recurrent mixers, looped cores) defines
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from functools import cache
+from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -38,22 +41,54 @@ def training_flops_per_token(model: nn.Module, seq_len: int) -> float:
     return 6.0 * matmul_params(model) + attention
 
 
+def skip_meta_init() -> Any:
+    """A torch function mode under which in-place ops on meta tensors (``normal_``, ``uniform_``,
+    ``zero_``, the ``nn.init`` functions) return their tensor untouched.
+
+    Why: a meta tensor holds no values, so initialising it does nothing, but torch routes
+    ``normal_`` on meta through ``torch._refs``, whose first call imports ``torch._dynamo``
+    (3-4 s on a 2-core machine): more than planning a sweep or collecting a thousand runs takes.
+    """
+    from torch.overrides import TorchFunctionMode
+
+    class SkipMetaInit(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            name = getattr(func, "__name__", "")
+            # nn.init functions pass their tensor as a keyword to handle_torch_function
+            target = args[0] if args else kwargs.get("tensor")
+            if name.endswith("_") and not name.startswith("_") and isinstance(target, torch.Tensor) and target.is_meta:
+                return target
+            return func(*args, **kwargs)
+
+    return SkipMetaInit()
+
+
 @cache
-def _model_costs(arch_yaml: str, size: str, vocab: int, seq_len: int) -> tuple[int, int, float]:
-    with torch.device("meta"):
-        model = build_model(OmegaConf.create(arch_yaml), size, vocab)
+def _costs(arch_json: str, size: str, vocab: int, seq_len: int) -> tuple[int, int, float]:
+    with torch.device("meta"), skip_meta_init():
+        model = build_model(json.loads(arch_json), size, vocab)
     return (
         count_parameters(model),
         count_parameters(model, non_embedding=True),
-        training_flops_per_token(model, seq_len),
+        float(training_flops_per_token(model, seq_len)),
     )
+
+
+def arch_costs(arch_cfg: Mapping[str, Any], size: str, vocab: int, seq_len: int) -> tuple[int, int, float]:
+    """(parameters, non-embedding parameters, training FLOPs per token), from a meta-device build
+    cached per distinct architecture config (hyperparameters such as a looped model's mean
+    recurrence change the cost, so the whole config is the key)."""
+    return _costs(json.dumps(dict(arch_cfg), sort_keys=True), size, int(vocab), int(seq_len))
 
 
 def model_costs(cfg: DictConfig) -> tuple[int, int, float]:
     """(parameters, non-embedding parameters, training FLOPs per token) of a run config's model,
     built once per distinct architecture config on the meta device. The vocabulary is the one asked
     for (a small corpus can give slightly fewer tokens)."""
-    return _model_costs(OmegaConf.to_yaml(cfg.arch), cfg.size.name, cfg.data.vocab_size, cfg.data.seq_len)
+    return arch_costs(
+        OmegaConf.to_container(cfg.arch, resolve=True), cfg.size.name, cfg.data.vocab_size, cfg.data.seq_len
+    )
 
 
 def apply_flop_budget(cfg: DictConfig) -> None:

@@ -180,8 +180,6 @@ class MambaModel(nn.Module):
         """(Re)initialise every weight; call after ``to_empty`` when the model was built on the meta device."""
         if self.hparams.tie_embeddings:
             self.lm_head.weight = self.embed.weight  # to_empty gives tied names separate tensors: tie them again
-        if self.embed.weight.is_meta:
-            return  # meta tensors hold no values (counting, planning): nothing to fill
         init_embedding(self.embed, EMBED_STD)
         for block in self.blocks:
             init_norm(block.norm)

@@ -166,8 +166,6 @@ class ParcaeModel(nn.Module):
         """(Re)initialise every weight; call after ``to_empty`` when the model was built on the meta device."""
         if self.hparams.tie_embeddings:
             self.lm_head.weight = self.embed.weight  # to_empty gives tied names separate tensors: tie them again
-        if self.embed.weight.is_meta:
-            return  # meta tensors hold no values (counting, planning): nothing to fill
         std = small_init_std(self.dims["d_model"])
         init_embedding(self.embed, std)
         for table in self.value_embeds.values():

@@ -96,8 +96,6 @@ class PythiaModel(nn.Module):
     @torch.no_grad()
     def init_weights(self) -> None:
         """(Re)initialise every weight; call after ``to_empty`` when the model was built on the meta device."""
-        if self.embed.weight.is_meta:
-            return  # meta tensors hold no values (counting, planning): nothing to fill
         d_model, n_layers = self.dims["d_model"], self.dims["n_layers"]
         if self.hparams.init == "pythia":
             std, out_std = small_init_std(d_model), wang_init_std(d_model, n_layers)

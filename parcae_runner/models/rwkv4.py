@@ -203,8 +203,6 @@ class RWKV4Model(nn.Module):
         n_layers = self.dims["n_layers"]
         if self.hparams.tie_embeddings:
             self.lm_head.weight = self.embed.weight  # to_empty gives tied names separate tensors: tie them again
-        if self.embed.weight.is_meta:
-            return  # meta tensors hold no values (counting, planning): nothing to fill
         nn.init.uniform_(self.embed.weight, -EMBED_INIT, EMBED_INIT)
         init_norm(self.ln0)
         for layer_id, block in enumerate(self.blocks):

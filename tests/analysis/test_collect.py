@@ -13,7 +13,7 @@ import torch
 
 from parcae_runner.analysis import collect as collect_mod
 from parcae_runner.analysis.collect import collect
-from parcae_runner.analysis.flops import training_flops_per_token
+from parcae_runner.analysis.flops import skip_meta_init, training_flops_per_token
 from parcae_runner.config import compose_run_config
 from parcae_runner.models import build_model
 from parcae_runner.train.runner import train
@@ -160,5 +160,5 @@ def test_meta_flops_match_a_real_model():
     for arch in ("pythia", "mamba", "rwkv4"):
         real = training_flops_per_token(build_model({"name": arch}, "debug", 512), 64)
         assert collect_mod.flops_per_token({"name": arch}, "debug", 512, 64) == real
-    with torch.device("meta"), collect_mod._skip_meta_init():
+    with torch.device("meta"), skip_meta_init():
         assert build_model({"name": "pythia"}, "debug", 512).lm_head.weight.is_meta
