@@ -168,6 +168,34 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from parcae_runner.eval.tasks import TASKS_DIR
+
+    if args.tasks_dir:
+        print(TASKS_DIR)  # for lm_eval --include_path
+        return EXIT_OK
+    from parcae_runner.config.errors import ConfigError
+    from parcae_runner.eval.run_eval import evaluate_run
+
+    if not args.run_dir or not args.tasks:
+        usage = "usage: parcae-runner eval <run_dir> --tasks bpb,lambada_embedded"
+        raise ConfigError("eval", args.run_dir or "", usage)
+    written = evaluate_run(
+        args.run_dir,
+        args.tasks,
+        checkpoint=args.checkpoint,
+        all_checkpoints=args.all_checkpoints,
+        limit=args.limit,
+        recurrence=args.recurrence,
+        batch_size=args.batch_size,
+        device=args.device,
+        bpb_chunks=args.bpb_chunks,
+        download=args.download,
+    )
+    print(f"[parcae-runner] wrote {len(written)} result files under {Path(args.run_dir) / 'eval'}", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_collect(args: argparse.Namespace) -> int:
     from parcae_runner.analysis.collect import collect
 
@@ -300,6 +328,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="hf", help="hf (default)")
     p.add_argument("--out", help="output folder (default: <run_dir>/hf/checkpoint-N)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("eval", help="evaluate a run's checkpoint(s): bpb, lambada_embedded, any lm-eval task")
+    p.add_argument("run_dir", nargs="?")
+    p.add_argument("--tasks", help="comma-separated: bpb, lambada_embedded, parcae_core, or lm-eval task names")
+    p.add_argument("--checkpoint", type=int, help="the step to evaluate (default: the newest)")
+    p.add_argument("--all-checkpoints", action="store_true", help="every checkpoint: metric-vs-step curves")
+    p.add_argument("--limit", type=int, help="at most this many examples per task (quick looks, not results)")
+    p.add_argument("--recurrence", help="looped models: core iterations, one or a list (1,2,4,8)")
+    p.add_argument("--batch-size", type=int, help="sequences per forward (default: the run's micro batch)")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument(
+        "--bpb-chunks",
+        default="run",
+        help="bpb over: run = the chunks training validated on (default), all = the whole held-out split, or N",
+    )
+    p.add_argument("--download", action="store_true", help="let lm-eval download missing task data")
+    p.add_argument("--tasks-dir", action="store_true", help="print our task YAMLs' folder (lm_eval --include_path)")
+    p.set_defaults(func=cmd_eval)
     return parser
 
 

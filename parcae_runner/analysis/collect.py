@@ -33,6 +33,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from parcae_runner.eval.results import read_results as read_eval_results
+
 RESULTS_PARQUET = "results.parquet"
 RESULTS_CSV = "results.csv"
 CACHE_FILE = ".collect-cache.json"
@@ -164,6 +166,10 @@ def read_run_rows(run_dir: Path, swept: Sequence[str] = ()) -> list[dict[str, An
         by_step.setdefault(step, {}).update(rec)
         if "train/loss" in rec:
             train.append((step, rec["train/loss"]))
+    # results of `parcae-runner eval` (and of evaluation during training) live in eval/checkpoint-N/;
+    # every write there also rewrites run.json, so the cache signature sees them
+    for step, metrics in read_eval_results(run_dir).items():
+        by_step.setdefault(step, {}).update(metrics)
     train.sort(key=lambda t: t[0])  # stable: of two records of one step, the later one is nearest
     train_steps = [s for s, _ in train]
 

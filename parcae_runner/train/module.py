@@ -121,22 +121,43 @@ class LanguageModelModule(L.LightningModule):
         """Every rank takes its share of the chunks; sums are reduced across ranks so the result
         does not depend on the number of devices."""
         dataset = TokenChunks(self.data.val, self.cfg.data.seq_len)
-        bs = self.cfg.train.micro_batch_size
         world, rank = self.trainer.world_size, self.trainer.global_rank
-        indices = validation_indices(len(dataset), max_batches * bs)[rank::world]
+        indices = validation_indices(len(dataset), max_batches * self.cfg.train.micro_batch_size)[rank::world]
         was_training = self.model.training
         self.model.eval()
-        totals = torch.zeros(3, dtype=torch.float64, device=self.device)  # nats, tokens, bytes
-        for start in range(0, len(indices), bs):
-            xs, ys = zip(*(dataset[i] for i in indices[start : start + bs]), strict=True)
-            x, y = torch.stack(xs).to(self.device), torch.stack(ys).to(self.device)
-            logits = self.model(x, **forward_kwargs)
-            nats = F.cross_entropy(logits.float().view(-1, logits.size(-1)), y.view(-1), reduction="sum")
-            count = torch.tensor(y.numel(), device=self.device).double()
-            totals += torch.stack([nats.double(), count, self.token_bytes[y].sum()])
+        totals = score_chunks(
+            self.model, dataset, indices, self.cfg.train.micro_batch_size, self.token_bytes, forward_kwargs
+        )
         self.model.train(was_training)
-        totals = self.trainer.strategy.reduce(totals, reduce_op="sum")
-        nats, tokens, nbytes = totals.tolist()
-        if tokens == 0:
-            return {}
-        return {"val/loss": nats / tokens, "val/bpb": nats / (math.log(2) * nbytes), "val/tokens": tokens}
+        return loss_and_bpb(self.trainer.strategy.reduce(totals, reduce_op="sum"))
+
+
+@torch.no_grad()
+def score_chunks(
+    model: nn.Module,
+    dataset: TokenChunks,
+    indices: list[int],
+    batch_size: int,
+    token_bytes: torch.Tensor,
+    forward_kwargs: dict | None = None,
+) -> torch.Tensor:
+    """``[nats, tokens, bytes]`` (float64, on ``token_bytes``' device) summed over the chunks ``indices``
+    of ``dataset``: the one definition of validation loss and bits per byte, in training and in ``eval``."""
+    device = token_bytes.device
+    totals = torch.zeros(3, dtype=torch.float64, device=device)
+    for start in range(0, len(indices), batch_size):
+        xs, ys = zip(*(dataset[i] for i in indices[start : start + batch_size]), strict=True)
+        x, y = torch.stack(xs).to(device), torch.stack(ys).to(device)
+        logits = model(x, **(forward_kwargs or {}))
+        nats = F.cross_entropy(logits.float().view(-1, logits.size(-1)), y.view(-1), reduction="sum")
+        count = torch.tensor(y.numel(), device=device).double()
+        totals += torch.stack([nats.double(), count, token_bytes[y].sum()])
+    return totals
+
+
+def loss_and_bpb(totals: torch.Tensor) -> dict[str, float]:
+    """``val/loss`` (nats/token), ``val/bpb`` and ``val/tokens`` from :func:`score_chunks`' sums."""
+    nats, tokens, nbytes = totals.tolist()
+    if tokens == 0:
+        return {}
+    return {"val/loss": nats / tokens, "val/bpb": nats / (math.log(2) * nbytes), "val/tokens": tokens}
