@@ -51,6 +51,18 @@ class CheckpointConfig:
 
 
 @dataclass
+class EvalDuringTraining:
+    """Tasks evaluated at checkpoint steps while training (``parcae-runner eval`` does it afterwards)."""
+
+    # bpb, lambada_embedded, or lm-eval task names whose data is local; [] = none
+    tasks: list[str] = field(default_factory=list)
+    # every n-th checkpoint of the schedule (the final one always): a dense schedule stays affordable
+    every: int = 1
+    # at most this many examples per lm-eval task (None: all)
+    limit: int | None = None
+
+
+@dataclass
 class TrainConfig:
     max_steps: int = 200
     # a compute budget in training FLOPs (analysis/flops.py convention); when set, it decides
@@ -77,6 +89,7 @@ class TrainConfig:
     val_batches: int = 8
     log_interval: int = 10
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    eval: EvalDuringTraining = field(default_factory=EvalDuringTraining)
     # auto | cpu | gpu; devices per node (``auto`` = all visible)
     accelerator: str = "auto"
     devices: Any = "auto"

@@ -107,6 +107,17 @@ def validate_run_config(cfg: DictConfig) -> None:
     if any(s < 0 for s in t.checkpoint.steps):
         errors.append(ConfigError("train.checkpoint.steps", list(t.checkpoint.steps), "steps must be >= 0"))
 
+    _positive(errors, cfg, "train.eval.every")
+    if t.eval.limit is not None and t.eval.limit < 1:
+        errors.append(ConfigError("train.eval.limit", t.eval.limit, "must be a positive number of examples, or null"))
+    if t.eval.tasks:
+        from parcae_runner.eval.tasks import check_task_names
+
+        try:
+            check_task_names([str(x) for x in t.eval.tasks])
+        except ConfigError as exc:
+            errors.append(ConfigError("train.eval.tasks", exc.value, exc.allowed))
+
     if t.init_from is not None and not (Path(t.init_from) / "config.json").is_file():
         errors.append(ConfigError("train.init_from", t.init_from, "not an exported folder (no config.json)"))
 

@@ -6,7 +6,7 @@
 Model arguments: ``run`` (a run directory), ``checkpoint`` (a step; default the newest), ``recurrence``
 (looped models only: the number of core iterations, default the model's eval depth), ``batch_size``
 (default 16), ``max_length`` (default the run's ``data.seq_len``), ``device`` (default ``cuda`` when
-available), ``dtype`` (``float32`` default, or ``bfloat16``/``float16``).
+available), ``dtype`` (``float32``, ``bfloat16`` or ``float16``; default: the checkpoint's float32).
 
 Scoring follows lm-eval's ``hf`` model exactly (``TemplateLM`` encodes the context/continuation pairs;
 inputs longer than ``max_length`` are cut from the left; batches are right-padded, which a causal model
@@ -17,6 +17,7 @@ ignores), so the log-likelihoods of an exported checkpoint agree with ``--model 
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,7 @@ class ParcaeLM(TemplateLM):
         batch_size: int | str = DEFAULT_BATCH_SIZE,
         max_length: int | str | None = None,
         device: str | None = None,
-        dtype: str = "float32",
+        dtype: str | None = None,
         *,
         model: nn.Module | None = None,
         tokenizer: Any = None,
@@ -93,10 +94,15 @@ class ParcaeLM(TemplateLM):
             model, tokenizer, default_length, self.step = load_run_model(run, ckpt)
         else:
             default_length, self.step = _as_int(max_length, "max_length"), _as_int(checkpoint, "checkpoint")
-        if dtype not in DTYPES:
+        if dtype is not None and dtype not in DTYPES:
             raise ValueError(f"parcae: dtype={dtype!r}; choose one of {', '.join(DTYPES)}")
+        if device and device.startswith("cuda") and not torch.cuda.is_available():
+            # lm_eval's CLI asks for cuda by default; its hf model also falls back
+            warnings.warn(f"parcae: device={device} but CUDA is not available; using cpu", stacklevel=2)
+            device = "cpu"
         self.device_name = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.model = model.to(device=self.device_name, dtype=DTYPES[dtype]).eval()
+        # no dtype: the weights' own (a checkpoint loads in float32; a live model keeps its precision)
+        self.model = model.to(device=self.device_name, dtype=DTYPES.get(dtype)).eval()
         self.tokenizer = tokenizer
         self.run = run
         self._max_length = _as_int(max_length, "max_length") or default_length
@@ -180,8 +186,11 @@ class ParcaeLM(TemplateLM):
             inputs, conts = [], []
             for i in chunk:
                 _, context, continuation = requests[i]
-                if not continuation:
-                    raise ValueError("parcae: an empty continuation cannot be scored")
+                if not continuation or len(continuation) > self.max_length:
+                    raise ValueError(
+                        f"parcae: a continuation of {len(continuation)} tokens cannot be scored "
+                        f"with max_length={self.max_length}"
+                    )
                 # the last token is only a target; cut from the left to max_length inputs
                 inputs.append((context + continuation)[-(self.max_length + 1) :][:-1])
                 conts.append(continuation)

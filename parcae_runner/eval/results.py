@@ -37,7 +37,7 @@ def write_results(rd: RunDirectory, step: int, records: dict[str, dict[str, Any]
         written.append(path)
     summary = rd.read_run().get("eval") or {}
     summary.setdefault(f"checkpoint-{step}", {}).update({k: r["metrics"] for k, r in records.items()})
-    rd.update_run(eval=dict(sorted(summary.items(), key=lambda kv: int(kv[0].split("-")[1]))))
+    rd.update_run(eval=summary)
     return written
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -146,6 +147,9 @@ def evaluate_model(
         lm_logger = logging.getLogger("lm_eval")
         level = lm_logger.level
         lm_logger.setLevel(logging.ERROR)
+        # lm-eval bootstraps standard errors in a forked multiprocessing pool; a fork of a process whose
+        # torch/OpenMP threads hold locks (a training process, always) deadlocks: bootstrap in-process
+        os.environ.setdefault("DISABLE_MULTIPROC", "1")
         try:
             out = simple_evaluate(
                 model=lm,

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from parcae_runner.config.errors import ConfigError
 from parcae_runner.config.validate import gradient_accumulation, validate_run_config
 from parcae_runner.data import PreparedData, prepare_data
+from parcae_runner.eval.callback import EvalAtCheckpoints
 from parcae_runner.launch.requeue import RequeueOnSignal, requeue_job, slurm_job_id
 from parcae_runner.models import build_model, count_parameters
 from parcae_runner.train.checkpointing import RESUME_FILE, CheckpointSchedule, checkpoint_steps, latest_resumable
@@ -33,7 +34,7 @@ from parcae_runner.train.module import LanguageModelModule
 from parcae_runner.train.run_dir import RunDirectory, run_name_for
 
 # keys that may change between attempts of one run without changing what is trained
-RESUME_TOLERATED = ("train.progress", "train.num_workers", "logger", "cluster")
+RESUME_TOLERATED = ("train.progress", "train.num_workers", "train.eval", "logger", "cluster")
 
 
 def _log(msg: str) -> None:
@@ -294,6 +295,7 @@ def _make_trainer(
     callbacks: list[L.Callback] = [
         TrainMetrics(sink, t.log_interval, tokens_per_step, accumulate, t.max_steps),
         PeriodicEvaluation(sink, t.val_interval, t.val_batches, t.max_steps),
+        EvalAtCheckpoints(sink, run_dir, cfg, steps),
         checkpoints,
         requeue,
     ]
