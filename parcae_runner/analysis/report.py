@@ -873,7 +873,12 @@ def render_sections(df: pd.DataFrame, folder: Path, sweep_root: Path) -> list[tu
                 sections.append(_section("isoflop", "IsoFLOP profiles and the compute-optimal frontier", body))
 
     # -- eval metrics
-    eval_cols = sorted(c for c in df.columns if str(c).startswith("eval/") and pd.api.types.is_numeric_dtype(df[c]))
+    eval_cols = sorted(
+        c
+        for c in df.columns
+        # a metric's standard error is not a curve of its own (the seed bands show the spread)
+        if str(c).startswith("eval/") and not str(c).endswith("_stderr") and pd.api.types.is_numeric_dtype(df[c])
+    )
     if eval_cols:
         body = [fig for i, col in enumerate(eval_cols) if (fig := _eval_plot(plots, df, col, i))]
         final_eval = (

@@ -61,10 +61,11 @@ def bpb_metrics(
     chunks: int | None,
     batch_size: int,
     forward_kwargs: dict[str, Any],
-) -> dict[str, float]:
-    """Bits per byte (and nats per token) on the held-out split: the training validation's own
-    computation, on the same chunks when ``chunks`` is the run's ``val_batches x micro_batch_size``;
-    ``None`` scores every chunk of the split."""
+) -> tuple[dict[str, float], int]:
+    """``({bpb, loss}, tokens scored)``: bits per byte (and nats per token) on the held-out split.
+
+    The training validation's own computation, on the same chunks when ``chunks`` is the run's
+    ``val_batches x micro_batch_size``; ``None`` scores every chunk of the split."""
     from parcae_runner.data import TokenChunks, validation_indices
     from parcae_runner.train.module import loss_and_bpb, score_chunks
 
@@ -76,7 +77,7 @@ def bpb_metrics(
     result = loss_and_bpb(totals)
     if not result:
         raise ConfigError("--tasks", BPB, f"the held-out split has no chunk of {seq_len} tokens to score")
-    return {"bpb": result["val/bpb"], "loss": result["val/loss"], "tokens": result["val/tokens"]}
+    return {"bpb": result["val/bpb"], "loss": result["val/loss"]}, int(result["val/tokens"])
 
 
 def resolve_bpb_chunks(spec: int | str | None, cfg: Any) -> int | None:
@@ -129,12 +130,13 @@ def evaluate_model(
     if BPB in tasks:
         started = time.perf_counter()
         chunks = resolve_bpb_chunks(bpb_chunks, cfg)
-        metrics = bpb_metrics(lm.model, data, int(cfg.data.seq_len), chunks, batch_size, lm.forward_kwargs)
+        metrics, tokens = bpb_metrics(lm.model, data, int(cfg.data.seq_len), chunks, batch_size, lm.forward_kwargs)
         records[result_key(BPB, recurrence)] = {
             "task": BPB,
             **common,
             "metrics": metrics,
             "chunks": "all" if chunks is None else chunks,
+            "tokens": tokens,
             "duration_s": time.perf_counter() - started,
         }
     lm_tasks = [t for t in tasks if t != BPB]
