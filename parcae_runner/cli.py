@@ -353,6 +353,10 @@ def main(argv: list[str] | None = None) -> int:
     from parcae_runner.config.errors import ConfigError, ConfigErrors
     from parcae_runner.data import DataError
 
+    if not sys.stderr.isatty():
+        # in a log file (Slurm, a local sweep) lm-eval's carriage-return bars are noise: our own progress
+        # is one plain line per event. tqdm reads this when it is first imported, which is later.
+        os.environ.setdefault("TQDM_DISABLE", "1")
     parser = build_parser()
     # overrides may come before or after options (`sweep sweeps/x.yaml cluster=slurm_local --hold`)
     args, rest = parser.parse_known_args(argv)

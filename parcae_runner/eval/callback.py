@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from parcae_runner.eval.results import flat_metrics, write_results
+from parcae_runner.eval.tasks import task_metadata
 from parcae_runner.train.metrics import MetricsSink
 from parcae_runner.train.run_dir import RunDirectory
 
@@ -69,7 +70,7 @@ class EvalAtCheckpoints(L.Callback):
                     step,
                     self.tasks,
                     limit=self.cfg.train.eval.limit,
-                    metadata={"run": str(self.run_dir.path)},
+                    metadata=task_metadata(self.cfg),
                 )
         finally:
             random.setstate(py_state)

@@ -45,6 +45,11 @@ def _as_int(value: Any, name: str) -> int | None:
         raise ValueError(f"parcae: {name}={value!r} is not an integer") from None
 
 
+def takes_recurrence(model: nn.Module) -> bool:
+    """Looped models take the number of core iterations as ``forward(..., num_steps=R)``."""
+    return "num_steps" in inspect.signature(model.forward).parameters
+
+
 def run_data(record: dict[str, Any]) -> Any:
     """The prepared data (tokenizer, held-out split) a run trained on, from ``run.json``'s record."""
     from parcae_runner.data import DataError, load_prepared
@@ -112,7 +117,7 @@ class ParcaeLM(TemplateLM):
         self.recurrence = _as_int(recurrence, "recurrence")
         self.forward_kwargs: dict[str, Any] = {}
         if self.recurrence is not None:
-            if "num_steps" not in inspect.signature(self.model.forward).parameters:
+            if not takes_recurrence(self.model):
                 raise ValueError(
                     f"parcae: recurrence={self.recurrence} applies to looped models only, not {type(model).__name__}"
                 )

@@ -27,7 +27,15 @@ from torch import nn
 
 from parcae_runner.config.errors import ConfigError
 from parcae_runner.eval.results import flat_metrics, result_key, write_results
-from parcae_runner.eval.tasks import BPB, check_task_data, check_task_names, go_offline, parse_tasks, task_manager
+from parcae_runner.eval.tasks import (
+    BPB,
+    check_task_data,
+    check_task_names,
+    go_offline,
+    parse_tasks,
+    task_manager,
+    task_metadata,
+)
 
 # bootstrap resamples for the standard errors of metrics that have no closed form (perplexity):
 # lm-eval's default of 100,000 takes longer than the evaluation of a small model
@@ -186,9 +194,9 @@ def _recurrences(spec: str | int | None, model: nn.Module) -> list[int | None]:
         raise ConfigError("--recurrence", spec, "a positive integer or a comma-separated list, e.g. 1,2,4,8") from None
     if not values or any(v < 1 for v in values):
         raise ConfigError("--recurrence", spec, "a positive integer or a comma-separated list, e.g. 1,2,4,8")
-    import inspect
+    from parcae_runner.eval.harness import takes_recurrence
 
-    if "num_steps" not in inspect.signature(model.forward).parameters:
+    if not takes_recurrence(model):
         name = type(model).__name__
         raise ConfigError("--recurrence", spec, f"only looped models take a recurrence; this run is {name}")
     return list(values)
@@ -222,7 +230,7 @@ def evaluate_run(
         raise ConfigError("--limit", limit, "must be a positive number of examples per task")
     go_offline(download)
     check_task_names(names)
-    metadata = {"run": str(rd.path)}
+    metadata = task_metadata(cfg)
     check_task_data(names, metadata)
     data = run_data(record)
     tokenizer = data.load_tokenizer()

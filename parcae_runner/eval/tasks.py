@@ -59,6 +59,11 @@ def go_offline(download: bool) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+def task_metadata(cfg: Any) -> dict[str, Any]:
+    """What our tasks need to know of a run: its data (``lambada_embedded`` reads that data's held-out split)."""
+    return {"source": str(cfg.data.source), "path": cfg.data.path, "val_fraction": float(cfg.data.val_fraction)}
+
+
 def _needs_lm_eval_tasks(names: list[str]) -> bool:
     ours = own_tasks()
     # our groups name lm-eval's own tasks; anything not ours is lm-eval's

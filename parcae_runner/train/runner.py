@@ -197,6 +197,13 @@ def train(cfg: DictConfig) -> RunDirectory:
 
     _match_threads_to_allocation()
     data = prepare_data(cfg.data, progress=cfg.train.progress)
+    if cfg.train.eval.tasks:
+        from parcae_runner.eval.tasks import check_task_data, go_offline, task_metadata
+
+        # an absent dataset stops the run here, with its how-to, not at the first checkpoint
+        # (offline unless HF_DATASETS_OFFLINE/HF_HUB_OFFLINE say otherwise: no hang on a closed network)
+        go_offline(download=False)
+        check_task_data([str(t) for t in cfg.train.eval.tasks], task_metadata(cfg))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     model = build_model(cfg.arch, cfg.size.name, data.vocab_size)
 

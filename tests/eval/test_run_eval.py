@@ -156,6 +156,13 @@ def test_evaluation_during_training_leaves_training_unchanged(data_cache, tmp_pa
         assert (plain.path / name).read_bytes() == (with_eval.path / name).read_bytes(), name
 
 
-def test_unknown_training_eval_task_is_a_config_error(data_cache, tmp_path):
+def test_bad_training_eval_tasks_stop_before_the_run_starts(data_cache, tmp_path):
     out = _cli("show", *eval_overrides(data_cache, tmp_path, **{"train.eval.tasks": "[lambada_embeded]"}))
     assert out.returncode == 2 and "train.eval.tasks=lambada_embeded" in out.stderr, out.stderr[-2000:]
+    out = _cli(
+        "train",
+        *eval_overrides(data_cache, tmp_path, **{"train.eval.tasks": "[hellaswag]"}),
+        env={"HF_HOME": str(tmp_path / "hf-home")},
+    )
+    assert out.returncode == 2 and "--tasks=hellaswag" in out.stderr and "--download" in out.stderr, out.stderr[-2000:]
+    assert not (tmp_path / "single").exists()  # no run directory was made
