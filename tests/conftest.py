@@ -22,16 +22,20 @@ def data_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("data-cache")
 
 
-@pytest.fixture
-def fast_overrides(data_cache: Path, tmp_path: Path) -> list[str]:
-    """A debug Pythia on a small-vocab copy of the embedded corpus, no loggers, results in tmp."""
+def debug_overrides(data_cache: Path, results: Path) -> list[str]:
+    """A debug Pythia on a small-vocab copy of the embedded corpus, no loggers, results in ``results``."""
     return [
         "arch=pythia",
         "size=debug",
         "data.vocab_size=512",
         "data.seq_len=64",
         f"data.cache_dir={data_cache}",
-        f"results_dir={tmp_path / 'results'}",
+        f"results_dir={results}",
         "train.progress=false",
         "logger=none",
     ]
+
+
+@pytest.fixture
+def fast_overrides(data_cache: Path, tmp_path: Path) -> list[str]:
+    return debug_overrides(data_cache, tmp_path / "results")

@@ -657,6 +657,8 @@ def _eval_plot(plots: Plots, df: pd.DataFrame, col: str, index: int) -> str | No
         return None
     ax.set_xlabel("optimizer step")
     ax.set_ylabel(col)
+    if str(col).endswith("perplexity"):
+        ax.set_yscale("log")  # it falls by orders of magnitude early in training
     ax.grid(alpha=0.3)
     _legend(ax)
     return plots.save(

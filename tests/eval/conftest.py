@@ -8,20 +8,14 @@ import pytest
 
 from parcae_runner.config import compose_run_config
 from parcae_runner.train.runner import train
+from tests.conftest import debug_overrides
 
 STEPS = 40
 
 
 def eval_overrides(data_cache: Path, results: Path, **extra: str) -> list[str]:
     return [
-        "arch=pythia",
-        "size=debug",
-        "data.vocab_size=512",
-        "data.seq_len=64",
-        f"data.cache_dir={data_cache}",
-        f"results_dir={results}",
-        "train.progress=false",
-        "logger=none",
+        *debug_overrides(data_cache, results),
         f"train.max_steps={STEPS}",
         "train.batch_size=8",
         "train.micro_batch_size=8",

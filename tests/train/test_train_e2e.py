@@ -12,6 +12,7 @@ from parcae_runner.analysis.wandb_offline import find_run_files, read_offline_ru
 from parcae_runner.config import compose_run_config
 from parcae_runner.data import load_prepared
 from parcae_runner.train.runner import train
+from tests.conftest import debug_overrides
 
 
 def unigram_entropy_nats(tokens: np.ndarray) -> float:
@@ -25,13 +26,7 @@ def trained(tmp_path_factory, data_cache):
     results = tmp_path_factory.mktemp("results")
     cfg = compose_run_config(
         [
-            "arch=pythia",
-            "size=debug",
-            "data.vocab_size=512",
-            "data.seq_len=64",
-            f"data.cache_dir={data_cache}",
-            f"results_dir={results}",
-            "train.progress=false",
+            *debug_overrides(data_cache, results),
             "logger=offline",
             "train.max_steps=300",
             "train.val_interval=100",
