@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -102,3 +104,34 @@ def test_train_in_the_image_writes_a_run_directory_owned_by_the_caller(image, tm
     owners = {(p.lstat().st_uid, p.lstat().st_gid) for p in [results, *results.rglob("*")]}
     assert owners == {(uid, gid)}, owners
     assert all(p.lstat().st_uid == uid for p in Path(cache).rglob("*"))
+
+
+def test_interactive_shell_runs_as_the_caller_with_the_key_by_name(image, tmp_path):
+    script = REPO / "docker" / "launch_interactive.sh"
+    text = "\n".join(line for line in script.read_text().splitlines() if not line.lstrip().startswith("#"))
+    assert "--privileged" not in text and not re.search(r"\b(pkill|killall|kill)\b|docker (kill|rm|stop)", text)
+    key = "fake-interactive-key-0123456789"
+    env = {
+        **os.environ,
+        "IMAGE": image.ref,
+        "RESULTS_DIR": str(tmp_path / "results"),
+        "DATA_DIR": str(tmp_path / "data"),
+        "WANDB_API_KEY": key,
+        "GPUS": "none",
+    }
+    code = (
+        "import hashlib, json, os, pathlib; pathlib.Path('results/made-inside').touch();"
+        "print(json.dumps({'uid': os.getuid(), 'gid': os.getgid(), 'cwd': os.getcwd(),"
+        " 'configs': os.environ['PARCAE_CONFIG_DIR'],"
+        " 'key': hashlib.sha256(os.environ['WANDB_API_KEY'].encode()).hexdigest()}))"
+    )
+    out = subprocess.run(
+        [str(script), "python", "-c", code], env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    inside = json.loads(out.stdout.strip().splitlines()[-1])
+    assert (inside["uid"], inside["gid"]) == (os.getuid(), os.getgid())
+    assert inside["cwd"] == str(REPO) and inside["configs"] == str(REPO / "launch_configs")
+    assert inside["key"] == hashlib.sha256(key.encode()).hexdigest()
+    made = tmp_path / "results" / "made-inside"
+    assert made.is_file() and made.stat().st_uid == os.getuid()
