@@ -144,6 +144,16 @@ def slurm_job_info(job_id: str | None) -> str | None:
     return out.stdout.strip() or None
 
 
+def pyxis_image(image: str) -> str:
+    """A registry reference as pyxis/enroot spell it: ``registry.example.org#team/parcae-runner@sha256:...``
+    (enroot reads a host before the first ``/`` as part of a Docker Hub name); paths and such names unchanged."""
+    host, sep, rest = image.partition("/")
+    registry = sep and ("." in host or ":" in host or host == "localhost")
+    if "#" in image or image.startswith((".", "/")) or not registry:
+        return image
+    return f"{host}#{rest}"
+
+
 def job_gpus() -> str | None:
     """The GPUs Slurm gave this job as host indices (the docker daemon sees the whole node), else None."""
     for name in ("SLURM_STEP_GPUS", "SLURM_JOB_GPUS", "CUDA_VISIBLE_DEVICES"):
@@ -193,7 +203,7 @@ def container_command(
     if mode == "pyxis":
         # pyxis flags belong to srun itself; pyxis does not run the image's entrypoint, so name the command
         return [
-            f"--container-image={image}",
+            f"--container-image={pyxis_image(image)}",
             f"--container-mounts={','.join(f'{p}:{p}' for p in binds)}",
             f"--container-workdir={workdir}",
             "parcae-runner",

@@ -49,15 +49,18 @@ def test_docker_passes_secrets_by_name_signals_devices_and_the_callers_uid(job_e
 
 def test_pyxis_and_apptainer_mount_the_same_paths(job_env):
     mounts = ["/w/repo/results", "/scratch/data", "/scratch/data/sub"]
-    pyxis = container_command("pyxis", "reg/parcae@sha256:1", "/w/repo", ["x=1"], mounts)
+    pyxis = container_command("pyxis", "reg.example.org/team/parcae@sha256:1", "/w/repo", ["x=1"], mounts)
     assert pyxis == [
-        "--container-image=reg/parcae@sha256:1",
+        "--container-image=reg.example.org#team/parcae@sha256:1",
         "--container-mounts=/scratch/data:/scratch/data,/w/repo:/w/repo",
         "--container-workdir=/w/repo",
         "parcae-runner",
         "train",
         "x=1",
     ]
+    for same in ("parcae-runner:latest", "team/parcae", "/images/parcae.sqsh", "nvcr.io#nvidia/pytorch:25.10-py3"):
+        assert container.pyxis_image(same) == same
+    assert container.pyxis_image("localhost:5000/parcae:abc") == "localhost:5000#parcae:abc"
     apptainer = container_command("apptainer", "parcae.sif", "/w/repo", ["x=1"], mounts)
     assert apptainer[:5] == ["apptainer", "exec", "--nv", "--bind", "/scratch/data:/scratch/data,/w/repo:/w/repo"]
     assert apptainer[-4:] == ["parcae.sif", "parcae-runner", "train", "x=1"]
