@@ -123,6 +123,12 @@ def image(standin_base) -> Image:
     build_s = time.monotonic() - started
     tag = out.stdout.strip().splitlines()[-1].split()[1]  # "built <name>:<tag> = sha256:..."
     found = json.loads(docker("image", "inspect", tag).stdout)[0]
+    # earlier sessions' test images (other commits) share the heavy layers; keep only this one
+    older = docker("images", IMAGE_NAME, "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+    older = [t for t in older if t not in (tag, f"{IMAGE_NAME}:latest")]
+    if older:
+        docker("rmi", *older, check=False)
+    docker("image", "prune", "-f", "--filter", "label=org.opencontainers.image.title=parcae-runner", check=False)
     print(f"\n[docker] make docker-build: {build_s:.0f} s, {tag} = {found['Id']}", file=sys.stderr)
     return Image(ref=tag, id=found["Id"], base=standin_base, build_s=build_s)
 
