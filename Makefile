@@ -105,8 +105,9 @@ lock: setup
 ## the image, tagged with the commit (-dirty for uncommitted changes) and latest; BASE_IMAGE= to change the base
 IMAGE_NAME ?= parcae-runner
 BASE_IMAGE ?=
-GIT_COMMIT = $(shell git rev-parse HEAD)$(if $(shell git status --porcelain --untracked-files=no),-dirty)
-IMAGE_TAG = $(shell git rev-parse --short HEAD)$(if $(shell git status --porcelain --untracked-files=no),-dirty)
+GIT_DIRTY = $(if $(shell git status --porcelain --untracked-files=no 2>/dev/null),-dirty)
+GIT_COMMIT = $(or $(shell git rev-parse HEAD 2>/dev/null),unknown)$(GIT_DIRTY)
+IMAGE_TAG = $(or $(shell git rev-parse --short HEAD 2>/dev/null),unknown)$(GIT_DIRTY)
 docker-build:
 	docker build -f docker/Dockerfile $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) \
 		--build-arg GIT_COMMIT=$(GIT_COMMIT) \
