@@ -111,6 +111,7 @@ def standin_base(docker_engine) -> str:
 @pytest.fixture(scope="session")
 def image(standin_base) -> Image:
     """``make docker-build`` on the stand-in base: the same docker/Dockerfile as for a cluster."""
+    earlier = set(docker("images", "-q", "--no-trunc", IMAGE_NAME).stdout.split())
     started = time.monotonic()
     out = subprocess.run(
         ["make", "--no-print-directory", "docker-build", f"BASE_IMAGE={standin_base}", f"IMAGE_NAME={IMAGE_NAME}"],
@@ -123,12 +124,16 @@ def image(standin_base) -> Image:
     build_s = time.monotonic() - started
     tag = out.stdout.strip().splitlines()[-1].split()[1]  # "built <name>:<tag> = sha256:..."
     found = json.loads(docker("image", "inspect", tag).stdout)[0]
-    # earlier sessions' test images (other commits) share the heavy layers; keep only this one
+    # earlier sessions' test images (other commits, or this commit before a change) share the heavy layers:
+    # untag them, and remove those of them no tag names any more; no other image is touched
     older = docker("images", IMAGE_NAME, "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
     older = [t for t in older if t not in (tag, f"{IMAGE_NAME}:latest")]
     if older:
         docker("rmi", *older, check=False)
-    docker("image", "prune", "-f", "--filter", "label=org.opencontainers.image.title=parcae-runner", check=False)
+    for old_id in earlier - {found["Id"]}:
+        left = docker("image", "inspect", "--format", "{{len .RepoTags}}", old_id, check=False).stdout.strip()
+        if left == "0":
+            docker("rmi", old_id, check=False)
     print(f"\n[docker] make docker-build: {build_s:.0f} s, {tag} = {found['Id']}", file=sys.stderr)
     return Image(ref=tag, id=found["Id"], base=standin_base, build_s=build_s)
 
