@@ -12,7 +12,8 @@ CLUSTER ?= local
 VARIANT ?=
 OVERRIDES ?=
 
-.PHONY: setup test test-quick demo report demo-slurm slurm-up slurm-down lint format bench clean
+.PHONY: setup test test-quick demo report demo-slurm slurm-up slurm-down lint format bench clean \
+	lock docker-build docker-push
 
 setup: $(STAMP)
 
@@ -92,6 +93,39 @@ bench: setup slurm-up
 	$(BIN)/python bench/sweep_submit.py --out bench/out/sweep_submit.json
 	$(BIN)/python bench/kernels.py --out bench/out/kernels.json
 	$(BIN)/python bench/collect.py --out bench/out/collect.json
+
+## the image's dependency lock, from pyproject.toml (torch and triton come from the base image; see docker/)
+# resolved against PyPI as it was at LOCK_DATE, for every Python the package supports: bump the date to update
+LOCK ?= docker/requirements.lock
+LOCK_DATE ?= 2026-11-20T00:00:00Z
+lock: setup
+	$(BIN)/uv pip compile pyproject.toml docker/build-requirements.in --universal --generate-hashes \
+		--override docker/lock-overrides.txt --exclude-newer $(LOCK_DATE) --no-config \
+		--index-url https://pypi.org/simple --custom-compile-command "make lock" --quiet --output-file $(LOCK)
+
+## the image, tagged with the commit (-dirty for uncommitted changes) and latest; BASE_IMAGE= to change the base
+IMAGE_NAME ?= parcae-runner
+BASE_IMAGE ?=
+GIT_DIRTY = $(if $(shell git status --porcelain --untracked-files=no 2>/dev/null),-dirty)
+GIT_COMMIT = $(or $(shell git rev-parse HEAD 2>/dev/null),unknown)$(GIT_DIRTY)
+IMAGE_TAG = $(or $(shell git rev-parse --short HEAD 2>/dev/null),unknown)$(GIT_DIRTY)
+docker-build:
+	docker build -f docker/Dockerfile $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) \
+		--build-arg GIT_COMMIT=$(GIT_COMMIT) \
+		--build-arg LOCK_SHA256=$$(sha256sum docker/requirements.lock | cut -d' ' -f1) \
+		-t $(IMAGE_NAME):$(IMAGE_TAG) -t $(IMAGE_NAME):latest .
+	@echo "built $(IMAGE_NAME):$(IMAGE_TAG) = $$(docker image inspect --format '{{.Id}}' $(IMAGE_NAME):$(IMAGE_TAG))"
+
+## push the commit's image: make docker-push REGISTRY=registry.example.org/team; prints the pinned reference
+docker-push:
+	@test -n "$(REGISTRY)" || { echo "usage: make docker-push REGISTRY=<registry>/<namespace>"; exit 2; }
+	@case "$(IMAGE_TAG)" in *-dirty) echo "refusing to push $(IMAGE_TAG): commit your changes first"; exit 2;; esac
+	docker tag $(IMAGE_NAME):$(IMAGE_TAG) $(REGISTRY)/$(IMAGE_NAME):$(IMAGE_TAG)
+	docker tag $(IMAGE_NAME):$(IMAGE_TAG) $(REGISTRY)/$(IMAGE_NAME):latest
+	docker push $(REGISTRY)/$(IMAGE_NAME):$(IMAGE_TAG)
+	docker push $(REGISTRY)/$(IMAGE_NAME):latest
+	@echo "pinned: $$(docker image inspect --format '{{range .RepoDigests}}{{println .}}{{end}}' \
+		$(REGISTRY)/$(IMAGE_NAME):$(IMAGE_TAG) | grep '^$(REGISTRY)/$(IMAGE_NAME)@' | head -1)"
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache bench/out

@@ -7,80 +7,54 @@ inside the container the profile (or ``CONTAINER=``/``IMAGE=``) names, with the 
 appended to ``<run_dir>/logs/slurm-<job>.out``. The same command runs again after a requeue
 and resumes from the newest checkpoint.
 
-Container modes: ``none`` (the cluster's Python), ``pyxis`` (``srun --container-image``),
-``apptainer`` (``apptainer exec --nv``), ``docker`` (``docker run --gpus all``). The working
-directory (checkout, data cache, results) is mounted at the same path inside; secrets such as
+Container modes (see :mod:`parcae_runner.launch.container`): ``none`` (the cluster's Python),
+``pyxis`` (``srun --container-image``), ``apptainer`` (``apptainer exec --nv``), ``docker``
+(``docker run --gpus <the job's GPUs>``). The working directory (checkout), the results root, the
+data cache and the config tree are mounted at the same paths inside; secrets such as
 ``WANDB_API_KEY`` pass as environment variables only.
+
+Requeue: with ``none`` the training process calls ``scontrol requeue`` itself. In a container there
+is no Slurm, so this script stays outside as the parent of ``srun`` and requeues the job when the
+step has ended with the run's new attempt recorded as ``requeued`` (checkpointed on SIGUSR1).
 """
 
 from __future__ import annotations
 
 import os
 import shlex
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
 from omegaconf import DictConfig
 
-CONTAINER_MODES = ("none", "pyxis", "apptainer", "docker")
-# environment passed into a container by name only (values never land in a file or an image)
-PASS_ENV = ("WANDB_API_KEY", "WANDB_MODE", "WANDB_ENTITY", "WANDB_PROJECT", "HF_HOME")
+from parcae_runner.launch import container
+from parcae_runner.launch.container import CONTAINER_MODES, PASS_ENV, container_command  # noqa: F401
 
 
-def container_command(mode: str, image: str | None, workdir: str, train_args: list[str]) -> list[str]:
-    """The argv that ``srun`` runs for one task: ``parcae-runner train ...`` in the chosen container."""
-    if mode == "none":
-        return [sys.executable, "-m", "parcae_runner.cli", "train", *train_args]
-    if not image:
-        raise ValueError(f"CONTAINER={mode} needs an image: set IMAGE=... or cluster.image")
-    if mode == "pyxis":
-        # pyxis flags belong to srun itself; the image's entrypoint is parcae-runner
-        return [
-            f"--container-image={image}",
-            f"--container-mounts={workdir}:{workdir}",
-            f"--container-workdir={workdir}",
-            "parcae-runner",
-            "train",
-            *train_args,
-        ]
-    if mode == "apptainer":
-        return [
-            "apptainer",
-            "exec",
-            "--nv",
-            "--bind",
-            f"{workdir}:{workdir}",
-            "--pwd",
-            workdir,
-            image,
-            "parcae-runner",
-            "train",
-            *train_args,
-        ]
-    if mode == "docker":
-        env = [a for name in PASS_ENV if name in os.environ for a in ("-e", name)]
-        devices = os.environ.get("CUDA_VISIBLE_DEVICES")
-        gpus = ["--gpus", f'"device={devices}"' if devices else "all"] if devices != "" else []
-        return [
-            "docker",
-            "run",
-            "--rm",
-            *gpus,
-            "--user",
-            f"{os.getuid()}:{os.getgid()}",
-            "-v",
-            f"{workdir}:{workdir}",
-            "-w",
-            workdir,
-            *env,
-            image,
-            "train",
-            *train_args,
-        ]
-    raise ValueError(f"CONTAINER={mode}: choose one of {', '.join(CONTAINER_MODES)}")
+def container_mounts(cfg: DictConfig, config_dir: Path) -> list[str]:
+    """Host paths a run reads or writes besides the working directory: results, data cache, config tree, inputs."""
+    paths: list[str | Path | None] = [cfg.results_dir, cfg.data.cache_dir, config_dir]
+    data_path = cfg.data.get("path")
+    if data_path and data_path != "???" and Path(data_path).exists():
+        paths.append(Path(data_path) if Path(data_path).is_dir() else Path(data_path).parent)
+    init_from = cfg.train.get("init_from")
+    if init_from and Path(init_from).exists():
+        paths.append(init_from)
+    if os.environ.get("HF_HOME"):
+        paths.append(os.environ["HF_HOME"])
+    return [str(Path(p).expanduser().absolute()) for p in paths if p]
 
 
-def srun_command(cfg: DictConfig, run_dir: Path, train_args: list[str], mode: str, image: str | None) -> list[str]:
+def srun_command(
+    cfg: DictConfig,
+    run_dir: Path,
+    train_args: list[str],
+    mode: str,
+    image: str | None,
+    mounts: list[str] | None = None,
+) -> list[str]:
     """``srun`` with one task per GPU (at least one per node) and the step log under the run dir."""
     c = cfg.cluster
     log = run_dir / "logs" / "slurm-%j.out"
@@ -91,32 +65,106 @@ def srun_command(cfg: DictConfig, run_dir: Path, train_args: list[str], mode: st
         "--open-mode=append",
         "--kill-on-bad-exit=1",
     ]
-    return [*srun, *container_command(mode, image, os.getcwd(), train_args)]
+    gpus = (container.job_gpus() or "all") if c.gpus_per_node else None
+    task = container_command(
+        mode,
+        image,
+        os.getcwd(),
+        train_args,
+        mounts=mounts,
+        gpus=gpus,
+        env_names=container.slurm_env_names(),
+    )
+    return [*srun, *task]
+
+
+def _attempts(run_dir: Path) -> int:
+    from parcae_runner.train.run_dir import RunDirectory
+
+    return int(RunDirectory(run_dir).read_run().get("attempts", 0))
+
+
+def _run_outside(cmd: list[str], run_dir: Path, mode: str) -> int:
+    """Run the step as a child, then do what the container cannot: clean up, and requeue if the run asked to."""
+    from parcae_runner.launch.requeue import requeue_job, slurm_job_id
+    from parcae_runner.train.run_dir import RunDirectory
+
+    def note(signum, frame) -> None:
+        # SIGTERM/SIGINT (scancel) reach the step's tasks too; wait for them to record their end
+        print(f"[parcae-runner] job script: signal {signum}, waiting for the step", file=sys.stderr, flush=True)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+        signal.signal(sig, note)
+    before = _attempts(run_dir)
+    rc = subprocess.call(cmd)
+    job = os.environ.get("SLURM_JOB_ID")
+    if mode == "docker" and job:
+        left = container.remove_job_containers(job)
+        if left:
+            print(f"[parcae-runner] removed containers left behind: {' '.join(left)}", file=sys.stderr, flush=True)
+    record = RunDirectory(run_dir).read_run()
+    if record.get("status") == "requeued" and int(record.get("attempts", 0)) > before:
+        os.environ.pop(container.REQUEUE_ENV, None)
+        if requeue_job():
+            step_log = run_dir / "logs" / f"slurm-{job}.out"
+            with step_log.open("a") as f:
+                f.write(f"[parcae-runner] requeued Slurm job {slurm_job_id()} (by the job script, outside)\n")
+    return rc
 
 
 def main(argv: list[str] | None = None) -> int:
     from parcae_runner.cli import EXIT_BAD_INPUT, resolve_config_arg
-    from parcae_runner.config import ConfigError, ConfigErrors, compose_run_config
+    from parcae_runner.config import ConfigError, ConfigErrors, compose_run_config, config_dir
     from parcae_runner.config.validate import validate_run_config
     from parcae_runner.train.run_dir import RunDirectory
 
     overrides = list(sys.argv[1:] if argv is None else argv)
-    config_name = resolve_config_arg(os.environ.get("CONFIG", "config"))
     try:
+        config_name = resolve_config_arg(os.environ.get("CONFIG", "config"))
         cfg = compose_run_config(overrides, config_name=config_name)
         validate_run_config(cfg)
+        mode = os.environ.get("CONTAINER") or cfg.cluster.container
+        image = os.environ.get("IMAGE") or cfg.cluster.image
+        if mode not in CONTAINER_MODES:
+            raise ConfigError("CONTAINER", mode, f"choose one of {', '.join(CONTAINER_MODES)}")
+        if mode != "none" and not image:
+            raise ConfigError("IMAGE", image, f"CONTAINER={mode} needs an image: set IMAGE=... or cluster.image")
     except (ConfigError, ConfigErrors) as exc:
         print(f"parcae-runner: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    mode = os.environ.get("CONTAINER") or cfg.cluster.container
-    image = os.environ.get("IMAGE") or cfg.cluster.image
-    run_dir = RunDirectory.for_config(cfg).path
+    run_dir = RunDirectory.for_config(cfg).path.absolute()
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)
-    cmd = srun_command(cfg, run_dir, ["--config-name", config_name, *overrides], mode, image)
+    train_args = ["--config-name", config_name, *overrides]
     restart = os.environ.get("SLURM_RESTART_COUNT", "0")
-    print(f"[parcae-runner] job {os.environ.get('SLURM_JOB_ID')} (restart {restart}): {shlex.join(cmd)}", flush=True)
-    os.execvp(cmd[0], cmd)
-    return 1
+    job = os.environ.get("SLURM_JOB_ID")
+    if mode == "none":
+        cmd = srun_command(cfg, run_dir, train_args, mode, image)
+        print(f"[parcae-runner] job {job} (restart {restart}): {shlex.join(cmd)}", flush=True)
+        os.execvp(cmd[0], cmd)
+        return 1
+
+    # one digest for every task of this job, and the exact image it names (a tag may move while the job runs)
+    digest = container.resolve_digest(mode, image)
+    if mode == "docker" and digest is None:
+        print(f"parcae-runner: error: docker has no image {image} on this node", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    os.environ.update(container.provenance_env(mode, image, digest))
+    job_info = container.slurm_job_info(job)
+    if job_info:
+        os.environ[container.JOB_INFO_ENV] = job_info
+    # the config tree this script composed from; the run inside must compose the same config
+    os.environ["PARCAE_CONFIG_DIR"] = str(config_dir())
+    mounts = container_mounts(cfg, config_dir())
+    for d in (cfg.results_dir, cfg.data.cache_dir):
+        Path(d).expanduser().mkdir(parents=True, exist_ok=True)
+    run_image = digest if mode == "docker" else image
+    cmd = srun_command(cfg, run_dir, train_args, mode, run_image, mounts=mounts)
+    print(
+        f"[parcae-runner] job {job} (restart {restart}), image {image} ({digest or 'digest unknown'}): "
+        f"{shlex.join(cmd)}",
+        flush=True,
+    )
+    return _run_outside(cmd, run_dir, mode)
 
 
 if __name__ == "__main__":

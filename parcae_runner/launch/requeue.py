@@ -13,6 +13,10 @@ handler (mid-step) into a location our resume logic does not own. Owning it here
 behaviour for submitit arrays and ``sbatch launch_job.slurm`` alike. Both others are switched off:
 the sbatch signal is USR1 (submitit listens on USR2) and Lightning's SLURMEnvironment gets
 ``auto_requeue=False``.
+
+In a container (pyxis, apptainer, docker) there is no ``scontrol``: the job script outside the
+container sets ``PARCAE_REQUEUE=job-script`` and requeues the job itself once this process has
+recorded the attempt as ``requeued`` and exited (:mod:`parcae_runner.launch.job_script`).
 """
 
 from __future__ import annotations
@@ -67,10 +71,14 @@ def slurm_job_id() -> str | None:
 
 
 def requeue_job() -> bool:
-    """Ask Slurm to requeue this job; True when it accepted."""
+    """Ask Slurm to requeue this job; True when it accepted (or, in a container, when the job script will)."""
     job = slurm_job_id()
     if job is None:
         return False
+    if os.environ.get("PARCAE_REQUEUE") == "job-script":
+        # in a container there is no scontrol: the job script outside requeues once this process has exited
+        print(f"[parcae-runner] checkpointed: the job script requeues Slurm job {job}", file=sys.stderr, flush=True)
+        return True
     out = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
     if out.returncode != 0:
         print(f"[parcae-runner] scontrol requeue {job} failed: {out.stderr.strip()}", file=sys.stderr, flush=True)

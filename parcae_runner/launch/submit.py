@@ -20,6 +20,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from parcae_runner.launch.container import image_record
 from parcae_runner.launch.plan import PlannedRun
 from parcae_runner.launch.sweep_file import Sweep
 from parcae_runner.train.run_dir import atomic_write_json
@@ -163,7 +164,14 @@ def record_submission(
     record["jobs"] = jobs
     if new_submission:
         record.setdefault("submissions", []).append(
-            {"time": time.time(), "hold": hold, "jobs": job_ids, **git_commit(), "host": os.uname().nodename}
+            {
+                "time": time.time(),
+                "hold": hold,
+                "jobs": job_ids,
+                **git_commit(),
+                "host": os.uname().nodename,
+                "container": image_record(runs[0].cfg.cluster.container, runs[0].cfg.cluster.image) if runs else None,
+            }
         )
     atomic_write_json(sweep_file(root), record)
     return record

@@ -25,6 +25,7 @@ from parcae_runner.config.errors import ConfigError
 from parcae_runner.config.validate import gradient_accumulation, validate_run_config
 from parcae_runner.data import PreparedData, prepare_data
 from parcae_runner.eval.callback import EvalAtCheckpoints
+from parcae_runner.launch.container import runtime_info as container_info
 from parcae_runner.launch.requeue import RequeueOnSignal, requeue_job, slurm_job_id
 from parcae_runner.models import build_model, count_parameters
 from parcae_runner.train.checkpointing import RESUME_FILE, CheckpointSchedule, checkpoint_steps, latest_resumable
@@ -128,6 +129,7 @@ def hardware_info(trainer: L.Trainer) -> dict[str, Any]:
         "hostname": platform.node(),
         "torch": torch.__version__,
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "container": container_info(),
     }
 
 
