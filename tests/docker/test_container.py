@@ -28,7 +28,7 @@ def job_env(monkeypatch):
 def test_docker_passes_secrets_by_name_signals_devices_and_the_callers_uid(job_env, monkeypatch):
     monkeypatch.setenv("SLURM_JOB_GPUS", "2,3")
     gpus = container.job_gpus()
-    cmd = container_command("docker", "sha256:abc", "/work/repo", ["arch=pythia"], ["/data/results"], gpus, ["X"])
+    cmd = container_command("docker", "sha256:abc", "/srv/checkout", ["arch=pythia"], ["/data/results"], gpus, ["X"])
     assert cmd[:2] == ["docker", "run"] and cmd[-3:] == ["sha256:abc", "train", "arch=pythia"]
     assert SECRET not in " ".join(cmd)
     flags = list(zip(cmd, cmd[1:], strict=False))
@@ -39,7 +39,7 @@ def test_docker_passes_secrets_by_name_signals_devices_and_the_callers_uid(job_e
     assert ("--user", f"{os.getuid()}:{os.getgid()}") in flags
     assert {"--init", "--sig-proxy=true", "--rm", "--network=host", "--ipc=host"} <= set(cmd)
     assert ("--label", "parcae.slurm-job=4711") in flags
-    assert {b for a, b in flags if a == "-v"} == {"/work/repo:/work/repo", "/data/results:/data/results"}
+    assert {b for a, b in flags if a == "-v"} == {"/srv/checkout:/srv/checkout", "/data/results:/data/results"}
     assert "--privileged" not in cmd
     no_gpu = container_command("docker", "img", "/w", [], gpus=None)
     assert "--gpus" not in no_gpu
