@@ -13,17 +13,19 @@ VARIANT ?=
 OVERRIDES ?=
 
 .PHONY: setup test test-quick demo report demo-slurm slurm-up slurm-down lint format bench clean \
-	lock docker-build docker-push
+	lock lock-check docker-build docker-push
 
 setup: $(STAMP)
 
 # torch is pinned and installed first so that a CPU machine does not pull CUDA wheels;
-# the package's own `torch>=2.4` is then already satisfied.
-$(STAMP): pyproject.toml
+# the package's own `torch>=2.4` is then already satisfied. The other dependencies are held to the image's lock
+# (its pins without hashes, as pip constraints), so the tests run what the image ships, not what PyPI serves today.
+$(STAMP): pyproject.toml docker/requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)"
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	grep -v -- '--hash=' docker/requirements.lock | sed 's/ *\\$$//' > $(VENV)/lock-constraints.txt
+	$(BIN)/python -m pip install --quiet -e ".[dev]" --constraint $(VENV)/lock-constraints.txt
 	$(BIN)/python -m parcae_runner_lm_eval_hook
 	touch $(STAMP)
 
@@ -95,13 +97,29 @@ bench: setup slurm-up
 	$(BIN)/python bench/collect.py --out bench/out/collect.json
 
 ## the image's dependency lock, from pyproject.toml (torch and triton come from the base image; see docker/)
-# resolved against PyPI as it was at LOCK_DATE, for every Python the package supports: bump the date to update
+# resolved against PyPI as it was at LOCK_DATE, for every Python the package supports: bump the date to update.
+# --upgrade: resolve afresh rather than prefer the pins already in $(LOCK) (uv's default), so that the committed
+# lock is what a fresh resolution gives, which is what lock-check compares
 LOCK ?= docker/requirements.lock
 LOCK_DATE ?= 2026-11-20T00:00:00Z
 lock: setup
 	$(BIN)/uv pip compile pyproject.toml docker/build-requirements.in --universal --generate-hashes \
-		--override docker/lock-overrides.txt --exclude-newer $(LOCK_DATE) --no-config \
+		--override docker/lock-overrides.txt --exclude-newer $(LOCK_DATE) --upgrade --no-config \
 		--index-url https://pypi.org/simple --custom-compile-command "make lock" --quiet --output-file $(LOCK)
+
+## check the lock: offline (pins, hashes, image label), then that `make lock` reproduces it from PyPI today.
+# Not part of `make test`: PyPI can gain files dated before LOCK_DATE after the lock was made.
+lock-check: setup
+	$(BIN)/python docker/check_lock.py
+	@fresh=$$(mktemp) && trap 'rm -f "$$fresh"' EXIT && \
+	$(MAKE) --no-print-directory lock LOCK="$$fresh" && \
+	if diff -u docker/requirements.lock "$$fresh"; then \
+		echo "docker/requirements.lock is what \`make lock\` resolves from PyPI today (LOCK_DATE=$(LOCK_DATE))"; \
+	else \
+		echo "docker/requirements.lock is stale: PyPI resolves the diff above for LOCK_DATE=$(LOCK_DATE)." >&2; \
+		echo "Update it with \`make lock\` (move LOCK_DATE to take newer releases), check it with \`make lock-check\`, commit it." >&2; \
+		exit 1; \
+	fi
 
 ## the image, tagged with the commit (-dirty for uncommitted changes) and latest; BASE_IMAGE= to change the base
 IMAGE_NAME ?= parcae-runner
@@ -109,10 +127,12 @@ BASE_IMAGE ?=
 GIT_DIRTY = $(if $(shell git status --porcelain --untracked-files=no 2>/dev/null),-dirty)
 GIT_COMMIT = $(or $(shell git rev-parse HEAD 2>/dev/null),unknown)$(GIT_DIRTY)
 IMAGE_TAG = $(or $(shell git rev-parse --short HEAD 2>/dev/null),unknown)$(GIT_DIRTY)
+# the image's label parcae.requirements-lock.sha256; the Dockerfile checks it against the lock it copies
+IMAGE_LOCK_SHA256 = $(firstword $(shell sha256sum docker/requirements.lock))
 docker-build:
 	docker build -f docker/Dockerfile $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) \
 		--build-arg GIT_COMMIT=$(GIT_COMMIT) \
-		--build-arg LOCK_SHA256=$$(sha256sum docker/requirements.lock | cut -d' ' -f1) \
+		--build-arg LOCK_SHA256=$(IMAGE_LOCK_SHA256) \
 		-t $(IMAGE_NAME):$(IMAGE_TAG) -t $(IMAGE_NAME):latest .
 	@echo "built $(IMAGE_NAME):$(IMAGE_TAG) = $$(docker image inspect --format '{{.Id}}' $(IMAGE_NAME):$(IMAGE_TAG))"
 
