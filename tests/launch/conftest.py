@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-from parcae_runner.launch import local_cluster
+# development infrastructure beside its start/stop scripts, not part of the package: loaded by path
+CLUSTER_PY = Path(__file__).resolve().parents[2] / "slurm" / "local_cluster" / "cluster.py"
+
+
+def _load_local_cluster() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("local_cluster", CLUSTER_PY)
+    assert spec is not None and spec.loader is not None, CLUSTER_PY
+    module = importlib.util.module_from_spec(spec)
+    # registered before it runs, as an import would: its dataclasses look their module up in sys.modules
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+local_cluster = sys.modules.get("local_cluster") or _load_local_cluster()
 
 
 @pytest.fixture(scope="session")

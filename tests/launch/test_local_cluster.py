@@ -12,8 +12,9 @@ import cloudpickle
 import pytest
 import submitit
 
-from parcae_runner.launch import local_cluster
-from parcae_runner.launch.local_cluster import ClusterInfo
+from launch.conftest import local_cluster
+
+ClusterInfo = local_cluster.ClusterInfo
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,8 @@
 """A throwaway one-node Slurm cluster on this machine, to try the Slurm path (sbatch, submitit) without a real one.
 
-``python -m parcae_runner.launch.local_cluster {start,stop,status}``, as root, on Debian/Ubuntu.
+``python slurm/local_cluster/cluster.py {start,stop,status}``, as root, on Debian/Ubuntu (the ``start`` and ``stop``
+scripts beside this file call it). Development infrastructure: standard library only, and not part of the
+parcae_runner package, which never imports it.
 
 ``start()`` installs ``munge`` and ``slurm-wlm`` with apt-get when Slurm is missing, writes ``/etc/slurm/slurm.conf``
 (first line :data:`MARKER`) for one node sized from ``slurmd -C``, starts munged, slurmctld and slurmd by hand (no
@@ -26,7 +28,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-# the first line of every slurm.conf this module writes; without it the file is someone else's
+# the first line of every slurm.conf this module writes; without it the file is someone else's. The text names the
+# module's former home in the package: kept as it was, so that clusters configured before the move stay recognised
 MARKER = (
     "# written by parcae_runner.launch.local_cluster -- a throwaway one-node cluster; remove this line to keep edits"
 )
@@ -359,7 +362,7 @@ def start() -> ClusterInfo:
             _log(f"{SLURM_CONF} was not written by this module: using the cluster that answers sinfo")
             return _info_from_sinfo()
         raise LocalClusterError(
-            f"{SLURM_CONF} exists, was not written by parcae_runner.launch.local_cluster, and no cluster answers "
+            f"{SLURM_CONF} exists, was not written by slurm/local_cluster, and no cluster answers "
             "sinfo: start that cluster, or move the file away to let this module write its own"
         )
     _require_root()
@@ -404,7 +407,7 @@ def status() -> ClusterStatus:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m parcae_runner.launch.local_cluster", description=__doc__)
+    parser = argparse.ArgumentParser(prog="slurm/local_cluster/cluster.py", description=__doc__)
     parser.add_argument("command", choices=("start", "stop", "status"))
     args = parser.parse_args(argv)
     try:
