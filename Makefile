@@ -12,9 +12,19 @@ CLUSTER ?= local
 VARIANT ?=
 OVERRIDES ?=
 
-.PHONY: setup test test-quick demo report demo-slurm slurm-up slurm-down lint format bench clean \
+.PHONY: help setup test test-quick demo report demo-slurm slurm-up slurm-down lint format bench clean \
 	lock lock-check docker-build docker-push
+.DEFAULT_GOAL := help
 
+## this list: each target with the `## ` line above it (`make` alone prints it)
+help:
+	@echo "usage: make <target> [VAR=value ...]"
+	@awk '/^## /{ doc = substr($$0, 4); next } \
+		/^[a-z][a-z0-9%-]*:/{ if (doc != "") { t = $$1; sub(/:.*/, "", t); sub(/%/, "<study>", t); \
+			printf "  %-18s %s\n", t, doc }; doc = ""; next } \
+		/^\t/{ doc = "" }' $(MAKEFILE_LIST)
+
+## create .venv and install the package with its dev tools (idempotent; every Python target depends on it)
 setup: $(STAMP)
 
 # torch is pinned and installed first so that a CPU machine does not pull CUDA wheels;
@@ -29,7 +39,7 @@ $(STAMP): pyproject.toml docker/requirements.lock
 	$(BIN)/python -m parcae_runner_lm_eval_hook
 	touch $(STAMP)
 
-## the full suite (what CI runs)
+## the full suite (CI runs it after make lint)
 test: setup
 	$(BIN)/python -m pytest -q -ra
 
@@ -54,9 +64,11 @@ demo-slurm: setup slurm-up
 	$(BIN)/parcae-runner sweep sweeps/parc.yaml --variant demo cluster=slurm_local
 	@echo "watch it with: $(BIN)/parcae-runner status parc-demo"
 
+## start the local one-node Slurm cluster (as root; installs munge + slurm-wlm with apt-get if missing)
 slurm-up: setup
 	PYTHON=$(BIN)/python slurm/local_cluster/start
 
+## stop the local one-node Slurm cluster
 slurm-down: setup
 	PYTHON=$(BIN)/python slurm/local_cluster/stop
 
@@ -81,10 +93,14 @@ sweep-flops: setup
 plan-recurrence:
 plan-flops:
 
+## ruff check + format check, the import layers (lint-imports, pyproject's contract), mypy over runs/ and config/
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
+## ruff: fix what it can, format everything
 format: setup
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
@@ -147,5 +163,6 @@ docker-push:
 	@echo "pinned: $$(docker image inspect --format '{{range .RepoDigests}}{{println .}}{{end}}' \
 		$(REGISTRY)/$(IMAGE_NAME):$(IMAGE_TAG) | grep '^$(REGISTRY)/$(IMAGE_NAME)@' | head -1)"
 
+## remove .venv, the caches and bench/out
 clean:
-	rm -rf $(VENV) .cache .pytest_cache bench/out
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .import_linter_cache bench/out

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import fields, is_dataclass
 from pathlib import Path
+from typing import Any
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -53,7 +54,7 @@ def _check_group_overrides(overrides: list[str]) -> None:
 
 def _parent_keys(full_key: str) -> list[str]:
     """The keys allowed next to ``full_key`` in the schema, for an error message."""
-    node = RunConfig
+    node: Any = RunConfig
     for part in full_key.split(".")[:-1]:
         node = {f.name: f for f in fields(node)}.get(part)
         node = node.default_factory() if node is not None and callable(node.default_factory) else None
@@ -68,7 +69,7 @@ def _default_children(parent: str) -> list[str]:
         node = OmegaConf.select(compose_run_config([]), parent)
     except ConfigError:
         return []
-    return list(node.keys()) if isinstance(node, DictConfig) else []
+    return [str(k) for k in node.keys()] if isinstance(node, DictConfig) else []
 
 
 def _as_config_error(exc: BaseException, overrides: list[str]) -> ConfigError:
@@ -92,7 +93,7 @@ def _as_config_error(exc: BaseException, overrides: list[str]) -> ConfigError:
     if isinstance(cause, ValidationError):
         key = getattr(cause, "full_key", None) or "?"
         value = next((o.partition("=")[2] for o in overrides if o.startswith(key + "=")), "?")
-        return ConfigError(key, value, f"wrong type: {cause.msg.splitlines()[0]}")
+        return ConfigError(key, value, f"wrong type: {str(cause.msg).splitlines()[0]}")
     text = str(exc).splitlines()[0]
     if "Could not override" in text or "Could not append" in text:
         bad = text.split("'")[1] if "'" in text else "?"
