@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import write_report
+
 ARCHS = {
     "pythia": "  rotary_pct: 0.25\n  rotary_base: 10000.0\n  norm_eps: 1.0e-05\n  mlp_ratio: 4\n"
     "  init: pythia\n  init_std: 0.02\n  tie_embeddings: false\n",
@@ -165,13 +167,11 @@ def main() -> None:
         "python": sys.version.split()[0],
         "target": "cold collect of 1,000 runs < 10 s",
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(
+    summary = (
         f"{args.runs} runs -> {len(df)} rows x {len(df.columns)} columns: cold {t_cold:.2f} s, "
         f"cached {t_cached:.3f} s, 10 changed {t_incremental:.2f} s (import {t_import:.2f} s; {report['cpu']})"
     )
-    print(f"wrote {args.out}")
+    write_report(args.out, report, summary)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from _common import write_report
 
 from parcae_runner.kernels.selective_scan import selective_scan
 from parcae_runner.kernels.wkv4 import wkv4
@@ -249,9 +250,7 @@ def main(argv: list[str] | None = None) -> dict:
             res = bench_kernel(make_impls(device), inputs, device, warmup, repeats)
             report["kernels"][kernel]["by_dtype"][dtype_name] = res
             print(kernel, dtype_name, json.dumps(res, indent=None))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_report(args.out, report)
     return report
 
 

@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import write_report
+
 from parcae_runner.models import ARCHITECTURES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,14 +97,12 @@ def main() -> None:
         "array_jobs": array_ids,
         "target": "plan + submit < 5 s with one sbatch call",
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(
+    summary = (
         f"{report['runs_planned']} runs: plan {report['plan_s']:.2f} s + submit {report['submit_s']:.2f} s "
         f"= {report['plan_plus_submit_s']:.2f} s; {report['sbatch_calls']} sbatch call(s); "
         f"process wall {process_wall:.2f} s"
     )
-    print(f"wrote {args.out}")
+    write_report(args.out, report, summary)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ so a background hiccup does not decide the ratio.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import tempfile
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 import lightning as L
 import torch
 import torch.nn.functional as F
+from _common import write_report
 from torch.utils.data import DataLoader
 
 from parcae_runner.config import compose_run_config
@@ -119,14 +119,12 @@ def main() -> None:
         "host": platform.node(),
         "results": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    for r in results:
-        print(
-            f"{r['size']:>6}: lightning {r['tokens_per_s_lightning']:,.0f} tok/s, plain torch "
-            f"{r['tokens_per_s_plain_torch']:,.0f} tok/s, ratio {r['ratio']:.3f}"
-        )
-    print(f"wrote {args.out}")
+    summary = "\n".join(
+        f"{r['size']:>6}: lightning {r['tokens_per_s_lightning']:,.0f} tok/s, plain torch "
+        f"{r['tokens_per_s_plain_torch']:,.0f} tok/s, ratio {r['ratio']:.3f}"
+        for r in results
+    )
+    write_report(args.out, report, summary)
 
 
 if __name__ == "__main__":

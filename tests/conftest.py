@@ -22,6 +22,11 @@ def data_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("data-cache")
 
 
+def as_overrides(values: dict[str, object]) -> list[str]:
+    """Hydra overrides ``key=value``, one per entry of ``values``, in its order."""
+    return [f"{key}={value}" for key, value in values.items()]
+
+
 def debug_overrides(data_cache: Path, results: Path) -> list[str]:
     """A debug Pythia on a small-vocab copy of the embedded corpus, no loggers, results in ``results``."""
     return [

@@ -17,21 +17,24 @@ from parcae_runner.analysis.flops import skip_meta_init, training_flops_per_toke
 from parcae_runner.config import compose_run_config
 from parcae_runner.models import build_model
 from parcae_runner.train.runner import train
+from tests.conftest import as_overrides
 
 SWEEP = "collect-test"
 # two points of a grid over seed and learning rate
 POINTS = ({"seed": 0, "train.lr": 0.001}, {"seed": 1, "train.lr": 0.002})
 # 10 steps, evaluated at 0, 5 and 10; small batches and one checkpoint, for speed
-RUN_OVERRIDES = [
-    f"sweep={SWEEP}",
-    "train.max_steps=10",
-    "train.val_interval=5",
-    "train.log_interval=5",
-    "train.val_batches=2",
-    "train.batch_size=4",
-    "train.micro_batch_size=4",
-    "train.checkpoint.schedule=list",
-]
+RUN_OVERRIDES = as_overrides(
+    {
+        "sweep": SWEEP,
+        "train.max_steps": 10,
+        "train.val_interval": 5,
+        "train.log_interval": 5,
+        "train.val_batches": 2,
+        "train.batch_size": 4,
+        "train.micro_batch_size": 4,
+        "train.checkpoint.schedule": "list",
+    }
+)
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +48,7 @@ def sweep(_trained_store, fast_overrides, tmp_path) -> Path:
     """A fresh copy (mtimes kept) of a sweep folder with two real 10-step runs and a sweep.json."""
     if "root" not in _trained_store:
         for point in POINTS:
-            cfg = compose_run_config(fast_overrides + RUN_OVERRIDES + [f"{k}={v}" for k, v in point.items()])
+            cfg = compose_run_config(fast_overrides + RUN_OVERRIDES + as_overrides(point))
             root = train(cfg).path.parent
         (root / "sweep.json").write_text(
             json.dumps({"name": SWEEP, "params": {"seed": "0,1", "train.lr": "0.001,0.002"}})

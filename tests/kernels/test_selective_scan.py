@@ -225,7 +225,7 @@ def test_shape_errors() -> None:
 def test_poisoning_is_on() -> None:
     """The wrappers' output buffers are NaN in this test session, so an unwritten element cannot pass."""
     pytest.importorskip("triton")
-    from parcae_runner.kernels.selective_scan.triton import _alloc, _alloc_like
+    from parcae_runner.kernels._host import alloc, alloc_like
 
-    assert torch.isnan(_alloc((3,), torch.zeros(1))).all()
-    assert torch.isnan(_alloc_like(torch.zeros(2, 3).t())).all()
+    assert torch.isnan(alloc((3,), torch.zeros(1))).all()
+    assert torch.isnan(alloc_like(torch.zeros(2, 3).t())).all()

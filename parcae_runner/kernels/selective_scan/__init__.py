@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 from torch import Tensor
 
-from parcae_runner.kernels.selective_scan.reference import selective_scan_reference
+from parcae_runner.kernels._host import IMPLS, resolve_impl
+from parcae_runner.kernels.selective_scan.reference import check_selective_scan_shapes, selective_scan_reference
 
 __all__ = ["selective_scan", "selective_scan_reference", "IMPLS"]
-
-IMPLS = ("auto", "triton", "reference")
-
-
-def _triton_available() -> bool:
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def selective_scan(
@@ -44,6 +33,7 @@ def selective_scan(
 
     Computed in fp32 internally; out is cast to u's dtype. Gradients flow to every tensor input; ``last_state``
     is differentiable on the reference path only (the Triton path returns it without a graph, as mamba_ssm does).
+    The Triton path accepts any strides and gives out (and the gradients of u, delta, z) u's layout.
 
     Args:
         impl: "auto" (Triton when the inputs are on CUDA and triton imports, else reference), "triton"
@@ -52,19 +42,11 @@ def selective_scan(
     Returns:
         out [Bt, Dm, L], or (out, last_state [Bt, Dm, N] fp32) if return_last_state.
     """
-    if impl not in IMPLS:
-        raise ValueError(f"selective_scan: unknown impl={impl!r}; allowed: {', '.join(map(repr, IMPLS))}")
-    if impl == "auto":
-        impl = "triton" if (u.is_cuda and _triton_available()) else "reference"
-    if impl == "reference":
+    if resolve_impl("selective_scan", impl, u) == "reference":
         return selective_scan_reference(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
-    if not u.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
-        raise RuntimeError(
-            "selective_scan(impl='triton') needs CUDA tensors, or TRITON_INTERPRET=1 set before triton is "
-            "imported to run the kernels on CPU (slow, for tests); use impl='reference' or 'auto' on CPU"
-        )
-    if not _triton_available():
-        raise RuntimeError("selective_scan(impl='triton'): triton is not installed")
-    from parcae_runner.kernels.selective_scan.triton import selective_scan_triton
+    from parcae_runner.kernels.selective_scan.triton import SelectiveScanFn, check_interpretable
 
-    return selective_scan_triton(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+    check_selective_scan_shapes(u, delta, A, B, C, D, z, delta_bias)
+    check_interpretable(u)
+    out, last = SelectiveScanFn.apply(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus))
+    return (out, last) if return_last_state else out

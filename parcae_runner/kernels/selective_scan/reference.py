@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from parcae_runner.kernels._host import check_like, check_sequence, check_sizes
+
 
 def check_selective_scan_shapes(
     u: Tensor,
@@ -22,26 +24,17 @@ def check_selective_scan_shapes(
     delta_bias: Tensor | None,
 ) -> None:
     """Raise ValueError when the shapes do not follow the documented layout."""
-    if u.dim() != 3:
-        raise ValueError(f"u must be [Bt, Dm, L], got shape {tuple(u.shape)}")
-    bt, dm, length = u.shape
-    if length < 1:
-        raise ValueError("the sequence length L must be >= 1")
-    if delta.shape != u.shape:
-        raise ValueError(f"delta must have u's shape {tuple(u.shape)}, got {tuple(delta.shape)}")
+    bt, dm, length = check_sequence("u", u, ("Bt", "Dm", "L"), seq=2)
+    check_like("delta", delta, "u", u)
     if A.dim() != 2 or A.shape[0] != dm:
         raise ValueError(f"A must be [Dm={dm}, N], got {tuple(A.shape)}")
     if A.is_complex():
         raise ValueError("complex A is not supported (Mamba-1 LM blocks use real A)")
-    n = A.shape[1]
-    for name, t in (("B", B), ("C", C)):
-        if t.shape != (bt, n, length):
-            raise ValueError(f"{name} must be [Bt={bt}, N={n}, L={length}], got {tuple(t.shape)}")
-    if z is not None and z.shape != u.shape:
-        raise ValueError(f"z must have u's shape {tuple(u.shape)}, got {tuple(z.shape)}")
-    for name, t in (("D", D), ("delta_bias", delta_bias)):
-        if t is not None and t.shape != (dm,):
-            raise ValueError(f"{name} must be [Dm={dm}], got {tuple(t.shape)}")
+    check_sizes("B", B, Bt=bt, N=A.shape[1], L=length)
+    check_sizes("C", C, Bt=bt, N=A.shape[1], L=length)
+    check_like("z", z, "u", u)
+    check_sizes("D", D, Dm=dm)
+    check_sizes("delta_bias", delta_bias, Dm=dm)
 
 
 def selective_scan_reference(

@@ -10,45 +10,22 @@ then runs the adjoint scan backwards over the chunk, reading h_t and h_{t-1} fro
 channel dimension (dB, dC) are written as per-channel-block partials and summed in torch, and reductions over
 the batch (dA, dD, d(delta_bias)) as per-batch partials: no atomics, so gradients are deterministic.
 
-The returned ``last_state`` is not differentiable here (as in mamba_ssm's ``selective_scan_fn``).
-
-Set ``PARCAE_KERNEL_POISON=1`` to allocate every kernel output with NaN instead of ``torch.empty``, so an
-element a kernel forgets to write shows up in tests.
+The returned ``last_state`` is not differentiable here (as in mamba_ssm's ``selective_scan_fn``). Output buffers
+come from ``kernels._host`` (NaN-filled under ``PARCAE_KERNEL_POISON=1``, so an unwritten element fails a test).
 """
 
 from __future__ import annotations
-
-import os
 
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
-from parcae_runner.kernels.selective_scan.reference import check_selective_scan_shapes
+from parcae_runner.kernels import _host
+from parcae_runner.kernels._host import alloc, alloc_like
 
 # steps between stored forward states; the backward recomputes at most CHUNK states per program at a time
 CHUNK = 64
-
-
-def _poison() -> bool:
-    return os.environ.get("PARCAE_KERNEL_POISON") == "1"
-
-
-def _alloc(shape: tuple[int, ...] | torch.Size, like: Tensor, dtype: torch.dtype | None = None) -> Tensor:
-    """Contiguous output buffer; NaN-filled (instead of uninitialised) when poisoning is on."""
-    dtype = dtype or like.dtype
-    if _poison():
-        return torch.full(shape, float("nan"), dtype=dtype, device=like.device)
-    return torch.empty(shape, dtype=dtype, device=like.device)
-
-
-def _alloc_like(t: Tensor, dtype: torch.dtype | None = None) -> Tensor:
-    """Buffer with t's layout (keeps a transposed [Bt, L, Dm] memory order coalesced); NaN when poisoning."""
-    out = torch.empty_like(t, dtype=dtype or t.dtype)
-    if _poison():
-        out.fill_(float("nan"))
-    return out
 
 
 @triton.jit
@@ -340,7 +317,15 @@ def _strides3(t: Tensor | None) -> tuple[int, int, int]:
     return (0, 0, 0) if t is None else tuple(t.stride())  # type: ignore[return-value]
 
 
-class _SelectiveScanFn(torch.autograd.Function):
+class SelectiveScanFn(torch.autograd.Function):
+    """``apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus) -> (out, last_state)``, shapes checked first.
+
+    Shapes: u, delta, z: [Bt, Dm, L]; A: [Dm, N]; B, C: [Bt, N, L]; D, delta_bias: [Dm]. Any strides are accepted
+    (a transposed view of a [Bt, L, Dm] tensor keeps the per-step loads coalesced; out and the gradients of u, delta,
+    z take u's layout). out [Bt, Dm, L] is in u's dtype, last_state [Bt, Dm, N] fp32. Gradients flow to all tensor
+    inputs except through ``last_state``.
+    """
+
     @staticmethod
     def forward(
         ctx,
@@ -360,9 +345,9 @@ class _SelectiveScanFn(torch.autograd.Function):
         chunk = min(CHUNK, length)
         n_chunks = triton.cdiv(length, chunk)
         store_ckpt = any(ctx.needs_input_grad)
-        out = _alloc_like(u)
-        last = _alloc((bt, dm, n), u, torch.float32)
-        ckpt = _alloc((bt, dm, n_chunks, n), u, torch.float32) if store_ckpt else last
+        out = alloc_like(u)
+        last = alloc((bt, dm, n), u, torch.float32)
+        ckpt = alloc((bt, dm, n_chunks, n), u, torch.float32) if store_ckpt else last
         grid = (bt, triton.cdiv(dm, block_d))
         _ssm_fwd_kernel[grid](
             u,
@@ -416,14 +401,14 @@ class _SelectiveScanFn(torch.autograd.Function):
         if dout.stride() != layout.stride():
             dout = layout.copy_(dout)
         f32 = torch.float32
-        du = _alloc_like(dout, u.dtype)
-        ddelta = _alloc_like(dout, delta.dtype)
-        dz = _alloc_like(dout, z.dtype) if z is not None else None
-        db_part = _alloc((n_dblocks, bt, n, length), u, f32)
-        dc_part = _alloc((n_dblocks, bt, n, length), u, f32)
-        da_part = _alloc((bt, dm, n), u, f32)
-        dd_part = _alloc((bt, dm), u, f32) if D is not None else None
-        dbias_part = _alloc((bt, dm), u, f32) if delta_bias is not None else None
+        du = alloc_like(dout, u.dtype)
+        ddelta = alloc_like(dout, delta.dtype)
+        dz = alloc_like(dout, z.dtype) if z is not None else None
+        db_part = alloc((n_dblocks, bt, n, length), u, f32)
+        dc_part = alloc((n_dblocks, bt, n, length), u, f32)
+        da_part = alloc((bt, dm, n), u, f32)
+        dd_part = alloc((bt, dm), u, f32) if D is not None else None
+        dbias_part = alloc((bt, dm), u, f32) if delta_bias is not None else None
         scratch = torch.empty((bt * n_dblocks, chunk + 1, block_d, block_n), dtype=f32, device=u.device)
         _ssm_bwd_kernel[(bt, n_dblocks)](
             u,
@@ -473,39 +458,6 @@ class _SelectiveScanFn(torch.autograd.Function):
         return du, ddelta, dA, dB, dC, dD, dz, dbias, None
 
 
-def _check_interpretable(x: Tensor) -> None:
-    """CPU tensors need the kernels to have been built by the interpreter (TRITON_INTERPRET=1 at import time)."""
-    from triton.runtime.interpreter import InterpretedFunction
-
-    if not x.is_cuda and not isinstance(_ssm_fwd_kernel, InterpretedFunction):
-        raise RuntimeError(
-            f"{__name__} was imported without TRITON_INTERPRET=1, so its kernels only run on CUDA tensors; set "
-            "TRITON_INTERPRET=1 before the first import to run them on CPU"
-        )
-
-
-def selective_scan_triton(
-    u: Tensor,
-    delta: Tensor,
-    A: Tensor,
-    B: Tensor,
-    C: Tensor,
-    D: Tensor | None = None,
-    z: Tensor | None = None,
-    delta_bias: Tensor | None = None,
-    delta_softplus: bool = False,
-    return_last_state: bool = False,
-) -> Tensor | tuple[Tensor, Tensor]:
-    """Triton selective scan; same arguments and results as ``selective_scan_reference``.
-
-    Shapes: u, delta, z: [Bt, Dm, L]; A: [Dm, N]; B, C: [Bt, N, L]; D, delta_bias: [Dm]. Any strides are
-    accepted (a transposed view of a [Bt, L, Dm] tensor keeps the per-step loads coalesced; out and the
-    gradients of u, delta, z take u's layout). Gradients flow to all tensor inputs except through ``last_state``.
-
-    Returns:
-        out [Bt, Dm, L] in u's dtype (and u's layout), or (out, last_state [Bt, Dm, N] fp32).
-    """
-    check_selective_scan_shapes(u, delta, A, B, C, D, z, delta_bias)
-    _check_interpretable(u)
-    out, last = _SelectiveScanFn.apply(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus))
-    return (out, last) if return_last_state else out
+def check_interpretable(x: Tensor) -> None:
+    """CPU tensors need this module's kernels built by the interpreter (TRITON_INTERPRET=1 when it was imported)."""
+    _host.check_interpretable(x, _ssm_fwd_kernel, __name__)

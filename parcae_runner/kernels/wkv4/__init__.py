@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor
 
-from parcae_runner.kernels.wkv4.reference import MAX_STATE_INIT, WKVState, initial_wkv4_state, wkv4_reference
+from parcae_runner.kernels._host import IMPLS, resolve_impl
+from parcae_runner.kernels.wkv4.reference import (
+    MAX_STATE_INIT,
+    WKVState,
+    check_wkv4_shapes,
+    initial_wkv4_state,
+    wkv4_reference,
+)
 
 __all__ = ["wkv4", "wkv4_reference", "initial_wkv4_state", "MAX_STATE_INIT", "WKVState", "IMPLS"]
-
-IMPLS = ("auto", "triton", "reference")
-
-
-def _triton_available() -> bool:
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def wkv4(
@@ -51,19 +48,13 @@ def wkv4(
     Returns:
         out [B, T, C] in key's dtype, or (out, (num, den, max) each [B, C] fp32) if return_state.
     """
-    if impl not in IMPLS:
-        raise ValueError(f"wkv4: unknown impl={impl!r}; allowed: {', '.join(map(repr, IMPLS))}")
-    if impl == "auto":
-        impl = "triton" if (key.is_cuda and _triton_available()) else "reference"
-    if impl == "reference":
+    if resolve_impl("wkv4", impl, key) == "reference":
         return wkv4_reference(time_decay, time_first, key, value, state, return_state)
-    if not key.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
-        raise RuntimeError(
-            "wkv4(impl='triton') needs CUDA tensors, or TRITON_INTERPRET=1 set before triton is imported "
-            "to run the kernels on CPU (slow, for tests); use impl='reference' or 'auto' on CPU"
-        )
-    if not _triton_available():
-        raise RuntimeError("wkv4(impl='triton'): triton is not installed")
-    from parcae_runner.kernels.wkv4.triton import wkv4_triton
+    from parcae_runner.kernels.wkv4.triton import WKV4Fn, check_interpretable
 
-    return wkv4_triton(time_decay, time_first, key, value, state, return_state)
+    check_wkv4_shapes(time_decay, time_first, key, value, state)
+    check_interpretable(key)
+    # detached: the kernel does not differentiate through the incoming state
+    start = initial_wkv4_state(key) if state is None else [s.detach().to(torch.float32).contiguous() for s in state]
+    out, num, den, mx = WKV4Fn.apply(time_decay, time_first, key, value, *start)
+    return (out, (num, den, mx)) if return_state else out

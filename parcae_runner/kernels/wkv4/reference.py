@@ -11,6 +11,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from parcae_runner.kernels._host import check_like, check_sequence, check_sizes
+
 # HF initialises the max-exponent state to -1e38 (the CUDA kernel's o = -1e38): "minus infinity" that stays finite
 MAX_STATE_INIT = -1e38
 
@@ -21,22 +23,15 @@ def check_wkv4_shapes(
     time_decay: Tensor, time_first: Tensor, key: Tensor, value: Tensor, state: Sequence[Tensor] | None
 ) -> None:
     """Raise ValueError when the shapes do not follow the documented layout."""
-    if key.dim() != 3:
-        raise ValueError(f"key must be [B, T, C], got shape {tuple(key.shape)}")
-    b, t, c = key.shape
-    if t < 1:
-        raise ValueError("the sequence length T must be >= 1")
-    if value.shape != key.shape:
-        raise ValueError(f"value must have key's shape {tuple(key.shape)}, got {tuple(value.shape)}")
-    for name, t in (("time_decay", time_decay), ("time_first", time_first)):
-        if t.shape != (c,):
-            raise ValueError(f"{name} must be [C={c}], got {tuple(t.shape)}")
+    b, _, c = check_sequence("key", key, ("B", "T", "C"), seq=1)
+    check_like("value", value, "key", key)
+    check_sizes("time_decay", time_decay, C=c)
+    check_sizes("time_first", time_first, C=c)
     if state is not None:
         if len(state) != 3:
             raise ValueError(f"state must be (num, den, max), got {len(state)} tensors")
         for name, t in zip(("num", "den", "max"), state, strict=True):
-            if t.shape != (b, c):
-                raise ValueError(f"state {name} must be [B={b}, C={c}], got {tuple(t.shape)}")
+            check_sizes(f"state {name}", t, B=b, C=c)
 
 
 def initial_wkv4_state(key: Tensor) -> WKVState:

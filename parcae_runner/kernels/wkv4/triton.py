@@ -11,34 +11,19 @@ Backward (the RWKV-4 CUDA backward, with global scratch instead of per-thread ar
     max-stabilised form and writes dL/dk_t and dL/dv_t.
 
 The incoming ``state`` is treated as non-differentiable (no gradient flows to it) and the returned final state
-carries no graph; gradients flow to time_decay, time_first, key and value.
-
-Set ``PARCAE_KERNEL_POISON=1`` to allocate every kernel output with NaN, so unwritten elements show up in tests.
+carries no graph; gradients flow to time_decay, time_first, key and value. Output buffers come from
+``kernels._host`` (NaN-filled under ``PARCAE_KERNEL_POISON=1``, so unwritten elements show up in tests).
 """
 
 from __future__ import annotations
-
-import os
-from collections.abc import Sequence
 
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
-from parcae_runner.kernels.wkv4.reference import WKVState, check_wkv4_shapes, initial_wkv4_state
-
-
-def _poison() -> bool:
-    return os.environ.get("PARCAE_KERNEL_POISON") == "1"
-
-
-def _alloc(shape: tuple[int, ...] | torch.Size, like: Tensor, dtype: torch.dtype | None = None) -> Tensor:
-    """Contiguous output buffer; NaN-filled (instead of uninitialised) when poisoning is on."""
-    dtype = dtype or like.dtype
-    if _poison():
-        return torch.full(shape, float("nan"), dtype=dtype, device=like.device)
-    return torch.empty(shape, dtype=dtype, device=like.device)
+from parcae_runner.kernels import _host
+from parcae_runner.kernels._host import alloc
 
 
 @triton.jit
@@ -226,7 +211,13 @@ def _block_c(c: int) -> int:
     return min(32, triton.next_power_of_2(c))
 
 
-class _WKV4Fn(torch.autograd.Function):
+class WKV4Fn(torch.autograd.Function):
+    """``apply(time_decay, time_first, key, value, num0, den0, max0) -> (out, num, den, max)``, shapes checked first.
+
+    time_decay, time_first: [C]; key, value: [B, T, C] (any strides); the incoming state num0, den0, max0: [B, C]
+    fp32 contiguous, non-differentiable (no gradient reaches it), as is the returned one. out is in key's dtype.
+    """
+
     @staticmethod
     def forward(
         ctx,
@@ -241,10 +232,10 @@ class _WKV4Fn(torch.autograd.Function):
         b, t, c = key.shape
         w = -torch.exp(time_decay.float()).contiguous()
         u = time_first.float().contiguous()
-        out = _alloc((b, t, c), key)
-        num = _alloc((b, c), key, torch.float32)
-        den = _alloc((b, c), key, torch.float32)
-        mx = _alloc((b, c), key, torch.float32)
+        out = alloc((b, t, c), key)
+        num = alloc((b, c), key, torch.float32)
+        den = alloc((b, c), key, torch.float32)
+        mx = alloc((b, c), key, torch.float32)
         block_c = _block_c(c)
         _wkv4_fwd_kernel[(b, triton.cdiv(c, block_c))](
             w,
@@ -281,10 +272,10 @@ class _WKV4Fn(torch.autograd.Function):
         y_buf = torch.empty((b, t, c), dtype=f32, device=key.device)
         q_buf = torch.empty_like(y_buf)
         r_buf = torch.empty_like(y_buf)
-        gk = _alloc((b, t, c), key)
-        gv = _alloc((b, t, c), value)
-        gw_part = _alloc((b, c), key, f32)
-        gu_part = _alloc((b, c), key, f32)
+        gk = alloc((b, t, c), key)
+        gv = alloc((b, t, c), value)
+        gw_part = alloc((b, c), key, f32)
+        gu_part = alloc((b, c), key, f32)
         block_c = _block_c(c)
         _wkv4_bwd_kernel[(b, triton.cdiv(c, block_c))](
             w,
@@ -315,39 +306,6 @@ class _WKV4Fn(torch.autograd.Function):
         return gw_part.sum(0).to(td_dtype), gu_part.sum(0).to(tf_dtype), gk, gv, None, None, None
 
 
-def _check_interpretable(x: Tensor) -> None:
-    """CPU tensors need the kernels to have been built by the interpreter (TRITON_INTERPRET=1 at import time)."""
-    from triton.runtime.interpreter import InterpretedFunction
-
-    if not x.is_cuda and not isinstance(_wkv4_fwd_kernel, InterpretedFunction):
-        raise RuntimeError(
-            f"{__name__} was imported without TRITON_INTERPRET=1, so its kernels only run on CUDA tensors; set "
-            "TRITON_INTERPRET=1 before the first import to run them on CPU"
-        )
-
-
-def wkv4_triton(
-    time_decay: Tensor,
-    time_first: Tensor,
-    key: Tensor,
-    value: Tensor,
-    state: Sequence[Tensor] | None = None,
-    return_state: bool = False,
-) -> Tensor | tuple[Tensor, WKVState]:
-    """Triton RWKV-4 WKV; same arguments and results as ``wkv4_reference``.
-
-    Shapes: time_decay, time_first: [C]; key, value: [B, T, C] (any strides); state: optional (num, den, max)
-    each [B, C]. ``state`` is non-differentiable here (no gradient reaches it) and so is the returned state.
-
-    Returns:
-        out [B, T, C] in key's dtype, or (out, (num, den, max) each [B, C] fp32) if return_state.
-    """
-    check_wkv4_shapes(time_decay, time_first, key, value, state)
-    _check_interpretable(key)
-    if state is None:
-        num0, den0, max0 = initial_wkv4_state(key)
-    else:
-        # detached: the kernel does not differentiate through the incoming state
-        num0, den0, max0 = (s.detach().to(torch.float32).contiguous() for s in state)
-    out, num, den, mx = _WKV4Fn.apply(time_decay, time_first, key, value, num0, den0, max0)
-    return (out, (num, den, mx)) if return_state else out
+def check_interpretable(x: Tensor) -> None:
+    """CPU tensors need this module's kernels built by the interpreter (TRITON_INTERPRET=1 when it was imported)."""
+    _host.check_interpretable(x, _wkv4_fwd_kernel, __name__)
