@@ -1,6 +1,6 @@
 """The import layers of pyproject.toml's contract: the package keeps them, and `lint-imports` catches a breach.
 
-`make lint` runs the same check; these tests pin down that the contract is the one meant (every subpackage in a layer)
+`make lint` runs the same check; these tests pin down that the contract is the one meant (every subpackage and top-level module in a layer)
 and that it really fails on an upward import, top-level or inside a function.
 """
 
@@ -42,10 +42,12 @@ def contract_layers() -> list[str]:
     return [name.strip(" ()") for layer in contract["layers"] for name in layer.split("|")]
 
 
-def test_every_subpackage_is_in_a_layer() -> None:
-    subpackages = {f"parcae_runner.{p.parent.name}" for p in (REPO / "parcae_runner").glob("*/__init__.py")}
-    missing = subpackages - set(contract_layers())
-    assert not missing, f"subpackages no layer constrains (add them to [tool.importlinter] in pyproject): {missing}"
+def test_every_subpackage_and_top_level_module_is_in_a_layer() -> None:
+    package = REPO / "parcae_runner"
+    modules = {p.parent.name for p in package.glob("*/__init__.py")}
+    modules |= {p.stem for p in package.glob("*.py") if p.stem not in ("__init__", "__main__")}
+    missing = {f"parcae_runner.{m}" for m in modules} - set(contract_layers())
+    assert not missing, f"modules no layer constrains (add them to [tool.importlinter] in pyproject): {missing}"
     assert contract_layers()[-1] == "parcae_runner.kernels" and contract_layers()[0] == "parcae_runner.cli"
 
 
