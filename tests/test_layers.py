@@ -1,7 +1,7 @@
 """The import layers of pyproject.toml's contract: the package keeps them, and `lint-imports` catches a breach.
 
-`make lint` runs the same check; these tests pin down that the contract is the one meant (every subpackage and top-level module in a layer)
-and that it really fails on an upward import, top-level or inside a function.
+`make lint` runs the same check; these tests pin down that the contract is the one meant (every subpackage and
+top-level module in a layer) and that it really fails on an upward import, top-level or inside a function.
 """
 
 from __future__ import annotations
