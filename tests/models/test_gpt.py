@@ -6,8 +6,8 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from parcae_runner.analysis.flops import training_flops_per_token
 from parcae_runner.models import ARCHITECTURES, build_model, count_parameters
+from parcae_runner.models.flops import training_flops_per_token
 
 # Parcae's tokenizer: the vocabulary at which the size names are counted
 PARCAE_VOCAB = 32768

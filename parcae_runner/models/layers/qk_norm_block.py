@@ -114,3 +114,15 @@ class QKNormBlock(nn.Module):
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, ve: Tensor | None = None) -> Tensor:
         x = x + self.attn(self.norm1(x), cos, sin, ve)
         return x + self.mlp(self.norm2(x))
+
+
+def value_embedding_tables(
+    vocab_size: int, d_model: int, n_layers: int, enabled: bool
+) -> tuple[nn.ModuleDict, list[bool]]:
+    """One ``vocab x d`` table per value-embedding layer, keyed by the layer index as a string.
+
+    Returns the tables and, per layer, whether it has one.
+    """
+    has = [enabled and has_value_embedding(i, n_layers) for i in range(n_layers)]
+    tables = nn.ModuleDict({str(i): nn.Embedding(vocab_size, d_model) for i in range(n_layers) if has[i]})
+    return tables, has

@@ -23,9 +23,8 @@ import torch
 from torch import Tensor, nn
 
 from parcae_runner.models.layers.init import init_embedding, init_norm, small_init_std
-from parcae_runner.models.layers.qk_norm_block import QKNormBlock, has_value_embedding
+from parcae_runner.models.layers.qk_norm_block import QKNormBlock, value_embedding_tables
 from parcae_runner.models.layers.rotary import RotaryEmbedding
-from parcae_runner.models.registry import Architecture, register
 
 
 @dataclass
@@ -39,31 +38,6 @@ class GPTHParams:
     # nanochat-style value embeddings on alternate layers (most of the parameters the size names count)
     value_embeddings: bool = True
     tie_embeddings: bool = True
-
-
-# (n_layers, d_model, n_heads); the named sizes are Parcae's GPT baselines
-GPT_SIZES: dict[str, dict[str, int]] = {
-    name: {"n_layers": n_layers, "d_model": d_model, "n_heads": n_heads}
-    for name, (n_layers, d_model, n_heads) in {
-        "debug": (3, 64, 4),
-        "140m": (6, 768, 6),
-        "370m": (12, 1024, 8),
-        "770m": (18, 1280, 10),
-        "1.3b": (24, 1536, 12),
-    }.items()
-}
-
-
-def value_embedding_tables(
-    vocab_size: int, d_model: int, n_layers: int, enabled: bool
-) -> tuple[nn.ModuleDict, list[bool]]:
-    """One ``vocab x d`` table per value-embedding layer, keyed by the layer index as a string.
-
-    Returns the tables and, per layer, whether it has one.
-    """
-    has = [enabled and has_value_embedding(i, n_layers) for i in range(n_layers)]
-    tables = nn.ModuleDict({str(i): nn.Embedding(vocab_size, d_model) for i in range(n_layers) if has[i]})
-    return tables, has
 
 
 class GPTModel(nn.Module):
@@ -110,14 +84,3 @@ class GPTModel(nn.Module):
             ve = self.value_embeds[str(i)](input_ids) if block.has_value_embedding else None  # [B, T, C]
             x = block(x, cos, sin, ve)
         return self.lm_head(self.norm(x))  # [B, T, V]
-
-
-GPT = register(
-    Architecture(
-        name="gpt",
-        hparams_cls=GPTHParams,
-        sizes=GPT_SIZES,
-        model_cls=GPTModel,
-        description="Parcae's GPT baseline: pre-norm RMSNorm, QK-norm, RoPE, ReLU^2 MLP, value embeddings, tied",
-    )
-)

@@ -3,7 +3,7 @@
 Per block, a parallel residual ``x = x + Attn(LN1(x)) + MLP(LN2(x))``; rotary embeddings on the
 first quarter of each head; exact-erf GELU MLP; untied input embedding and output head.
 Parameter names differ from HF ``GPTNeoXForCausalLM`` but the tensors map one to one by renaming
-(see ``parcae_runner.export.hf_gpt_neox``).
+(see ``parcae_runner.models.pythia.hf``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from parcae_runner.models.layers.attention import CausalSelfAttention
 from parcae_runner.models.layers.init import init_embedding, init_linear, init_norm, small_init_std, wang_init_std
 from parcae_runner.models.layers.mlp import MLP
 from parcae_runner.models.layers.rotary import RotaryEmbedding
-from parcae_runner.models.registry import Architecture, register
 
 
 @dataclass
@@ -39,23 +38,6 @@ class PythiaHParams:
 
 
 INITS = ("pythia", "normal")
-
-# (n_layers, d_model, n_heads) of the Pythia suite, plus a tiny debug size
-PYTHIA_SIZES: dict[str, dict[str, int]] = {
-    name: {"n_layers": n_layers, "d_model": d_model, "n_heads": n_heads}
-    for name, (n_layers, d_model, n_heads) in {
-        "debug": (2, 64, 4),
-        "14m": (6, 128, 4),
-        "31m": (6, 256, 8),
-        "70m": (6, 512, 8),
-        "160m": (12, 768, 12),
-        # the Parc study's Pythia-160m (same dims as 160m; the name lines up with mamba/rwkv4 `parc`)
-        "parc": (12, 768, 12),
-        "410m": (24, 1024, 16),
-        "1b": (16, 2048, 8),
-        "1.4b": (24, 2048, 16),
-    }.items()
-}
 
 
 class PythiaBlock(nn.Module):
@@ -121,14 +103,3 @@ class PythiaModel(nn.Module):
         for block in self.blocks:
             x = block(x, cos, sin)  # [B, T, C]
         return self.lm_head(self.norm(x))  # [B, T, V]
-
-
-PYTHIA = register(
-    Architecture(
-        name="pythia",
-        hparams_cls=PythiaHParams,
-        sizes=PYTHIA_SIZES,
-        model_cls=PythiaModel,
-        description="GPT-NeoX decoder as in the Pythia suite: parallel residual, partial rotary, GELU MLP, untied",
-    )
-)

@@ -10,7 +10,7 @@
 
 WKV is the per-channel decayed softmax-like average of ``parcae_runner.kernels.wkv4`` (w = -exp(time_decay)).
 Block parameter names are HF's (``attention.time_decay``, ``feed_forward.key``, ...) so
-``parcae_runner.export.hf_rwkv`` is a rename; ``ln0`` is HF's ``blocks.0.pre_ln``, ``lm_head`` HF's ``head``.
+``parcae_runner.models.rwkv4.hf`` is a rename; ``ln0`` is HF's ``blocks.0.pre_ln``, ``lm_head`` HF's ``head``.
 
 Init, from BlinkDL ``RWKV-v4neo/src/model.py`` (``RWKV_TimeMix``/``RWKV_ChannelMix`` + ``generate_init_weight``),
 with r0 = l / (L - 1) and r1 = 1 - l / L for layer l of L, and ramp_i = i / d:
@@ -38,7 +38,6 @@ from torch import Tensor, nn
 
 from parcae_runner.kernels.wkv4 import wkv4
 from parcae_runner.models.layers.init import init_norm
-from parcae_runner.models.registry import Architecture, register
 
 
 @dataclass
@@ -57,24 +56,6 @@ class RWKV4HParams:
 
 
 EMBED_INIT = 1e-4
-
-# (n_layers, d_model): Pythia's shapes, which are also the published RWKV-4 Pile shapes where those exist
-# (169m = 12 x 768, 430m = 24 x 1024, 1.5b = 24 x 2048). A block has ~13 d^2 weights against Pythia's 12 d^2,
-# so every size is within +8% of Pythia's total at vocab 50304.
-RWKV4_SIZES: dict[str, dict[str, int]] = {
-    name: {"n_layers": n_layers, "d_model": d_model}
-    for name, (n_layers, d_model) in {
-        "debug": (2, 64),
-        "parc": (12, 768),  # RWKV/rwkv-4-169m-pile, the Parc model
-        "14m": (6, 128),
-        "31m": (6, 256),
-        "70m": (6, 512),
-        "160m": (12, 768),
-        "410m": (24, 1024),
-        "1b": (16, 2048),
-        "1.4b": (24, 2048),
-    }.items()
-}
 
 
 def time_shift(x: Tensor) -> Tensor:
@@ -230,14 +211,3 @@ class RWKV4Model(nn.Module):
             if every and (layer_id + 1) % every == 0:
                 x = x / 2
         return self.lm_head(self.ln_out(x))  # [B, T, V]
-
-
-RWKV4 = register(
-    Architecture(
-        name="rwkv4",
-        hparams_cls=RWKV4HParams,
-        sizes=RWKV4_SIZES,
-        model_cls=RWKV4Model,
-        description="RWKV-4 (time-mix WKV + squared-ReLU channel-mix, token shift), untied embeddings",
-    )
-)

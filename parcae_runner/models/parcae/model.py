@@ -42,12 +42,10 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from parcae_runner.models.gpt import value_embedding_tables
 from parcae_runner.models.layers.init import init_embedding, init_norm, small_init_std
 from parcae_runner.models.layers.injection import INJECTIONS
-from parcae_runner.models.layers.qk_norm_block import QKNormBlock
+from parcae_runner.models.layers.qk_norm_block import QKNormBlock, value_embedding_tables
 from parcae_runner.models.layers.rotary import RotaryEmbedding
-from parcae_runner.models.registry import Architecture, register
 
 
 @dataclass
@@ -73,17 +71,6 @@ class ParcaeHParams:
 
 STATE_INITS = ("like-init", "zero", "embed")
 
-# (d_model, n_heads, n_prelude, n_core, n_coda): Parcae's table (head dim 128), plus a tiny debug size
-PARCAE_SIZES: dict[str, dict[str, int]] = {
-    name: {"d_model": d, "n_heads": h, "n_prelude": p, "n_core": c, "n_coda": k}
-    for name, (d, h, p, c, k) in {
-        "debug": (64, 4, 1, 1, 1),
-        "140m": (768, 6, 2, 2, 2),
-        "370m": (1024, 8, 4, 4, 4),
-        "770m": (1280, 10, 6, 6, 6),
-        "1.3b": (1536, 12, 8, 8, 8),
-    }.items()
-}
 
 # like-init noise in eval mode comes from this seed, so eval forwards are deterministic
 EVAL_NOISE_SEED = 0
@@ -327,7 +314,7 @@ class ParcaeModel(nn.Module):
     ) -> float:
         """Training (forward + backward) FLOPs per token at context ``seq_len``.
 
-        The repository's convention (``parcae_runner.analysis.flops``: 2 FLOPs per weight forward, 4 backward,
+        The repository's convention (``parcae_runner.models.flops``: 2 FLOPs per weight forward, 4 backward,
         lookups free, norms and activations left out; attention ``2 * seq_len * d`` forward and twice that
         backward per layer, the causal half of the score and value products), applied to the loop::
 
@@ -392,15 +379,3 @@ def _validate(hp: ParcaeHParams) -> None:
         raise ValueError(f"arch.mean_backprop_depth={hp.mean_backprop_depth} must be at least 1")
     if hp.eval_recurrence is not None and hp.eval_recurrence < 0:
         raise ValueError(f"arch.eval_recurrence={hp.eval_recurrence} must be at least 0")
-
-
-PARCAE = register(
-    Architecture(
-        name="parcae",
-        hparams_cls=ParcaeHParams,
-        sizes=PARCAE_SIZES,
-        model_cls=ParcaeModel,
-        description="Looped transformer: prelude, core repeated T ~ Poisson times with a stable diagonal "
-        "injection and truncated backprop, coda; tied embeddings",
-    )
-)

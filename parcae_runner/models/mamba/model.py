@@ -9,7 +9,7 @@ Per block, a pre-norm residual ``x = x + Mixer(RMSNorm(x))``; the mixer is::
     out = out_proj(y)                           # E -> d, no bias; y already carries the silu(z) gate
 
 then a final RMSNorm (``norm_f``) and an output head tied to the input embedding. Inner parameter names
-are HF's (``mixer.in_proj``, ``mixer.A_log``, ...), so ``parcae_runner.export.hf_mamba`` is a rename.
+are HF's (``mixer.in_proj``, ``mixer.A_log``, ...), so ``parcae_runner.models.mamba.hf`` is a rename.
 
 Init is mamba_ssm's (``mamba_simple.Mamba.__init__`` + ``mixer_seq_simple._init_weights``): S4D-real
 ``A_log = log(1..N)``, ``D = 1``, dt bias = softplus^-1 of dt ~ logU[1e-3, 1e-1] floored at 1e-4, dt_proj
@@ -34,7 +34,6 @@ from torch import Tensor, nn
 
 from parcae_runner.kernels.selective_scan import selective_scan
 from parcae_runner.models.layers.init import init_embedding, init_norm
-from parcae_runner.models.registry import Architecture, register
 
 
 @dataclass
@@ -60,25 +59,6 @@ class MambaHParams:
 # dt init range of mamba_ssm / HF (dt_min, dt_max, dt_init_floor)
 DT_MIN, DT_MAX, DT_FLOOR = 1e-3, 1e-1, 1e-4
 EMBED_STD = 0.02
-
-# (n_layers, d_model). Mamba's convention is 2x the layers of a transformer of the same width; the ladder keeps
-# Pythia's width and sets the depth so that the TOTAL count at vocab 50304 is within 10% of Pythia's (tied
-# embeddings make Mamba's embedding share half of Pythia's, so the small sizes need many more layers).
-# 370m (48 x 1024) and 1.4b (48 x 2048) are the published state-spaces/mamba-* shapes.
-MAMBA_SIZES: dict[str, dict[str, int]] = {
-    name: {"n_layers": n_layers, "d_model": d_model}
-    for name, (n_layers, d_model) in {
-        "debug": (2, 64),
-        "parc": (24, 768),  # state-spaces/mamba-130m(-hf), the Parc model
-        "14m": (64, 128),
-        "31m": (40, 256),
-        "70m": (26, 512),
-        "160m": (32, 768),
-        "410m": (48, 1024),
-        "1b": (32, 2048),
-        "1.4b": (48, 2048),
-    }.items()
-}
 
 
 def resolve_dt_rank(hp: MambaHParams, d_model: int) -> int:
@@ -200,14 +180,3 @@ class MambaModel(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.lm_head(self.norm_f(x))  # [B, T, V]
-
-
-MAMBA = register(
-    Architecture(
-        name="mamba",
-        hparams_cls=MambaHParams,
-        sizes=MAMBA_SIZES,
-        model_cls=MambaModel,
-        description="Mamba-1 selective SSM blocks (RMSNorm pre-norm, conv + selective scan), tied embeddings",
-    )
-)
