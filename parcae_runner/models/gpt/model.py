@@ -22,8 +22,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from parcae_runner.models.layers.init import init_embedding, init_norm, small_init_std
-from parcae_runner.models.layers.qk_norm_block import QKNormBlock, value_embedding_tables
+from parcae_runner.models.layers.init import init_norm
+from parcae_runner.models.layers.lm import LanguageModel
+from parcae_runner.models.layers.qk_norm_block import (
+    QKNormBlock,
+    finish_qk_norm_init,
+    init_qk_norm_embeddings,
+    value_embedding_tables,
+)
 from parcae_runner.models.layers.rotary import RotaryEmbedding
 
 
@@ -40,41 +46,30 @@ class GPTHParams:
     tie_embeddings: bool = True
 
 
-class GPTModel(nn.Module):
+class GPTModel(LanguageModel):
     """Decoder-only LM: ``input_ids [B, T] -> logits [B, T, V]``."""
 
     def __init__(self, hparams: GPTHParams, dims: Mapping[str, int], vocab_size: int) -> None:
-        super().__init__()
-        self.hparams = hparams
-        self.dims = dict(dims)
-        self.vocab_size = vocab_size
+        super().__init__(hparams, dims, vocab_size)
         d_model, n_heads, n_layers = dims["d_model"], dims["n_heads"], dims["n_layers"]
-
-        self.embed = nn.Embedding(vocab_size, d_model)
         self.value_embeds, has_ve = value_embedding_tables(vocab_size, d_model, n_layers, hparams.value_embeddings)
         self.rotary = RotaryEmbedding(d_model // n_heads, 1.0, hparams.rope_base)
         self.blocks = nn.ModuleList(
             QKNormBlock(d_model, n_heads, hparams.norm_eps, hparams.mlp_ratio, has_ve[i]) for i in range(n_layers)
         )
         self.norm = nn.RMSNorm(d_model, eps=hparams.norm_eps)
-        self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
+        self.lm_head = self.head()
         self.init_weights()
 
     @torch.no_grad()
     def init_weights(self) -> None:
         """(Re)initialise every weight; call after ``to_empty`` when the model was built on the meta device."""
-        if self.hparams.tie_embeddings:
-            self.lm_head.weight = self.embed.weight  # to_empty gives tied names separate tensors: tie them again
-        std = small_init_std(self.dims["d_model"])
-        init_embedding(self.embed, std)
-        for table in self.value_embeds.values():
-            init_embedding(table, std)
+        self.tie_head()
+        std = init_qk_norm_embeddings(self)
         for block in self.blocks:
             block.init_weights()
         init_norm(self.norm)
-        if not self.hparams.tie_embeddings:
-            nn.init.normal_(self.lm_head.weight, std=std)
-        self.rotary.reset_cache()
+        finish_qk_norm_init(self, std)
 
     def forward(self, input_ids: Tensor) -> Tensor:
         """input_ids: ``[B, T]`` int64 -> logits ``[B, T, V]``."""

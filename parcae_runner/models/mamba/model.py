@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from parcae_runner.kernels.selective_scan import selective_scan
 from parcae_runner.models.layers.init import init_embedding, init_norm
+from parcae_runner.models.layers.lm import LanguageModel
 
 
 @dataclass
@@ -139,27 +140,21 @@ class MambaBlock(nn.Module):
         return x + self.mixer(self.norm(x))
 
 
-class MambaModel(nn.Module):
+class MambaModel(LanguageModel):
     """Mamba-1 LM: ``input_ids [B, T] -> logits [B, T, V]``."""
 
     def __init__(self, hparams: MambaHParams, dims: Mapping[str, int], vocab_size: int) -> None:
-        super().__init__()
-        self.hparams = hparams
-        self.dims = dict(dims)
-        self.vocab_size = vocab_size
+        super().__init__(hparams, dims, vocab_size)
         d_model, n_layers = dims["d_model"], dims["n_layers"]
-
-        self.embed = nn.Embedding(vocab_size, d_model)
         self.blocks = nn.ModuleList(MambaBlock(hparams, d_model) for _ in range(n_layers))
         self.norm_f = nn.RMSNorm(d_model, eps=hparams.norm_eps)
-        self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
+        self.lm_head = self.head()
         self.init_weights()  # ties lm_head to embed if tie_embeddings
 
     @torch.no_grad()
     def init_weights(self) -> None:
         """(Re)initialise every weight; call after ``to_empty`` when the model was built on the meta device."""
-        if self.hparams.tie_embeddings:
-            self.lm_head.weight = self.embed.weight  # to_empty gives tied names separate tensors: tie them again
+        self.tie_head()
         init_embedding(self.embed, EMBED_STD)
         for block in self.blocks:
             init_norm(block.norm)

@@ -42,9 +42,15 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from parcae_runner.models.layers.init import init_embedding, init_norm, small_init_std
+from parcae_runner.models.layers.init import init_norm, small_init_std
 from parcae_runner.models.layers.injection import INJECTIONS
-from parcae_runner.models.layers.qk_norm_block import QKNormBlock, value_embedding_tables
+from parcae_runner.models.layers.lm import LanguageModel
+from parcae_runner.models.layers.qk_norm_block import (
+    QKNormBlock,
+    finish_qk_norm_init,
+    init_qk_norm_embeddings,
+    value_embedding_tables,
+)
 from parcae_runner.models.layers.rotary import RotaryEmbedding
 
 
@@ -104,23 +110,19 @@ class LoopInputs(NamedTuple):
     value_embeds: dict[int, Tensor]
 
 
-class ParcaeModel(nn.Module):
+class ParcaeModel(LanguageModel):
     """Looped LM: ``input_ids [B, T] -> logits [B, T, V]``.
 
     After every forward, :attr:`last_telemetry` describes the recurrence (see there).
     """
 
     def __init__(self, hparams: ParcaeHParams, dims: Mapping[str, int], vocab_size: int) -> None:
-        super().__init__()
         _validate(hparams)
-        self.hparams = hparams
-        self.dims = dict(dims)
-        self.vocab_size = vocab_size
+        super().__init__(hparams, dims, vocab_size)
         d, n_heads = dims["d_model"], dims["n_heads"]
         n_prelude, n_core, n_coda = dims["n_prelude"], dims["n_core"], dims["n_coda"]
         n_layers = n_prelude + n_core + n_coda
 
-        self.embed = nn.Embedding(vocab_size, d)
         # keyed by the index in the prelude + core + coda stack
         self.value_embeds, has_ve = value_embedding_tables(vocab_size, d, n_layers, hparams.value_embeddings)
         self.rotary = RotaryEmbedding(d // n_heads, 1.0, hparams.rope_base)
@@ -136,7 +138,7 @@ class ParcaeModel(nn.Module):
         self.core = blocks(n_prelude, n_core)
         self.coda = blocks(n_prelude + n_core, n_coda)
         self.norm = nn.RMSNorm(d, eps=hparams.norm_eps)
-        self.lm_head = nn.Linear(d, vocab_size, bias=False)
+        self.lm_head = self.head()
         # stack index of the first block of each part, for the value-embedding lookup
         self._offsets = {"prelude": 0, "core": n_prelude, "coda": n_prelude + n_core}
 
@@ -151,20 +153,14 @@ class ParcaeModel(nn.Module):
     @torch.no_grad()
     def init_weights(self) -> None:
         """(Re)initialise every weight; call after ``to_empty`` when the model was built on the meta device."""
-        if self.hparams.tie_embeddings:
-            self.lm_head.weight = self.embed.weight  # to_empty gives tied names separate tensors: tie them again
-        std = small_init_std(self.dims["d_model"])
-        init_embedding(self.embed, std)
-        for table in self.value_embeds.values():
-            init_embedding(table, std)
+        self.tie_head()
+        std = init_qk_norm_embeddings(self)
         for block in (*self.prelude, *self.core, *self.coda):
             block.init_weights()
         init_norm(self.prelude_norm)
         init_norm(self.norm)
         self.injection.init_weights()
-        if not self.hparams.tie_embeddings:
-            nn.init.normal_(self.lm_head.weight, std=std)
-        self.rotary.reset_cache()
+        finish_qk_norm_init(self, std)
 
     def no_weight_decay(self) -> set[str]:
         """The injection's ``A_log`` and ``dt_bias`` (norm gains are 1-D: the trainer's ndim rule skips them)."""

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from parcae_runner.models.layers.attention import CausalSelfAttention
 from parcae_runner.models.layers.init import init_embedding, init_linear, init_norm, small_init_std, wang_init_std
+from parcae_runner.models.layers.lm import LanguageModel
 from parcae_runner.models.layers.mlp import MLP
 from parcae_runner.models.layers.rotary import RotaryEmbedding
 
@@ -54,25 +55,19 @@ class PythiaBlock(nn.Module):
         return x + self.attn(self.ln1(x), cos, sin) + self.mlp(self.ln2(x))
 
 
-class PythiaModel(nn.Module):
+class PythiaModel(LanguageModel):
     """Decoder-only LM: ``input_ids [B, T] -> logits [B, T, V]``."""
 
     def __init__(self, hparams: PythiaHParams, dims: Mapping[str, int], vocab_size: int) -> None:
-        super().__init__()
         if hparams.init not in INITS:
             raise ValueError(f"arch.init={hparams.init!r} is not one of: {', '.join(INITS)}")
-        self.hparams = hparams
-        self.dims = dict(dims)
-        self.vocab_size = vocab_size
+        super().__init__(hparams, dims, vocab_size)
         d_model, n_heads, n_layers = dims["d_model"], dims["n_heads"], dims["n_layers"]
-
-        self.embed = nn.Embedding(vocab_size, d_model)
         self.rotary = RotaryEmbedding(d_model // n_heads, hparams.rotary_pct, hparams.rotary_base)
         self.blocks = nn.ModuleList(PythiaBlock(hparams, d_model, n_heads) for _ in range(n_layers))
         self.norm = nn.LayerNorm(d_model, eps=hparams.norm_eps)
-        self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
-        if hparams.tie_embeddings:
-            self.lm_head.weight = self.embed.weight
+        self.lm_head = self.head()
+        self.tie_head()
         self.init_weights()
 
     @torch.no_grad()

@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from parcae_runner.kernels.wkv4 import wkv4
 from parcae_runner.models.layers.init import init_norm
+from parcae_runner.models.layers.lm import LanguageModel
 
 
 @dataclass
@@ -158,32 +159,26 @@ class RWKV4Block(nn.Module):
         return x + self.feed_forward(self.ln2(x)) * out_scale
 
 
-class RWKV4Model(nn.Module):
+class RWKV4Model(LanguageModel):
     """RWKV-4 LM: ``input_ids [B, T] -> logits [B, T, V]``."""
 
     def __init__(self, hparams: RWKV4HParams, dims: Mapping[str, int], vocab_size: int) -> None:
-        super().__init__()
         if hparams.rescale_every < 0:
             raise ValueError(f"arch.rescale_every={hparams.rescale_every} must be >= 0 (0 = off)")
-        self.hparams = hparams
-        self.dims = dict(dims)
-        self.vocab_size = vocab_size
+        super().__init__(hparams, dims, vocab_size)
         d_model, n_layers = dims["d_model"], dims["n_layers"]
-
-        self.embed = nn.Embedding(vocab_size, d_model)
         # BlinkDL and HF keep this LayerNorm in block 0 (ln0 / pre_ln); it runs once, on the embeddings
         self.ln0 = nn.LayerNorm(d_model, eps=hparams.norm_eps)
         self.blocks = nn.ModuleList(RWKV4Block(hparams, d_model) for _ in range(n_layers))
         self.ln_out = nn.LayerNorm(d_model, eps=hparams.norm_eps)
-        self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
+        self.lm_head = self.head()
         self.init_weights()  # ties lm_head to embed if tie_embeddings
 
     @torch.no_grad()
     def init_weights(self) -> None:
         """(Re)initialise every weight; call after ``to_empty`` when the model was built on the meta device."""
         n_layers = self.dims["n_layers"]
-        if self.hparams.tie_embeddings:
-            self.lm_head.weight = self.embed.weight  # to_empty gives tied names separate tensors: tie them again
+        self.tie_head()
         nn.init.uniform_(self.embed.weight, -EMBED_INIT, EMBED_INIT)
         init_norm(self.ln0)
         for layer_id, block in enumerate(self.blocks):
