@@ -3,8 +3,10 @@ architecture's ``hf.py`` uses; each only declares its table of (our regex, HF re
 
 from __future__ import annotations
 
+import importlib
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -30,6 +32,8 @@ class Renames:
 
     model_cls: type[nn.Module]
     target: str
+    # the transformers config class, e.g. "GPTNeoXConfig"
+    config_cls: str
     table: list[tuple[str, str]]
 
     def check(self, model: object) -> nn.Module:
@@ -45,3 +49,15 @@ class Renames:
     def state_dict(self, model: nn.Module) -> dict[str, Tensor]:
         """``model``'s weights under HF names (detached views, no copy; tied weights under both names)."""
         return renamed_state_dict(self.check(model), self.table, self.target)
+
+    def hf_config(self, model: nn.Module, fields: dict[str, Any], overrides: dict[str, Any]) -> Any:
+        """The HF config of ``model``: its vocabulary, width and depth, then ``fields``, then ``overrides``
+        (``transformers`` is imported here, an optional dependency)."""
+        dims = self.check(model).dims
+        config_cls = getattr(importlib.import_module("transformers"), self.config_cls)
+        common = {
+            "vocab_size": int(model.vocab_size),
+            "hidden_size": int(dims["d_model"]),
+            "num_hidden_layers": int(dims["n_layers"]),
+        }
+        return config_cls(**{**common, **fields, **overrides})

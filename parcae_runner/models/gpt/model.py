@@ -58,12 +58,10 @@ class GPTModel(LanguageModel):
             QKNormBlock(d_model, n_heads, hparams.norm_eps, hparams.mlp_ratio, has_ve[i]) for i in range(n_layers)
         )
         self.norm = nn.RMSNorm(d_model, eps=hparams.norm_eps)
-        self.lm_head = self.head()
-        self.init_weights()
+        self.finish_init()
 
     @torch.no_grad()
     def init_weights(self) -> None:
-        """(Re)initialise every weight; call after ``to_empty`` when the model was built on the meta device."""
         self.tie_head()
         std = init_qk_norm_embeddings(self)
         for block in self.blocks:

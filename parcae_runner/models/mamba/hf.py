@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 RENAMES = Renames(
     MambaModel,
     "Mamba",
+    "MambaConfig",
     [
         (r"^embed\.", "backbone.embeddings."),
         (r"^blocks\.(\d+)\.norm\.", r"backbone.layers.\1.norm."),
@@ -44,14 +45,8 @@ CONTEXT_KEY: str | None = None
 
 def to_hf_config(model: MambaModel, **overrides: Any) -> MambaConfig:
     """The ``MambaConfig`` of ``model``. ``overrides`` set other fields (``bos_token_id``, ``eos_token_id``, ...)."""
-    from transformers import MambaConfig
-
-    model = RENAMES.check(model)
-    hp, dims = model.hparams, model.dims
-    kwargs: dict[str, Any] = dict(
-        vocab_size=int(model.vocab_size),
-        hidden_size=int(dims["d_model"]),
-        num_hidden_layers=int(dims["n_layers"]),
+    hp, dims = RENAMES.check(model).hparams, model.dims
+    fields: dict[str, Any] = dict(
         state_size=int(hp.d_state),
         expand=int(hp.expand),
         conv_kernel=int(hp.d_conv),
@@ -73,8 +68,7 @@ def to_hf_config(model: MambaModel, **overrides: Any) -> MambaConfig:
         rescale_prenorm_residual=False,
         initializer_range=EMBED_STD,
     )
-    kwargs.update(overrides)
-    return MambaConfig(**kwargs)
+    return RENAMES.hf_config(model, fields, overrides)
 
 
 def from_hf_config(config: MambaConfig) -> tuple[MambaHParams, dict[str, int]]:

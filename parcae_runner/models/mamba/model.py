@@ -148,12 +148,10 @@ class MambaModel(LanguageModel):
         d_model, n_layers = dims["d_model"], dims["n_layers"]
         self.blocks = nn.ModuleList(MambaBlock(hparams, d_model) for _ in range(n_layers))
         self.norm_f = nn.RMSNorm(d_model, eps=hparams.norm_eps)
-        self.lm_head = self.head()
-        self.init_weights()  # ties lm_head to embed if tie_embeddings
+        self.finish_init()
 
     @torch.no_grad()
     def init_weights(self) -> None:
-        """(Re)initialise every weight; call after ``to_empty`` when the model was built on the meta device."""
         self.tie_head()
         init_embedding(self.embed, EMBED_STD)
         for block in self.blocks:

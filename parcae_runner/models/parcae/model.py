@@ -138,7 +138,6 @@ class ParcaeModel(LanguageModel):
         self.core = blocks(n_prelude, n_core)
         self.coda = blocks(n_prelude + n_core, n_coda)
         self.norm = nn.RMSNorm(d, eps=hparams.norm_eps)
-        self.lm_head = self.head()
         # stack index of the first block of each part, for the value-embedding lookup
         self._offsets = {"prelude": 0, "core": n_prelude, "coda": n_prelude + n_core}
 
@@ -146,13 +145,12 @@ class ParcaeModel(LanguageModel):
         self.set_depth_context(0, 0, 0)  # deterministic even if the trainer never calls it
         self._telemetry: tuple[int, int, Tensor] | None = None
         self._telemetry_floats: dict[str, float] | None = None
-        self.init_weights()
+        self.finish_init()
 
     # ----------------------------------------------------------------------------------------- init
 
     @torch.no_grad()
     def init_weights(self) -> None:
-        """(Re)initialise every weight; call after ``to_empty`` when the model was built on the meta device."""
         self.tie_head()
         std = init_qk_norm_embeddings(self)
         for block in (*self.prelude, *self.core, *self.coda):

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 RENAMES = Renames(
     PythiaModel,
     "GPT-NeoX",
+    "GPTNeoXConfig",
     [
         (r"^embed\.", "gpt_neox.embed_in."),
         (r"^blocks\.(\d+)\.ln1\.", r"gpt_neox.layers.\1.input_layernorm."),
@@ -40,14 +41,8 @@ CONTEXT_KEY: str | None = "max_position_embeddings"
 def to_hf_config(model: PythiaModel, **overrides: Any) -> GPTNeoXConfig:
     """The ``GPTNeoXConfig`` of ``model``. ``overrides`` set other fields (``bos_token_id``,
     ``eos_token_id``, ``max_position_embeddings``, ``attn_implementation``, ...)."""
-    from transformers import GPTNeoXConfig
-
-    model = RENAMES.check(model)
-    hp, dims = model.hparams, model.dims
-    kwargs: dict[str, Any] = dict(
-        vocab_size=int(model.vocab_size),
-        hidden_size=int(dims["d_model"]),
-        num_hidden_layers=int(dims["n_layers"]),
+    hp, dims = RENAMES.check(model).hparams, model.dims
+    fields: dict[str, Any] = dict(
         num_attention_heads=int(dims["n_heads"]),
         intermediate_size=int(hp.mlp_ratio * dims["d_model"]),
         hidden_act="gelu",  # HF "gelu" is the exact erf GELU
@@ -66,8 +61,7 @@ def to_hf_config(model: PythiaModel, **overrides: Any) -> GPTNeoXConfig:
         initializer_range=float(hp.init_std),
         attn_implementation="sdpa",
     )
-    kwargs.update(overrides)
-    return GPTNeoXConfig(**kwargs)
+    return RENAMES.hf_config(model, fields, overrides)
 
 
 def from_hf_config(config: GPTNeoXConfig) -> tuple[PythiaHParams, dict[str, int]]:

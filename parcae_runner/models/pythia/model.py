@@ -66,13 +66,10 @@ class PythiaModel(LanguageModel):
         self.rotary = RotaryEmbedding(d_model // n_heads, hparams.rotary_pct, hparams.rotary_base)
         self.blocks = nn.ModuleList(PythiaBlock(hparams, d_model, n_heads) for _ in range(n_layers))
         self.norm = nn.LayerNorm(d_model, eps=hparams.norm_eps)
-        self.lm_head = self.head()
-        self.tie_head()
-        self.init_weights()
+        self.finish_init()
 
     @torch.no_grad()
     def init_weights(self) -> None:
-        """(Re)initialise every weight; call after ``to_empty`` when the model was built on the meta device."""
         d_model, n_layers = self.dims["d_model"], self.dims["n_layers"]
         if self.hparams.init == "pythia":
             std, out_std = small_init_std(d_model), wang_init_std(d_model, n_layers)

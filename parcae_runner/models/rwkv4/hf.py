@@ -23,6 +23,7 @@ HF_LN_OUT_EPS = 1e-5
 RENAMES = Renames(
     RWKV4Model,
     "RWKV",
+    "RwkvConfig",
     [
         (r"^embed\.", "rwkv.embeddings."),
         (r"^ln0\.", "rwkv.blocks.0.pre_ln."),
@@ -40,18 +41,12 @@ CONTEXT_KEY: str | None = "context_length"
 def to_hf_config(model: RWKV4Model, **overrides: Any) -> RwkvConfig:
     """The ``RwkvConfig`` of ``model``. ``overrides`` set other fields: ``context_length`` (HF's default 1024;
     only its CUDA kernel uses it), ``bos_token_id``, ``eos_token_id``, ..."""
-    from transformers import RwkvConfig
-
-    model = RENAMES.check(model)
-    hp, dims = model.hparams, model.dims
+    hp, dims = RENAMES.check(model).hparams, model.dims
     if hp.norm_eps != HF_LN_OUT_EPS:
         raise ValueError(
             f"arch.norm_eps={hp.norm_eps} cannot be exported: HF RwkvModel.ln_out always uses eps {HF_LN_OUT_EPS}"
         )
-    kwargs: dict[str, Any] = dict(
-        vocab_size=int(model.vocab_size),
-        hidden_size=int(dims["d_model"]),
-        num_hidden_layers=int(dims["n_layers"]),
+    fields: dict[str, Any] = dict(
         attention_hidden_size=int(dims["d_model"]),
         intermediate_size=int(hp.ffn_mult * dims["d_model"]),
         layer_norm_epsilon=float(hp.norm_eps),
@@ -59,8 +54,7 @@ def to_hf_config(model: RWKV4Model, **overrides: Any) -> RwkvConfig:
         rescale_every=int(hp.rescale_every),
         tie_word_embeddings=bool(hp.tie_embeddings),
     )
-    kwargs.update(overrides)
-    return RwkvConfig(**kwargs)
+    return RENAMES.hf_config(model, fields, overrides)
 
 
 def from_hf_config(config: RwkvConfig) -> tuple[RWKV4HParams, dict[str, int]]:

@@ -171,12 +171,10 @@ class RWKV4Model(LanguageModel):
         self.ln0 = nn.LayerNorm(d_model, eps=hparams.norm_eps)
         self.blocks = nn.ModuleList(RWKV4Block(hparams, d_model) for _ in range(n_layers))
         self.ln_out = nn.LayerNorm(d_model, eps=hparams.norm_eps)
-        self.lm_head = self.head()
-        self.init_weights()  # ties lm_head to embed if tie_embeddings
+        self.finish_init()
 
     @torch.no_grad()
     def init_weights(self) -> None:
-        """(Re)initialise every weight; call after ``to_empty`` when the model was built on the meta device."""
         n_layers = self.dims["n_layers"]
         self.tie_head()
         nn.init.uniform_(self.embed.weight, -EMBED_INIT, EMBED_INIT)
