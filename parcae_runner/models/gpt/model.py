@@ -11,7 +11,7 @@ How the size names count parameters: the names (140m, 370m, 770m, 1.3b) are *tot
 vocabulary of 32,768, counting the tied token embedding once and the value-embedding tables (one
 ``vocab x d`` table per value-embedding layer, half the layers). Without value embeddings
 (``value_embeddings=False``) a model has about half the parameters its name says; see
-``tests/models/test_gpt.py`` for the table.
+``tests/models/test_architectures.py`` for the check.
 """
 
 from __future__ import annotations
