@@ -12,7 +12,7 @@ from parcae_runner.models import ARCHITECTURES, build_model
 transformers = pytest.importorskip("transformers")
 
 from parcae_runner.export.hf import export_hf  # noqa: E402
-from parcae_runner.models.hf import HF_MAPPINGS, hf_model_type, import_hf, load_hf  # noqa: E402
+from parcae_runner.models.hf import HF_MAPPINGS, InitMismatch, hf_model_type, import_hf, init_from_hf, load_hf  # noqa: E402
 
 VOCAB = 50304
 DOCS = [
@@ -127,3 +127,14 @@ def test_import_rejects_unknown_model_types(tmp_path):
     transformers.GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=16).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="gpt2"):
         import_hf(tmp_path)
+
+
+def test_init_from_hf_loads_matching_weights_and_refuses_others(tmp_path):
+    source = _random_model("pythia", "debug", 128)
+    out = export_hf(source, tmp_path / "p")
+    target = build_model({"name": "pythia"}, "debug", 128)
+    init_from_hf(target, out)
+    for key, value in source.state_dict().items():
+        assert torch.equal(target.state_dict()[key], value), key
+    with pytest.raises(InitMismatch, match=r"^train.init_from=.*holds pythia with dims .*this run builds mamba"):
+        init_from_hf(build_model({"name": "mamba", "kernel_impl": "reference"}, "debug", 128), out)
