@@ -185,7 +185,7 @@ def _eval_metrics(records: list[dict[str, Any]]) -> dict[str, tuple[int, float]]
 
 def front_matter(cfg: DictConfig, run: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
     """The card's YAML metadata, as the Hugging Face Hub reads it."""
-    from parcae_runner.export.hf import EXPORTERS
+    from parcae_runner.models.hf import HF_MAPPINGS as EXPORTERS
 
     data = run.get("data") or {}
     dataset_name = Path(data["dir"]).name if data.get("dir") else str(cfg.data.source)
@@ -235,7 +235,7 @@ def front_matter(cfg: DictConfig, run: dict[str, Any], records: list[dict[str, A
 
 def _how_to_use(rd: RunDirectory, cfg: DictConfig, run: dict[str, Any], name: str, step: int) -> list[str]:
     """Loading instructions: transformers on an export where the architecture has an HF exporter, else our loader."""
-    from parcae_runner.export.hf import EXPORTERS
+    from parcae_runner.models.hf import HF_MAPPINGS as EXPORTERS
 
     ckpt = _latest_checkpoint(rd)
     ckpt = ckpt if ckpt is not None else step

@@ -104,7 +104,7 @@ def select(config: dict[str, Any] | None, key: str) -> Any:
 def _flops_per_token(arch_json: str, size: str, vocab_size: int, seq_len: int) -> float:
     """Training FLOPs per token of one model, built on the meta device (no memory, no init)."""
     # deferred: a cached collect never needs torch
-    from parcae_runner.analysis.flops import arch_costs
+    from parcae_runner.models.flops import arch_costs
 
     try:
         return arch_costs(json.loads(arch_json), size, vocab_size, seq_len)[2]

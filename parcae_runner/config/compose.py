@@ -173,7 +173,7 @@ def compose_run_config(overrides: list[str] | None = None, config_name: str = "c
 
 
 def _apply_budget(cfg: DictConfig) -> None:
-    from parcae_runner.analysis.flops import apply_flop_budget
+    from parcae_runner.models.flops import apply_flop_budget
 
     if cfg.train.get("max_flops") is not None and cfg.train.max_flops <= 0:
         raise ConfigError("train.max_flops", cfg.train.max_flops, "must be a positive number of FLOPs")

@@ -11,15 +11,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import torch
 from omegaconf import DictConfig
 from safetensors.torch import load_model
 from torch import nn
 
 from parcae_runner.config.errors import ConfigError
 from parcae_runner.data import EOT_ID
-from parcae_runner.export.hf import export_hf, exporter_for, import_hf
+from parcae_runner.export.hf import export_hf
 from parcae_runner.models import build_model
+from parcae_runner.models.hf import exporter_for
 from parcae_runner.train.checkpointing import WEIGHTS_FILE, list_checkpoints
 from parcae_runner.train.run_dir import RunDirectory
 
@@ -91,16 +91,3 @@ def export_run(
         print(f"[parcae-runner] exported checkpoint-{step} -> {target}", file=sys.stderr, flush=True)
         written.append(target)
     return written
-
-
-def init_from_hf(model: nn.Module, folder: str | Path) -> None:
-    """Load an exported folder's weights into ``model``; its architecture and dims must match."""
-    arch, _, dims, state = import_hf(folder)
-    if arch != exporter_for(model)[0] or dims != dict(model.dims):
-        raise ConfigError(
-            "train.init_from",
-            str(folder),
-            f"holds {arch} with dims {dims}; this run builds {exporter_for(model)[0]} with {model.dims}",
-        )
-    with torch.no_grad():
-        model.load_state_dict(state, strict=True)

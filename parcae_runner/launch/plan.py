@@ -21,12 +21,12 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from parcae_runner.analysis.flops import model_costs
 from parcae_runner.config.compose import compose_many
 from parcae_runner.config.errors import ConfigError, ConfigErrors
 from parcae_runner.config.validate import validate_run_config
 from parcae_runner.launch.hardware import HARDWARE, carbon_intensity_kg_per_kwh
 from parcae_runner.launch.sweep_file import Point, Sweep, name_point
+from parcae_runner.models.flops import model_costs
 from parcae_runner.train.run_dir import RunDirectory
 
 

@@ -1,4 +1,8 @@
-"""Model architectures. Importing this package registers every architecture."""
+"""Model architectures: one package per architecture (``models/<name>/``), each registered once.
+
+Importing this package registers every built-in architecture, then the modules named in
+``$PARCAE_EXTRA_ARCHS`` (see :mod:`parcae_runner.models.registry`).
+"""
 
 # importing registers "gpt", "mamba", "parcae", "pythia", "rwkv4"
 from parcae_runner.models import gpt, mamba, parcae, pythia, rwkv4  # noqa: F401
@@ -10,8 +14,11 @@ from parcae_runner.models.registry import (
     build_model,
     count_parameters,
     get_architecture,
+    import_extra_architectures,
     register,
 )
+
+import_extra_architectures()
 
 __all__ = [
     "ARCHITECTURES",

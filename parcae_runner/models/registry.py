@@ -1,15 +1,25 @@
 """The architecture registry: the one place that maps an architecture name to its code.
 
-Nothing else branches on architecture names: configs, training and reports ask this module
-for the hyperparameter schema, the sizes and the model of an architecture. An architecture
-module calls ``register`` at import time; ``parcae_runner.models`` imports them all.
+Nothing else branches on architecture names: configs, training, export and reports ask this module
+for the hyperparameter schema, the sizes, the model, the Hugging Face mapping and the citation of an
+architecture. An architecture is one package ``parcae_runner/models/<name>/`` (``model.py``, ``sizes.py``,
+optionally ``hf.py``) whose ``__init__`` calls ``register`` once; ``parcae_runner.models`` imports them all.
+
+Architectures outside this package (a plugin, a test's toy model) are registered by naming their modules
+in the environment variable ``PARCAE_EXTRA_ARCHS`` (comma-separated, e.g. ``PARCAE_EXTRA_ARCHS=my_pkg.arch``):
+``parcae_runner.models`` imports them after the built-in ones, in every process (CLI, Slurm job, subprocess),
+so they are known before the Hydra schemas are stored. Such an architecture also needs its
+``launch_configs/arch/<name>.yaml`` (``defaults: [<name>_schema, _self_]``, ``name: <name>``) in the config tree.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 from torch import nn
@@ -26,6 +36,14 @@ class Architecture:
     # nn.Module built as model_cls(hparams, dims, vocab_size)
     model_cls: type
     description: str = ""
+    # the module that maps the model to and from a transformers class (None: no HF export). It provides
+    # ``CONTEXT_KEY``, ``hf_name(our_param_name)``, ``to_hf_config(model, **overrides)``,
+    # ``to_hf_state_dict(model)`` and ``from_hf_config(config) -> (hparams, dims)``; see ``models.hf``
+    hf: ModuleType | None = None
+    # the HF ``model_type`` that ``hf`` exports to ("gpt_neox", "mamba", ...); set exactly when ``hf`` is
+    hf_model_type: str | None = None
+    # BibTeX of the paper behind the architecture, for the model card (None: the card cites none)
+    citation: str | None = None
 
 
 class UnknownArchitecture(KeyError):
@@ -57,6 +75,8 @@ def _check(arch: Architecture) -> None:
         raise TypeError(f"architecture {arch.name!r} has no sizes")
     if not (isinstance(arch.model_cls, type) and issubclass(arch.model_cls, nn.Module)):
         raise TypeError(f"architecture {arch.name!r}: model_cls must be an nn.Module subclass")
+    if (arch.hf is None) != (arch.hf_model_type is None):
+        raise TypeError(f"architecture {arch.name!r}: set hf and hf_model_type together")
 
 
 def register(arch: Architecture) -> Architecture:
@@ -71,6 +91,22 @@ def register(arch: Architecture) -> Architecture:
         raise ValueError(f"architecture {arch.name!r} is already registered by {old.model_cls.__module__}")
     ARCHITECTURES[arch.name] = arch
     return arch
+
+
+EXTRA_ARCHS_ENV = "PARCAE_EXTRA_ARCHS"
+
+
+def dims_table(keys: tuple[str, ...], rows: Mapping[str, tuple[int, ...]]) -> dict[str, dict[str, int]]:
+    """A ``sizes`` table from one tuple per size: ``dims_table(("n_layers", "d_model"), {"debug": (2, 64)})``."""
+    return {size: dict(zip(keys, values, strict=True)) for size, values in rows.items()}
+
+
+def import_extra_architectures() -> list[str]:
+    """Import the modules named in ``$PARCAE_EXTRA_ARCHS`` (comma-separated); each registers its architectures."""
+    names = [n.strip() for n in os.environ.get(EXTRA_ARCHS_ENV, "").split(",") if n.strip()]
+    for name in names:
+        importlib.import_module(name)
+    return names
 
 
 def get_architecture(name: str) -> Architecture:

@@ -211,7 +211,7 @@ def train(cfg: DictConfig) -> RunDirectory:
 
     resume = latest_resumable(run_dir.checkpoints)
     if cfg.train.init_from and not resume:
-        from parcae_runner.export.run_export import init_from_hf
+        from parcae_runner.models.hf import init_from_hf
 
         init_from_hf(model, cfg.train.init_from)
     run_dir.create()

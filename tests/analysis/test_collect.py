@@ -13,9 +13,9 @@ import torch
 
 from parcae_runner.analysis import collect as collect_mod
 from parcae_runner.analysis.collect import collect
-from parcae_runner.analysis.flops import skip_meta_init, training_flops_per_token
 from parcae_runner.config import compose_run_config
 from parcae_runner.models import build_model
+from parcae_runner.models.flops import skip_meta_init, training_flops_per_token
 from parcae_runner.train.runner import train
 from tests.conftest import as_overrides
 

@@ -11,7 +11,8 @@ from parcae_runner.models import ARCHITECTURES, build_model
 
 transformers = pytest.importorskip("transformers")
 
-from parcae_runner.export.hf import EXPORTERS, export_hf, hf_model_type, import_hf, load_hf  # noqa: E402
+from parcae_runner.export.hf import export_hf  # noqa: E402
+from parcae_runner.models.hf import HF_MAPPINGS, InitMismatch, hf_model_type, import_hf, init_from_hf, load_hf  # noqa: E402
 
 VOCAB = 50304
 DOCS = [
@@ -42,12 +43,24 @@ def _random_model(name, size, vocab):
 
 def test_the_parc_architectures_have_exporters():
     # the Parc models are shared as transformers checkpoints; gpt/parcae have no stock HF class
-    assert set(EXPORTERS) <= set(ARCHITECTURES)
-    assert {name: hf_model_type(name) for name in EXPORTERS} == {
+    assert set(HF_MAPPINGS) <= set(ARCHITECTURES)
+    assert {name: hf_model_type(name) for name in HF_MAPPINGS} == {
         "pythia": "gpt_neox",
         "mamba": "mamba",
         "rwkv4": "rwkv",
     }
+
+
+@pytest.mark.parametrize("name", sorted(HF_MAPPINGS))
+def test_registered_model_type_is_the_mappings_own(name):
+    # the spec's hf_model_type is what the mapping's config says (the import side matches folders by it)
+    model = build_model({"name": name}, "debug", 64)
+    assert ARCHITECTURES[name].hf.to_hf_config(model).model_type == hf_model_type(name)
+
+
+def test_architectures_without_hf_mapping_refuse_export(tmp_path):
+    with pytest.raises(ValueError, match="no HF exporter for architecture 'gpt'"):
+        export_hf(build_model({"name": "gpt"}, "debug", 64), tmp_path)
 
 
 @pytest.mark.parametrize("name", ["pythia", "mamba", "rwkv4"])
@@ -114,3 +127,14 @@ def test_import_rejects_unknown_model_types(tmp_path):
     transformers.GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=16).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="gpt2"):
         import_hf(tmp_path)
+
+
+def test_init_from_hf_loads_matching_weights_and_refuses_others(tmp_path):
+    source = _random_model("pythia", "debug", 128)
+    out = export_hf(source, tmp_path / "p")
+    target = build_model({"name": "pythia"}, "debug", 128)
+    init_from_hf(target, out)
+    for key, value in source.state_dict().items():
+        assert torch.equal(target.state_dict()[key], value), key
+    with pytest.raises(InitMismatch, match=r"^train.init_from=.*holds pythia with dims .*this run builds mamba"):
+        init_from_hf(build_model({"name": "mamba", "kernel_impl": "reference"}, "debug", 128), out)

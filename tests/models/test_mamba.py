@@ -4,14 +4,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from parcae_runner.models import ARCHITECTURES, build_model, count_parameters
-from parcae_runner.models.mamba import MambaModel
+from parcae_runner.models import build_model, count_parameters
 from parcae_runner.train.optim import parameter_groups
 
 transformers = pytest.importorskip("transformers")
 
 PARC_VOCAB = 50277  # len(EleutherAI/pythia-160m tokenizer), the Parc models' vocab
-LADDER_VOCAB = 50304
 REF = {"name": "mamba", "kernel_impl": "reference"}
 
 
@@ -24,46 +22,6 @@ def test_parc_count_matches_hf():
         hf = transformers.MambaForCausalLM(config)
     n_hf = sum(p.numel() for p in hf.parameters())  # parameters() lists the tied head once
     assert count_parameters(ours) == n_hf == 129_133_056
-
-
-# every architecture's ladder must match Pythia's TOTAL parameter count at the same size name (vocab 50304)
-# `debug` is tiny and `parc` is each study model's published config (Mamba-130m is not Pythia-160m)
-LADDER = [s for s in ARCHITECTURES["pythia"].sizes if s not in ("debug", "parc")]
-# the architectures on the Pythia ladder (parcae/gpt follow the Parcae table's sizes instead)
-OTHERS = sorted(a for a in ARCHITECTURES if a != "pythia" and set(LADDER) <= set(ARCHITECTURES[a].sizes))
-
-
-def test_ladder_is_param_matched_to_pythia(capsys):
-    rows = []
-    for size in LADDER:
-        with torch.device("meta"):
-            pythia = count_parameters(build_model({"name": "pythia"}, size, LADDER_VOCAB))
-        row = [size, f"{pythia:,}"]
-        for name in OTHERS:
-            assert size in ARCHITECTURES[name].sizes, f"{name} has no ladder size {size}"
-            with torch.device("meta"):
-                n = count_parameters(build_model({"name": name}, size, LADDER_VOCAB))
-            row.append(f"{n:,} ({n / pythia - 1:+.1%})")
-            assert abs(n / pythia - 1) <= 0.10, f"{name} {size}: {n:,} vs pythia {pythia:,}"
-        rows.append(row)
-    with capsys.disabled():
-        print(f"\ntotal parameters at vocab {LADDER_VOCAB}")
-        print(" | ".join(["size", "pythia", *OTHERS]))
-        for row in rows:
-            print(" | ".join(row))
-
-
-def test_causal():
-    torch.manual_seed(0)
-    model = build_model(REF, "debug", 101).eval()
-    tokens = torch.randint(0, 101, (2, 24))
-    t = 13
-    changed = tokens.clone()
-    changed[:, t] = (tokens[:, t] + 1) % 101
-    with torch.no_grad():
-        a, b = model(tokens), model(changed)
-    torch.testing.assert_close(a[:, :t], b[:, :t], rtol=0, atol=1e-6)
-    assert (a[:, t:] - b[:, t:]).abs().amax() > 1e-3
 
 
 def test_init():
@@ -105,17 +63,3 @@ def test_dt_rank_override_and_untied():
     assert model.blocks[0].mixer.dt_proj.in_features == 7
     assert model.lm_head.weight is not model.embed.weight
     assert model(torch.randint(0, 97, (1, 5))).shape == (1, 5, 97)
-
-
-def test_meta_then_materialise():
-    with torch.device("meta"):
-        model = build_model(REF, "debug", 64)
-    assert isinstance(model, MambaModel)
-    model.to_empty(device="cpu")
-    model.init_weights()
-    assert model.lm_head.weight is model.embed.weight  # init_weights re-ties what to_empty untied
-    assert torch.all(model.blocks[1].mixer.D == 1)
-    ref = build_model(REF, "debug", 64)
-    ref.load_state_dict(model.state_dict())
-    tokens = torch.randint(0, 64, (1, 8))
-    torch.testing.assert_close(model(tokens), ref(tokens))

@@ -1,21 +1,10 @@
 import dataclasses
 
 import pytest
-import torch
 from torch import nn
 
-from parcae_runner.models import (
-    ARCHITECTURES,
-    Architecture,
-    UnknownArchitecture,
-    UnknownSize,
-    build_model,
-    count_parameters,
-    get_architecture,
-    register,
-)
-
-ARCH_SIZES = [(name, size) for name, arch in ARCHITECTURES.items() for size in arch.sizes]
+from parcae_runner.models import ARCHITECTURES, Architecture, build_model, count_parameters, register
+from parcae_runner.models.registry import UnknownArchitecture, UnknownSize, get_architecture, import_extra_architectures
 
 
 def test_pythia_is_registered():
@@ -68,30 +57,6 @@ def test_hparams_reach_the_model():
         assert model.rotary.dim == 8  # head_dim 16 * 0.5
 
 
-@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
-def test_hparams_schema(name):
-    fields = dataclasses.fields(ARCHITECTURES[name].hparams_cls)
-    assert fields[0].name == "name" and fields[0].default == name
-    ARCHITECTURES[name].hparams_cls()  # every field has a default
-
-
-@pytest.mark.parametrize("name,size", ARCH_SIZES)
-def test_every_size_builds_on_meta(name, size):
-    with torch.device("meta"):
-        model = build_model({"name": name}, size, 50304)
-    assert all(p.is_meta for p in model.parameters())
-    assert count_parameters(model) > count_parameters(model, non_embedding=True) > 0
-
-
-@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
-def test_debug_forward_shape(name):
-    torch.manual_seed(0)
-    model = build_model({"name": name}, "debug", 97)
-    logits = model(torch.randint(0, 97, (2, 11)))
-    assert logits.shape == (2, 11, 97)
-    assert logits.dtype == torch.float32 and torch.isfinite(logits).all()
-
-
 @dataclasses.dataclass
 class _ToyHParams:
     name: str = "toy"
@@ -121,3 +86,37 @@ def test_register_rejects_bad_hparams(monkeypatch):
         register(Architecture("other", _ToyHParams, {"s": {"d": 4}}, _Toy))
     with pytest.raises(ValueError, match="already registered"):
         register(Architecture("pythia", ARCHITECTURES["pythia"].hparams_cls, {"s": {"d": 4}}, _Toy))
+
+
+def test_extra_architectures_are_imported_from_the_environment(monkeypatch, tmp_path):
+    (tmp_path / "extra_arch_plugin.py").write_text(
+        "import dataclasses\n"
+        "from torch import nn\n"
+        "from parcae_runner.models import Architecture, register\n"
+        "@dataclasses.dataclass\n"
+        "class HP:\n"
+        "    name: str = 'plugin'\n"
+        "class Model(nn.Linear):\n"
+        "    def __init__(self, hparams, dims, vocab_size):\n"
+        "        super().__init__(dims['d'], vocab_size)\n"
+        "register(Architecture('plugin', HP, {'debug': {'d': 4}}, Model))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr("parcae_runner.models.registry.ARCHITECTURES", dict(ARCHITECTURES))
+    monkeypatch.setenv("PARCAE_EXTRA_ARCHS", " extra_arch_plugin , ")
+    assert import_extra_architectures() == ["extra_arch_plugin"]
+    assert get_architecture("plugin").sizes == {"debug": {"d": 4}}
+    monkeypatch.delenv("PARCAE_EXTRA_ARCHS")
+    assert import_extra_architectures() == []
+
+
+def test_hf_mapping_and_model_type_go_together(monkeypatch):
+    monkeypatch.setattr("parcae_runner.models.registry.ARCHITECTURES", dict(ARCHITECTURES))
+    with pytest.raises(TypeError, match="hf and hf_model_type together"):
+        register(Architecture("toy", _ToyHParams, {"s": {"d": 4}}, _Toy, hf_model_type="toy"))
+
+
+def test_citations_and_hf_mappings_are_on_the_specs():
+    assert {n for n, a in ARCHITECTURES.items() if a.hf is not None} == {"pythia", "mamba", "rwkv4"}
+    assert "biderman2023pythia" in ARCHITECTURES["pythia"].citation
+    assert ARCHITECTURES["gpt"].citation is None

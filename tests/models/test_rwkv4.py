@@ -4,12 +4,12 @@ import pytest
 import torch
 
 from parcae_runner.models import build_model, count_parameters
-from parcae_runner.models.rwkv4 import RWKV4Model
+from parcae_runner.models.rwkv4.model import RWKV4Model
 from parcae_runner.train.optim import parameter_groups
 
 transformers = pytest.importorskip("transformers")
 
-from parcae_runner.export.hf_rwkv import to_hf_config, to_hf_state_dict  # noqa: E402
+from parcae_runner.models.rwkv4.hf import to_hf_config, to_hf_state_dict  # noqa: E402
 
 PARC_VOCAB = 50277
 REF = {"name": "rwkv4", "kernel_impl": "reference"}
@@ -32,19 +32,6 @@ def _randomise(model, scale=0.1):
         for p in model.parameters():
             p.add_(scale * torch.randn_like(p))
     return model
-
-
-def test_causal():
-    torch.manual_seed(0)
-    model = _randomise(build_model(REF, "debug", 101)).eval()
-    tokens = torch.randint(0, 101, (2, 24))
-    t = 13
-    changed = tokens.clone()
-    changed[:, t] = (tokens[:, t] + 1) % 101
-    with torch.no_grad():
-        a, b = model(tokens), model(changed)
-    torch.testing.assert_close(a[:, :t], b[:, :t], rtol=0, atol=1e-6)
-    assert (a[:, t:] - b[:, t:]).abs().amax() > 1e-3
 
 
 def test_blinkdl_init():

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from parcae_runner.models.layers.attention import CausalSelfAttention
-from parcae_runner.models.layers.init import init_norm
+from parcae_runner.models.layers.init import init_embedding, init_norm, small_init_std
 from parcae_runner.models.layers.mlp import MLP
 from parcae_runner.models.layers.rotary import apply_rotary
 
@@ -114,3 +114,34 @@ class QKNormBlock(nn.Module):
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, ve: Tensor | None = None) -> Tensor:
         x = x + self.attn(self.norm1(x), cos, sin, ve)
         return x + self.mlp(self.norm2(x))
+
+
+def value_embedding_tables(
+    vocab_size: int, d_model: int, n_layers: int, enabled: bool
+) -> tuple[nn.ModuleDict, list[bool]]:
+    """One ``vocab x d`` table per value-embedding layer, keyed by the layer index as a string.
+
+    Returns the tables and, per layer, whether it has one.
+    """
+    has = [enabled and has_value_embedding(i, n_layers) for i in range(n_layers)]
+    tables = nn.ModuleDict({str(i): nn.Embedding(vocab_size, d_model) for i in range(n_layers) if has[i]})
+    return tables, has
+
+
+@torch.no_grad()
+def init_qk_norm_embeddings(model: nn.Module) -> float:
+    """Initialise ``model.embed`` and every ``model.value_embeds`` table with ``N(0, small_init_std(d))``; returns
+    the std, which ``finish_qk_norm_init`` gives an untied head."""
+    std = small_init_std(model.dims["d_model"])
+    init_embedding(model.embed, std)
+    for table in model.value_embeds.values():
+        init_embedding(table, std)
+    return std
+
+
+@torch.no_grad()
+def finish_qk_norm_init(model: nn.Module, std: float) -> None:
+    """The last step of a QK-norm model's ``init_weights``: an untied head ``N(0, std)``, an empty rotary cache."""
+    if not model.hparams.tie_embeddings:
+        nn.init.normal_(model.lm_head.weight, std=std)
+    model.rotary.reset_cache()

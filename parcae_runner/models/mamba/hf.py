@@ -1,10 +1,8 @@
-"""Export our ``mamba`` models to HF ``transformers.MambaForCausalLM`` (and back).
+"""``mamba`` <-> HF ``transformers.MambaForCausalLM`` (``transformers`` is imported inside the functions).
 
-``transformers`` is an optional dependency: it is imported inside the functions.
-Usage::
-
-    hf = MambaForCausalLM(to_hf_config(model))
-    hf.load_state_dict(to_hf_state_dict(model), strict=True)
+The mixer's inner parameter names are already HF's, so the weights map by renaming the outer ones; the config
+carries our init constants in case HF re-initialises (``from_config``), and ``from_hf_config`` refuses the
+HF settings our model cannot reproduce.
 """
 
 from __future__ import annotations
@@ -12,49 +10,43 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from torch import Tensor
-
-from parcae_runner.export.renames import rename, renamed_state_dict
-from parcae_runner.models.mamba import DT_FLOOR, DT_MAX, DT_MIN, EMBED_STD, MambaHParams, MambaModel, resolve_dt_rank
+from parcae_runner.models.mamba.model import (
+    DT_FLOOR,
+    DT_MAX,
+    DT_MIN,
+    EMBED_STD,
+    MambaHParams,
+    MambaModel,
+    resolve_dt_rank,
+)
+from parcae_runner.models.renames import Renames
 
 if TYPE_CHECKING:
     from transformers import MambaConfig
 
 # our parameter name -> HF MambaForCausalLM name; the mixer's inner names are already HF's
-_RENAMES: list[tuple[str, str]] = [
-    (r"^embed\.", "backbone.embeddings."),
-    (r"^blocks\.(\d+)\.norm\.", r"backbone.layers.\1.norm."),
-    (r"^blocks\.(\d+)\.mixer\.", r"backbone.layers.\1.mixer."),
-    (r"^norm_f\.", "backbone.norm_f."),
-    (r"^lm_head\.", "lm_head."),
-]
+RENAMES = Renames(
+    MambaModel,
+    "Mamba",
+    "MambaConfig",
+    [
+        (r"^embed\.", "backbone.embeddings."),
+        (r"^blocks\.(\d+)\.norm\.", r"backbone.layers.\1.norm."),
+        (r"^blocks\.(\d+)\.mixer\.", r"backbone.layers.\1.mixer."),
+        (r"^norm_f\.", "backbone.norm_f."),
+        (r"^lm_head\.", "lm_head."),
+    ],
+)
 
 
 # the config key that carries the training context length (None: the model has none)
 CONTEXT_KEY: str | None = None
 
 
-def _check(model: Any) -> MambaModel:
-    if not isinstance(model, MambaModel):
-        raise TypeError(f"Mamba export takes a MambaModel, not {type(model).__name__}")
-    return model
-
-
-def hf_name(name: str) -> str:
-    """Our parameter name -> the HF ``MambaForCausalLM`` one."""
-    return rename(name, _RENAMES, "Mamba")
-
-
 def to_hf_config(model: MambaModel, **overrides: Any) -> MambaConfig:
     """The ``MambaConfig`` of ``model``. ``overrides`` set other fields (``bos_token_id``, ``eos_token_id``, ...)."""
-    from transformers import MambaConfig
-
-    model = _check(model)
-    hp, dims = model.hparams, model.dims
-    kwargs: dict[str, Any] = dict(
-        vocab_size=int(model.vocab_size),
-        hidden_size=int(dims["d_model"]),
-        num_hidden_layers=int(dims["n_layers"]),
+    hp, dims = RENAMES.check(model).hparams, model.dims
+    fields: dict[str, Any] = dict(
         state_size=int(hp.d_state),
         expand=int(hp.expand),
         conv_kernel=int(hp.d_conv),
@@ -76,8 +68,7 @@ def to_hf_config(model: MambaModel, **overrides: Any) -> MambaConfig:
         rescale_prenorm_residual=False,
         initializer_range=EMBED_STD,
     )
-    kwargs.update(overrides)
-    return MambaConfig(**kwargs)
+    return RENAMES.hf_config(model, fields, overrides)
 
 
 def from_hf_config(config: MambaConfig) -> tuple[MambaHParams, dict[str, int]]:
@@ -109,10 +100,6 @@ def from_hf_config(config: MambaConfig) -> tuple[MambaHParams, dict[str, int]]:
     return hparams, {"n_layers": int(config.num_hidden_layers), "d_model": d_model}
 
 
-def to_hf_state_dict(model: MambaModel) -> dict[str, Tensor]:
-    """``model``'s weights under HF ``MambaForCausalLM`` names; detached views of the model's own (no copy).
-
-    With tied embeddings ``lm_head.weight`` and ``backbone.embeddings.weight`` are the same tensor.
-    """
-    model = _check(model)
-    return renamed_state_dict(model, _RENAMES, "Mamba")
+# our parameter name -> the HF one; our weights under HF names (detached views of the model's own)
+hf_name = RENAMES.hf_name
+to_hf_state_dict = RENAMES.state_dict

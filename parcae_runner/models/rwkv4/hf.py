@@ -1,10 +1,5 @@
-"""Export our ``rwkv4`` models to HF ``transformers.RwkvForCausalLM`` (and back).
-
-``transformers`` is an optional dependency: it is imported inside the functions.
-Usage::
-
-    hf = RwkvForCausalLM(to_hf_config(model, context_length=1024))
-    hf.load_state_dict(to_hf_state_dict(model), strict=True)
+"""``rwkv4`` <-> HF ``transformers.RwkvForCausalLM`` (imported inside the functions, an optional dependency);
+``to_hf_config(model, context_length=1024)`` names the context HF's CUDA kernel is built for.
 
 HF traps: ``RwkvModel.ln_out`` is built with LayerNorm's default eps (1e-5) whatever
 ``layer_norm_epsilon`` says, so only ``norm_eps=1e-5`` exports; in eval mode HF rescales the block
@@ -15,10 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from torch import Tensor
-
-from parcae_runner.export.renames import rename, renamed_state_dict
-from parcae_runner.models.rwkv4 import RWKV4HParams, RWKV4Model
+from parcae_runner.models.renames import Renames
+from parcae_runner.models.rwkv4.model import RWKV4HParams, RWKV4Model
 
 if TYPE_CHECKING:
     from transformers import RwkvConfig
@@ -27,45 +20,33 @@ if TYPE_CHECKING:
 HF_LN_OUT_EPS = 1e-5
 
 # our parameter name -> HF RwkvForCausalLM name; the block-inner names are already HF's
-_RENAMES: list[tuple[str, str]] = [
-    (r"^embed\.", "rwkv.embeddings."),
-    (r"^ln0\.", "rwkv.blocks.0.pre_ln."),
-    (r"^blocks\.(\d+)\.(ln1|ln2|attention|feed_forward)\.", r"rwkv.blocks.\1.\2."),
-    (r"^ln_out\.", "rwkv.ln_out."),
-    (r"^lm_head\.", "head."),
-]
+RENAMES = Renames(
+    RWKV4Model,
+    "RWKV",
+    "RwkvConfig",
+    [
+        (r"^embed\.", "rwkv.embeddings."),
+        (r"^ln0\.", "rwkv.blocks.0.pre_ln."),
+        (r"^blocks\.(\d+)\.(ln1|ln2|attention|feed_forward)\.", r"rwkv.blocks.\1.\2."),
+        (r"^ln_out\.", "rwkv.ln_out."),
+        (r"^lm_head\.", "head."),
+    ],
+)
 
 
 # the config key that carries the training context length (None: the model has none)
 CONTEXT_KEY: str | None = "context_length"
 
 
-def _check(model: Any) -> RWKV4Model:
-    if not isinstance(model, RWKV4Model):
-        raise TypeError(f"RWKV export takes an RWKV4Model, not {type(model).__name__}")
-    return model
-
-
-def hf_name(name: str) -> str:
-    """Our parameter name -> the HF ``RwkvForCausalLM`` one."""
-    return rename(name, _RENAMES, "RWKV")
-
-
 def to_hf_config(model: RWKV4Model, **overrides: Any) -> RwkvConfig:
     """The ``RwkvConfig`` of ``model``. ``overrides`` set other fields: ``context_length`` (HF's default 1024;
     only its CUDA kernel uses it), ``bos_token_id``, ``eos_token_id``, ..."""
-    from transformers import RwkvConfig
-
-    model = _check(model)
-    hp, dims = model.hparams, model.dims
+    hp, dims = RENAMES.check(model).hparams, model.dims
     if hp.norm_eps != HF_LN_OUT_EPS:
         raise ValueError(
             f"arch.norm_eps={hp.norm_eps} cannot be exported: HF RwkvModel.ln_out always uses eps {HF_LN_OUT_EPS}"
         )
-    kwargs: dict[str, Any] = dict(
-        vocab_size=int(model.vocab_size),
-        hidden_size=int(dims["d_model"]),
-        num_hidden_layers=int(dims["n_layers"]),
+    fields: dict[str, Any] = dict(
         attention_hidden_size=int(dims["d_model"]),
         intermediate_size=int(hp.ffn_mult * dims["d_model"]),
         layer_norm_epsilon=float(hp.norm_eps),
@@ -73,8 +54,7 @@ def to_hf_config(model: RWKV4Model, **overrides: Any) -> RwkvConfig:
         rescale_every=int(hp.rescale_every),
         tie_word_embeddings=bool(hp.tie_embeddings),
     )
-    kwargs.update(overrides)
-    return RwkvConfig(**kwargs)
+    return RENAMES.hf_config(model, fields, overrides)
 
 
 def from_hf_config(config: RwkvConfig) -> tuple[RWKV4HParams, dict[str, int]]:
@@ -101,7 +81,6 @@ def from_hf_config(config: RwkvConfig) -> tuple[RWKV4HParams, dict[str, int]]:
     return hparams, {"n_layers": int(config.num_hidden_layers), "d_model": d_model}
 
 
-def to_hf_state_dict(model: RWKV4Model) -> dict[str, Tensor]:
-    """``model``'s weights under HF ``RwkvForCausalLM`` names; detached views of the model's own (no copy)."""
-    model = _check(model)
-    return renamed_state_dict(model, _RENAMES, "RWKV")
+# our parameter name -> the HF one; our weights under HF names (detached views of the model's own)
+hf_name = RENAMES.hf_name
+to_hf_state_dict = RENAMES.state_dict

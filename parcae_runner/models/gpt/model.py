@@ -11,7 +11,7 @@ How the size names count parameters: the names (140m, 370m, 770m, 1.3b) are *tot
 vocabulary of 32,768, counting the tied token embedding once and the value-embedding tables (one
 ``vocab x d`` table per value-embedding layer, half the layers). Without value embeddings
 (``value_embeddings=False``) a model has about half the parameters its name says; see
-``tests/models/test_gpt.py`` for the table.
+``tests/models/test_architectures.py`` for the check.
 """
 
 from __future__ import annotations
@@ -22,10 +22,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from parcae_runner.models.layers.init import init_embedding, init_norm, small_init_std
-from parcae_runner.models.layers.qk_norm_block import QKNormBlock, has_value_embedding
+from parcae_runner.models.layers.init import init_norm
+from parcae_runner.models.layers.lm import LanguageModel
+from parcae_runner.models.layers.qk_norm_block import (
+    QKNormBlock,
+    finish_qk_norm_init,
+    init_qk_norm_embeddings,
+    value_embedding_tables,
+)
 from parcae_runner.models.layers.rotary import RotaryEmbedding
-from parcae_runner.models.registry import Architecture, register
 
 
 @dataclass
@@ -41,66 +46,28 @@ class GPTHParams:
     tie_embeddings: bool = True
 
 
-# (n_layers, d_model, n_heads); the named sizes are Parcae's GPT baselines
-GPT_SIZES: dict[str, dict[str, int]] = {
-    name: {"n_layers": n_layers, "d_model": d_model, "n_heads": n_heads}
-    for name, (n_layers, d_model, n_heads) in {
-        "debug": (3, 64, 4),
-        "140m": (6, 768, 6),
-        "370m": (12, 1024, 8),
-        "770m": (18, 1280, 10),
-        "1.3b": (24, 1536, 12),
-    }.items()
-}
-
-
-def value_embedding_tables(
-    vocab_size: int, d_model: int, n_layers: int, enabled: bool
-) -> tuple[nn.ModuleDict, list[bool]]:
-    """One ``vocab x d`` table per value-embedding layer, keyed by the layer index as a string.
-
-    Returns the tables and, per layer, whether it has one.
-    """
-    has = [enabled and has_value_embedding(i, n_layers) for i in range(n_layers)]
-    tables = nn.ModuleDict({str(i): nn.Embedding(vocab_size, d_model) for i in range(n_layers) if has[i]})
-    return tables, has
-
-
-class GPTModel(nn.Module):
+class GPTModel(LanguageModel):
     """Decoder-only LM: ``input_ids [B, T] -> logits [B, T, V]``."""
 
     def __init__(self, hparams: GPTHParams, dims: Mapping[str, int], vocab_size: int) -> None:
-        super().__init__()
-        self.hparams = hparams
-        self.dims = dict(dims)
-        self.vocab_size = vocab_size
+        super().__init__(hparams, dims, vocab_size)
         d_model, n_heads, n_layers = dims["d_model"], dims["n_heads"], dims["n_layers"]
-
-        self.embed = nn.Embedding(vocab_size, d_model)
         self.value_embeds, has_ve = value_embedding_tables(vocab_size, d_model, n_layers, hparams.value_embeddings)
         self.rotary = RotaryEmbedding(d_model // n_heads, 1.0, hparams.rope_base)
         self.blocks = nn.ModuleList(
             QKNormBlock(d_model, n_heads, hparams.norm_eps, hparams.mlp_ratio, has_ve[i]) for i in range(n_layers)
         )
         self.norm = nn.RMSNorm(d_model, eps=hparams.norm_eps)
-        self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
-        self.init_weights()
+        self.finish_init()
 
     @torch.no_grad()
     def init_weights(self) -> None:
-        """(Re)initialise every weight; call after ``to_empty`` when the model was built on the meta device."""
-        if self.hparams.tie_embeddings:
-            self.lm_head.weight = self.embed.weight  # to_empty gives tied names separate tensors: tie them again
-        std = small_init_std(self.dims["d_model"])
-        init_embedding(self.embed, std)
-        for table in self.value_embeds.values():
-            init_embedding(table, std)
+        self.tie_head()
+        std = init_qk_norm_embeddings(self)
         for block in self.blocks:
             block.init_weights()
         init_norm(self.norm)
-        if not self.hparams.tie_embeddings:
-            nn.init.normal_(self.lm_head.weight, std=std)
-        self.rotary.reset_cache()
+        finish_qk_norm_init(self, std)
 
     def forward(self, input_ids: Tensor) -> Tensor:
         """input_ids: ``[B, T]`` int64 -> logits ``[B, T, V]``."""
@@ -110,14 +77,3 @@ class GPTModel(nn.Module):
             ve = self.value_embeds[str(i)](input_ids) if block.has_value_embedding else None  # [B, T, C]
             x = block(x, cos, sin, ve)
         return self.lm_head(self.norm(x))  # [B, T, V]
-
-
-GPT = register(
-    Architecture(
-        name="gpt",
-        hparams_cls=GPTHParams,
-        sizes=GPT_SIZES,
-        model_cls=GPTModel,
-        description="Parcae's GPT baseline: pre-norm RMSNorm, QK-norm, RoPE, ReLU^2 MLP, value embeddings, tied",
-    )
-)

@@ -10,7 +10,7 @@
 
 WKV is the per-channel decayed softmax-like average of ``parcae_runner.kernels.wkv4`` (w = -exp(time_decay)).
 Block parameter names are HF's (``attention.time_decay``, ``feed_forward.key``, ...) so
-``parcae_runner.export.hf_rwkv`` is a rename; ``ln0`` is HF's ``blocks.0.pre_ln``, ``lm_head`` HF's ``head``.
+``parcae_runner.models.rwkv4.hf`` is a rename; ``ln0`` is HF's ``blocks.0.pre_ln``, ``lm_head`` HF's ``head``.
 
 Init, from BlinkDL ``RWKV-v4neo/src/model.py`` (``RWKV_TimeMix``/``RWKV_ChannelMix`` + ``generate_init_weight``),
 with r0 = l / (L - 1) and r1 = 1 - l / L for layer l of L, and ramp_i = i / d:
@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from parcae_runner.kernels.wkv4 import wkv4
 from parcae_runner.models.layers.init import init_norm
-from parcae_runner.models.registry import Architecture, register
+from parcae_runner.models.layers.lm import LanguageModel
 
 
 @dataclass
@@ -57,24 +57,6 @@ class RWKV4HParams:
 
 
 EMBED_INIT = 1e-4
-
-# (n_layers, d_model): Pythia's shapes, which are also the published RWKV-4 Pile shapes where those exist
-# (169m = 12 x 768, 430m = 24 x 1024, 1.5b = 24 x 2048). A block has ~13 d^2 weights against Pythia's 12 d^2,
-# so every size is within +8% of Pythia's total at vocab 50304.
-RWKV4_SIZES: dict[str, dict[str, int]] = {
-    name: {"n_layers": n_layers, "d_model": d_model}
-    for name, (n_layers, d_model) in {
-        "debug": (2, 64),
-        "parc": (12, 768),  # RWKV/rwkv-4-169m-pile, the Parc model
-        "14m": (6, 128),
-        "31m": (6, 256),
-        "70m": (6, 512),
-        "160m": (12, 768),
-        "410m": (24, 1024),
-        "1b": (16, 2048),
-        "1.4b": (24, 2048),
-    }.items()
-}
 
 
 def time_shift(x: Tensor) -> Tensor:
@@ -177,32 +159,24 @@ class RWKV4Block(nn.Module):
         return x + self.feed_forward(self.ln2(x)) * out_scale
 
 
-class RWKV4Model(nn.Module):
+class RWKV4Model(LanguageModel):
     """RWKV-4 LM: ``input_ids [B, T] -> logits [B, T, V]``."""
 
     def __init__(self, hparams: RWKV4HParams, dims: Mapping[str, int], vocab_size: int) -> None:
-        super().__init__()
         if hparams.rescale_every < 0:
             raise ValueError(f"arch.rescale_every={hparams.rescale_every} must be >= 0 (0 = off)")
-        self.hparams = hparams
-        self.dims = dict(dims)
-        self.vocab_size = vocab_size
+        super().__init__(hparams, dims, vocab_size)
         d_model, n_layers = dims["d_model"], dims["n_layers"]
-
-        self.embed = nn.Embedding(vocab_size, d_model)
         # BlinkDL and HF keep this LayerNorm in block 0 (ln0 / pre_ln); it runs once, on the embeddings
         self.ln0 = nn.LayerNorm(d_model, eps=hparams.norm_eps)
         self.blocks = nn.ModuleList(RWKV4Block(hparams, d_model) for _ in range(n_layers))
         self.ln_out = nn.LayerNorm(d_model, eps=hparams.norm_eps)
-        self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
-        self.init_weights()  # ties lm_head to embed if tie_embeddings
+        self.finish_init()
 
     @torch.no_grad()
     def init_weights(self) -> None:
-        """(Re)initialise every weight; call after ``to_empty`` when the model was built on the meta device."""
         n_layers = self.dims["n_layers"]
-        if self.hparams.tie_embeddings:
-            self.lm_head.weight = self.embed.weight  # to_empty gives tied names separate tensors: tie them again
+        self.tie_head()
         nn.init.uniform_(self.embed.weight, -EMBED_INIT, EMBED_INIT)
         init_norm(self.ln0)
         for layer_id, block in enumerate(self.blocks):
@@ -230,14 +204,3 @@ class RWKV4Model(nn.Module):
             if every and (layer_id + 1) % every == 0:
                 x = x / 2
         return self.lm_head(self.ln_out(x))  # [B, T, V]
-
-
-RWKV4 = register(
-    Architecture(
-        name="rwkv4",
-        hparams_cls=RWKV4HParams,
-        sizes=RWKV4_SIZES,
-        model_cls=RWKV4Model,
-        description="RWKV-4 (time-mix WKV + squared-ReLU channel-mix, token shift), untied embeddings",
-    )
-)

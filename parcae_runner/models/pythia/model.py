@@ -3,7 +3,7 @@
 Per block, a parallel residual ``x = x + Attn(LN1(x)) + MLP(LN2(x))``; rotary embeddings on the
 first quarter of each head; exact-erf GELU MLP; untied input embedding and output head.
 Parameter names differ from HF ``GPTNeoXForCausalLM`` but the tensors map one to one by renaming
-(see ``parcae_runner.export.hf_gpt_neox``).
+(see ``parcae_runner.models.pythia.hf``).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from torch import Tensor, nn
 
 from parcae_runner.models.layers.attention import CausalSelfAttention
 from parcae_runner.models.layers.init import init_embedding, init_linear, init_norm, small_init_std, wang_init_std
+from parcae_runner.models.layers.lm import LanguageModel
 from parcae_runner.models.layers.mlp import MLP
 from parcae_runner.models.layers.rotary import RotaryEmbedding
-from parcae_runner.models.registry import Architecture, register
 
 
 @dataclass
@@ -40,23 +40,6 @@ class PythiaHParams:
 
 INITS = ("pythia", "normal")
 
-# (n_layers, d_model, n_heads) of the Pythia suite, plus a tiny debug size
-PYTHIA_SIZES: dict[str, dict[str, int]] = {
-    name: {"n_layers": n_layers, "d_model": d_model, "n_heads": n_heads}
-    for name, (n_layers, d_model, n_heads) in {
-        "debug": (2, 64, 4),
-        "14m": (6, 128, 4),
-        "31m": (6, 256, 8),
-        "70m": (6, 512, 8),
-        "160m": (12, 768, 12),
-        # the Parc study's Pythia-160m (same dims as 160m; the name lines up with mamba/rwkv4 `parc`)
-        "parc": (12, 768, 12),
-        "410m": (24, 1024, 16),
-        "1b": (16, 2048, 8),
-        "1.4b": (24, 2048, 16),
-    }.items()
-}
-
 
 class PythiaBlock(nn.Module):
     def __init__(self, hp: PythiaHParams, d_model: int, n_heads: int) -> None:
@@ -72,30 +55,21 @@ class PythiaBlock(nn.Module):
         return x + self.attn(self.ln1(x), cos, sin) + self.mlp(self.ln2(x))
 
 
-class PythiaModel(nn.Module):
+class PythiaModel(LanguageModel):
     """Decoder-only LM: ``input_ids [B, T] -> logits [B, T, V]``."""
 
     def __init__(self, hparams: PythiaHParams, dims: Mapping[str, int], vocab_size: int) -> None:
-        super().__init__()
         if hparams.init not in INITS:
             raise ValueError(f"arch.init={hparams.init!r} is not one of: {', '.join(INITS)}")
-        self.hparams = hparams
-        self.dims = dict(dims)
-        self.vocab_size = vocab_size
+        super().__init__(hparams, dims, vocab_size)
         d_model, n_heads, n_layers = dims["d_model"], dims["n_heads"], dims["n_layers"]
-
-        self.embed = nn.Embedding(vocab_size, d_model)
         self.rotary = RotaryEmbedding(d_model // n_heads, hparams.rotary_pct, hparams.rotary_base)
         self.blocks = nn.ModuleList(PythiaBlock(hparams, d_model, n_heads) for _ in range(n_layers))
         self.norm = nn.LayerNorm(d_model, eps=hparams.norm_eps)
-        self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
-        if hparams.tie_embeddings:
-            self.lm_head.weight = self.embed.weight
-        self.init_weights()
+        self.finish_init()
 
     @torch.no_grad()
     def init_weights(self) -> None:
-        """(Re)initialise every weight; call after ``to_empty`` when the model was built on the meta device."""
         d_model, n_layers = self.dims["d_model"], self.dims["n_layers"]
         if self.hparams.init == "pythia":
             std, out_std = small_init_std(d_model), wang_init_std(d_model, n_layers)
@@ -121,14 +95,3 @@ class PythiaModel(nn.Module):
         for block in self.blocks:
             x = block(x, cos, sin)  # [B, T, C]
         return self.lm_head(self.norm(x))  # [B, T, V]
-
-
-PYTHIA = register(
-    Architecture(
-        name="pythia",
-        hparams_cls=PythiaHParams,
-        sizes=PYTHIA_SIZES,
-        model_cls=PythiaModel,
-        description="GPT-NeoX decoder as in the Pythia suite: parallel residual, partial rotary, GELU MLP, untied",
-    )
-)

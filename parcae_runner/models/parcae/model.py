@@ -42,12 +42,16 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from parcae_runner.models.gpt import value_embedding_tables
-from parcae_runner.models.layers.init import init_embedding, init_norm, small_init_std
+from parcae_runner.models.layers.init import init_norm, small_init_std
 from parcae_runner.models.layers.injection import INJECTIONS
-from parcae_runner.models.layers.qk_norm_block import QKNormBlock
+from parcae_runner.models.layers.lm import LanguageModel
+from parcae_runner.models.layers.qk_norm_block import (
+    QKNormBlock,
+    finish_qk_norm_init,
+    init_qk_norm_embeddings,
+    value_embedding_tables,
+)
 from parcae_runner.models.layers.rotary import RotaryEmbedding
-from parcae_runner.models.registry import Architecture, register
 
 
 @dataclass
@@ -73,17 +77,6 @@ class ParcaeHParams:
 
 STATE_INITS = ("like-init", "zero", "embed")
 
-# (d_model, n_heads, n_prelude, n_core, n_coda): Parcae's table (head dim 128), plus a tiny debug size
-PARCAE_SIZES: dict[str, dict[str, int]] = {
-    name: {"d_model": d, "n_heads": h, "n_prelude": p, "n_core": c, "n_coda": k}
-    for name, (d, h, p, c, k) in {
-        "debug": (64, 4, 1, 1, 1),
-        "140m": (768, 6, 2, 2, 2),
-        "370m": (1024, 8, 4, 4, 4),
-        "770m": (1280, 10, 6, 6, 6),
-        "1.3b": (1536, 12, 8, 8, 8),
-    }.items()
-}
 
 # like-init noise in eval mode comes from this seed, so eval forwards are deterministic
 EVAL_NOISE_SEED = 0
@@ -117,23 +110,19 @@ class LoopInputs(NamedTuple):
     value_embeds: dict[int, Tensor]
 
 
-class ParcaeModel(nn.Module):
+class ParcaeModel(LanguageModel):
     """Looped LM: ``input_ids [B, T] -> logits [B, T, V]``.
 
     After every forward, :attr:`last_telemetry` describes the recurrence (see there).
     """
 
     def __init__(self, hparams: ParcaeHParams, dims: Mapping[str, int], vocab_size: int) -> None:
-        super().__init__()
         _validate(hparams)
-        self.hparams = hparams
-        self.dims = dict(dims)
-        self.vocab_size = vocab_size
+        super().__init__(hparams, dims, vocab_size)
         d, n_heads = dims["d_model"], dims["n_heads"]
         n_prelude, n_core, n_coda = dims["n_prelude"], dims["n_core"], dims["n_coda"]
         n_layers = n_prelude + n_core + n_coda
 
-        self.embed = nn.Embedding(vocab_size, d)
         # keyed by the index in the prelude + core + coda stack
         self.value_embeds, has_ve = value_embedding_tables(vocab_size, d, n_layers, hparams.value_embeddings)
         self.rotary = RotaryEmbedding(d // n_heads, 1.0, hparams.rope_base)
@@ -149,7 +138,6 @@ class ParcaeModel(nn.Module):
         self.core = blocks(n_prelude, n_core)
         self.coda = blocks(n_prelude + n_core, n_coda)
         self.norm = nn.RMSNorm(d, eps=hparams.norm_eps)
-        self.lm_head = nn.Linear(d, vocab_size, bias=False)
         # stack index of the first block of each part, for the value-embedding lookup
         self._offsets = {"prelude": 0, "core": n_prelude, "coda": n_prelude + n_core}
 
@@ -157,27 +145,20 @@ class ParcaeModel(nn.Module):
         self.set_depth_context(0, 0, 0)  # deterministic even if the trainer never calls it
         self._telemetry: tuple[int, int, Tensor] | None = None
         self._telemetry_floats: dict[str, float] | None = None
-        self.init_weights()
+        self.finish_init()
 
     # ----------------------------------------------------------------------------------------- init
 
     @torch.no_grad()
     def init_weights(self) -> None:
-        """(Re)initialise every weight; call after ``to_empty`` when the model was built on the meta device."""
-        if self.hparams.tie_embeddings:
-            self.lm_head.weight = self.embed.weight  # to_empty gives tied names separate tensors: tie them again
-        std = small_init_std(self.dims["d_model"])
-        init_embedding(self.embed, std)
-        for table in self.value_embeds.values():
-            init_embedding(table, std)
+        self.tie_head()
+        std = init_qk_norm_embeddings(self)
         for block in (*self.prelude, *self.core, *self.coda):
             block.init_weights()
         init_norm(self.prelude_norm)
         init_norm(self.norm)
         self.injection.init_weights()
-        if not self.hparams.tie_embeddings:
-            nn.init.normal_(self.lm_head.weight, std=std)
-        self.rotary.reset_cache()
+        finish_qk_norm_init(self, std)
 
     def no_weight_decay(self) -> set[str]:
         """The injection's ``A_log`` and ``dt_bias`` (norm gains are 1-D: the trainer's ndim rule skips them)."""
@@ -327,7 +308,7 @@ class ParcaeModel(nn.Module):
     ) -> float:
         """Training (forward + backward) FLOPs per token at context ``seq_len``.
 
-        The repository's convention (``parcae_runner.analysis.flops``: 2 FLOPs per weight forward, 4 backward,
+        The repository's convention (``parcae_runner.models.flops``: 2 FLOPs per weight forward, 4 backward,
         lookups free, norms and activations left out; attention ``2 * seq_len * d`` forward and twice that
         backward per layer, the causal half of the score and value products), applied to the loop::
 
@@ -392,15 +373,3 @@ def _validate(hp: ParcaeHParams) -> None:
         raise ValueError(f"arch.mean_backprop_depth={hp.mean_backprop_depth} must be at least 1")
     if hp.eval_recurrence is not None and hp.eval_recurrence < 0:
         raise ValueError(f"arch.eval_recurrence={hp.eval_recurrence} must be at least 0")
-
-
-PARCAE = register(
-    Architecture(
-        name="parcae",
-        hparams_cls=ParcaeHParams,
-        sizes=PARCAE_SIZES,
-        model_cls=ParcaeModel,
-        description="Looped transformer: prelude, core repeated T ~ Poisson times with a stable diagonal "
-        "injection and truncated backprop, coda; tied embeddings",
-    )
-)

@@ -9,7 +9,7 @@ Per block, a pre-norm residual ``x = x + Mixer(RMSNorm(x))``; the mixer is::
     out = out_proj(y)                           # E -> d, no bias; y already carries the silu(z) gate
 
 then a final RMSNorm (``norm_f``) and an output head tied to the input embedding. Inner parameter names
-are HF's (``mixer.in_proj``, ``mixer.A_log``, ...), so ``parcae_runner.export.hf_mamba`` is a rename.
+are HF's (``mixer.in_proj``, ``mixer.A_log``, ...), so ``parcae_runner.models.mamba.hf`` is a rename.
 
 Init is mamba_ssm's (``mamba_simple.Mamba.__init__`` + ``mixer_seq_simple._init_weights``): S4D-real
 ``A_log = log(1..N)``, ``D = 1``, dt bias = softplus^-1 of dt ~ logU[1e-3, 1e-1] floored at 1e-4, dt_proj
@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from parcae_runner.kernels.selective_scan import selective_scan
 from parcae_runner.models.layers.init import init_embedding, init_norm
-from parcae_runner.models.registry import Architecture, register
+from parcae_runner.models.layers.lm import LanguageModel
 
 
 @dataclass
@@ -60,25 +60,6 @@ class MambaHParams:
 # dt init range of mamba_ssm / HF (dt_min, dt_max, dt_init_floor)
 DT_MIN, DT_MAX, DT_FLOOR = 1e-3, 1e-1, 1e-4
 EMBED_STD = 0.02
-
-# (n_layers, d_model). Mamba's convention is 2x the layers of a transformer of the same width; the ladder keeps
-# Pythia's width and sets the depth so that the TOTAL count at vocab 50304 is within 10% of Pythia's (tied
-# embeddings make Mamba's embedding share half of Pythia's, so the small sizes need many more layers).
-# 370m (48 x 1024) and 1.4b (48 x 2048) are the published state-spaces/mamba-* shapes.
-MAMBA_SIZES: dict[str, dict[str, int]] = {
-    name: {"n_layers": n_layers, "d_model": d_model}
-    for name, (n_layers, d_model) in {
-        "debug": (2, 64),
-        "parc": (24, 768),  # state-spaces/mamba-130m(-hf), the Parc model
-        "14m": (64, 128),
-        "31m": (40, 256),
-        "70m": (26, 512),
-        "160m": (32, 768),
-        "410m": (48, 1024),
-        "1b": (32, 2048),
-        "1.4b": (48, 2048),
-    }.items()
-}
 
 
 def resolve_dt_rank(hp: MambaHParams, d_model: int) -> int:
@@ -159,27 +140,19 @@ class MambaBlock(nn.Module):
         return x + self.mixer(self.norm(x))
 
 
-class MambaModel(nn.Module):
+class MambaModel(LanguageModel):
     """Mamba-1 LM: ``input_ids [B, T] -> logits [B, T, V]``."""
 
     def __init__(self, hparams: MambaHParams, dims: Mapping[str, int], vocab_size: int) -> None:
-        super().__init__()
-        self.hparams = hparams
-        self.dims = dict(dims)
-        self.vocab_size = vocab_size
+        super().__init__(hparams, dims, vocab_size)
         d_model, n_layers = dims["d_model"], dims["n_layers"]
-
-        self.embed = nn.Embedding(vocab_size, d_model)
         self.blocks = nn.ModuleList(MambaBlock(hparams, d_model) for _ in range(n_layers))
         self.norm_f = nn.RMSNorm(d_model, eps=hparams.norm_eps)
-        self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
-        self.init_weights()  # ties lm_head to embed if tie_embeddings
+        self.finish_init()
 
     @torch.no_grad()
     def init_weights(self) -> None:
-        """(Re)initialise every weight; call after ``to_empty`` when the model was built on the meta device."""
-        if self.hparams.tie_embeddings:
-            self.lm_head.weight = self.embed.weight  # to_empty gives tied names separate tensors: tie them again
+        self.tie_head()
         init_embedding(self.embed, EMBED_STD)
         for block in self.blocks:
             init_norm(block.norm)
@@ -200,14 +173,3 @@ class MambaModel(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.lm_head(self.norm_f(x))  # [B, T, V]
-
-
-MAMBA = register(
-    Architecture(
-        name="mamba",
-        hparams_cls=MambaHParams,
-        sizes=MAMBA_SIZES,
-        model_cls=MambaModel,
-        description="Mamba-1 selective SSM blocks (RMSNorm pre-norm, conv + selective scan), tied embeddings",
-    )
-)

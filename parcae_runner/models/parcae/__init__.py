@@ -1,0 +1,12 @@
+"""Parcae, the looped transformer: the `parcae` architecture (model and sizes; no Hugging Face export)."""
+
+from parcae_runner.models.parcae.model import ParcaeHParams, ParcaeModel
+from parcae_runner.models.parcae.sizes import SIZES
+from parcae_runner.models.registry import Architecture, register
+
+DESCRIPTION = (
+    "Looped transformer: prelude, core repeated T ~ Poisson times with a stable diagonal "
+    "injection and truncated backprop, coda; tied embeddings",
+)
+
+ARCH = register(Architecture("parcae", ParcaeHParams, SIZES, ParcaeModel, DESCRIPTION))
