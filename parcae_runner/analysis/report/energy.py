@@ -7,12 +7,16 @@ import numpy as np
 import pandas as pd
 
 from parcae_runner.analysis.report.context import ReportContext
-from parcae_runner.analysis.report.markup import ARCH, SIZE, Col, Section, html_table, paragraph, section
-from parcae_runner.analysis.report.plots import Plots
+from parcae_runner.analysis.report.markup import ARCH, SIZE, Col, Section, html_table, of_kind, paragraph, section
+from parcae_runner.analysis.report.plots import Plots, bar_with_points, finish_bar_axes
 from parcae_runner.analysis.report.tables import energy_summary
 
 ENERGY_COLUMNS = {"energy_kwh", "co2_kg", "tokens"}
-TOKENS_PER_KWH = Col("tokens_per_kwh", "tokens per kWh", "sci")
+BARS_ALT = "Bar charts of energy, CO2 and tokens per kWh per architecture"
+BARS_CAPTION = (
+    "Energy and emissions per run as metered by codecarbon (summed over a run's attempts): bar = mean over "
+    "runs, dots = runs; tokens per kWh is training tokens over the run's energy."
+)
 
 
 def energy_section(ctx: ReportContext) -> Section | None:
@@ -25,24 +29,19 @@ def energy_section(ctx: ReportContext) -> Section | None:
         ARCH,
         SIZE,
         *ctx.variant_cols,
-        Col("seed", "seed", "int"),
-        Col("step", "steps", "int"),
-        Col("tokens", "tokens", "int"),
-        Col("duration_s", "duration (s)", "float"),
-        Col("energy_kwh", "energy (kWh)", "sci"),
-        Col("co2_kg", "CO2eq (kg)", "sci"),
-        TOKENS_PER_KWH,
+        *of_kind("int", seed="seed", step="steps", tokens="tokens"),
+        Col("duration_s", "duration (s)"),
+        *of_kind("sci", energy_kwh="energy (kWh)", co2_kg="CO2eq (kg)", tokens_per_kwh="tokens per kWh"),
         Col("val_loss", "final val loss", "loss"),
     ]
-    arch_cols = [
-        ARCH,
-        SIZE,
-        Col("runs", "runs", "int"),
-        Col("energy_kwh_total", "energy, all runs (kWh)", "sci"),
-        Col("co2_kg_total", "CO2eq, all runs (kg)", "sci"),
-        Col("energy_kwh_mean", "energy per run (kWh)", "sci"),
-        TOKENS_PER_KWH,
-    ]
+    totals = of_kind(
+        "sci",
+        energy_kwh_total="energy, all runs (kWh)",
+        co2_kg_total="CO2eq, all runs (kg)",
+        energy_kwh_mean="energy per run (kWh)",
+        tokens_per_kwh="tokens per kWh",
+    )
+    arch_cols = [ARCH, SIZE, Col("runs", "runs", "int"), *totals]
     bars = _energy_bars(ctx.plots, finals)
     body = [
         html_table("energy-runs", finals, [c for c in run_cols if c.key in finals], "Per run"),
@@ -69,16 +68,8 @@ def _energy_bars(plots: Plots, finals: pd.DataFrame) -> str | None:
             values = g[key].replace([np.inf, -np.inf], np.nan).dropna()
             if values.empty:
                 continue
-            ax.bar(i, values.mean(), color=plots.colour[arch], alpha=0.6, width=0.6)
-            ax.scatter(np.full(len(values), i), values, color="black", s=12, zorder=3)
+            bar_with_points(ax, i, values, plots.colour[arch], values.mean(), size=12)
         ax.set_xticks(range(len(labels)), labels, rotation=30 if len(labels) > 3 else 0, fontsize=8)
-        ax.set_ylabel(ylabel)
         ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4))
-        ax.grid(axis="y", alpha=0.3)
-    return plots.save(
-        fig,
-        "energy",
-        "Bar charts of energy, CO2 and tokens per kWh per architecture",
-        "Energy and emissions per run as metered by codecarbon (summed over a run's attempts): bar = mean over "
-        "runs, dots = runs; tokens per kWh is training tokens over the run's energy.",
-    )
+        finish_bar_axes(ax, ylabel)
+    return plots.save(fig, "energy", BARS_ALT, BARS_CAPTION)

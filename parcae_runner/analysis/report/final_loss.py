@@ -3,12 +3,17 @@ seed), and the seed-to-seed spread at the end (table) and along training (plot).
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from parcae_runner.analysis.report.context import ReportContext
 from parcae_runner.analysis.report.markup import ARCH, SEEDS, SIZE, Col, Section, html_table, section
-from parcae_runner.analysis.report.plots import Plots, finish_axes
+from parcae_runner.analysis.report.plots import Plots, bar_with_points, finish_axes, finish_bar_axes
+
+BARS_ALT = "Bar chart of the final validation loss per architecture and size with every seed"
+BARS_CAPTION = (
+    "Final validation loss: bar = mean over seeds, black error bar = +-1 std, grey bar = min-max, "
+    "dots = individual seeds. The y axis does not start at zero."
+)
 
 
 def final_loss_section(ctx: ReportContext) -> Section:
@@ -39,25 +44,17 @@ def final_loss_section(ctx: ReportContext) -> Section:
 def _final_bars(plots: Plots, finals: pd.DataFrame, summary: pd.DataFrame) -> str:
     fig, (ax,) = plots.new(width=min(max(6.0, 1.0 * len(summary) + 3), 14.0), height=4.2)
     for i, row in enumerate(summary.itertuples(index=False)):
-        ax.bar(i, row.mean, color=plots.colour[row.arch], alpha=0.6, width=0.6)
+        seeds = finals.loc[finals["config"] == row.config, "val_loss"].dropna()
+        bar_with_points(ax, i, seeds, plots.colour[row.arch], row.mean, size=14)
         if row.n > 1:
             ax.errorbar(i, row.mean, yerr=row.std, color="black", capsize=6, linewidth=1.5)
             ax.vlines(i + 0.22, row.min, row.max, color="grey", linewidth=3, alpha=0.7)
-        seeds = finals.loc[finals["config"] == row.config, "val_loss"].dropna()
-        ax.scatter(np.full(len(seeds), i), seeds, color="black", s=14, zorder=3)
     ax.set_xticks(range(len(summary)), summary["config"], rotation=25 if len(summary) > 5 else 0, fontsize=8)
     lo, hi = float(finals["val_loss"].min()), float(finals["val_loss"].max())
     pad = max(hi - lo, 1e-3) * 0.5
     ax.set_ylim(lo - pad, hi + pad)  # the differences between architectures, not the distance to zero
-    ax.set_ylabel("final validation loss (nats/token)")
-    ax.grid(axis="y", alpha=0.3)
-    return plots.save(
-        fig,
-        "final_loss",
-        "Bar chart of the final validation loss per architecture and size with every seed",
-        "Final validation loss: bar = mean over seeds, black error bar = +-1 std, grey bar = min-max, "
-        "dots = individual seeds. The y axis does not start at zero.",
-    )
+    finish_bar_axes(ax, "final validation loss (nats/token)")
+    return plots.save(fig, "final_loss", BARS_ALT, BARS_CAPTION)
 
 
 def _seed_spread(plots: Plots, df: pd.DataFrame) -> str | None:

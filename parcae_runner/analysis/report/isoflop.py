@@ -32,16 +32,10 @@ def isoflop_section(ctx: ReportContext) -> Section | None:
     fits = isoflop_fits(finals, points, series)
     if not len(fits):
         return None
-    cols = [
-        ARCH,
-        *[Col(r, r) for r in recurrence],
-        Col("budget", "FLOP budget", "sci"),
-        Col("sizes", "sizes", "int"),
-        Col("n_opt", "compute-optimal N", "sci"),
-        Col("loss_opt", "loss at optimum", "loss"),
-        Col("optimum", "optimum", "text"),
-        Col("exponent", "N_opt ~ C^a: a"),
-    ]
+    optimum = [Col("n_opt", "compute-optimal N", "sci"), Col("loss_opt", "loss at optimum", "loss")]
+    budget = [Col("budget", "FLOP budget", "sci"), Col("sizes", "sizes", "int")]
+    cols = [ARCH, *[Col(r, r) for r in recurrence], *budget, *optimum, Col("optimum", "optimum", "text")]
+    cols.append(Col("exponent", "N_opt ~ C^a: a"))
     caption = (
         f"Minimum of the parabola per budget (needs >= 3 sizes and a minimum); fit: {FIT_NAME}. "
         "The exponent a of the series' frontier is repeated on each of its budgets."

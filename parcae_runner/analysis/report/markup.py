@@ -95,6 +95,11 @@ def value_kind(series: pd.Series) -> str:
     return "float" if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series) else "text"
 
 
+def of_kind(kind: str, **headers: str) -> list[Col]:
+    """Columns of one kind, in order, each given as ``key="header"``."""
+    return [Col(key, header, kind) for key, header in headers.items()]
+
+
 # columns many tables share
 ARCH = Col("arch", "architecture", "text")
 SIZE = Col("size", "size", "text")

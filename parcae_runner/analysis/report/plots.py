@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -104,6 +105,18 @@ def finish_axes(
     ax.grid(alpha=0.3)
     if with_legend:
         legend(ax)
+
+
+def bar_with_points(ax: Any, x: float, points: Any, colour: Any, bar: float, size: float) -> None:
+    """A bar of height ``bar`` at ``x`` and every one of ``points`` as a black dot over it."""
+    ax.bar(x, bar, color=colour, alpha=0.6, width=0.6)
+    ax.scatter(np.full(len(points), x), points, color="black", s=size, zorder=3)
+
+
+def finish_bar_axes(ax: Any, ylabel: str) -> None:
+    """The value axis of a bar chart: its label and a light horizontal grid."""
+    ax.set_ylabel(ylabel)
+    ax.grid(axis="y", alpha=0.3)
 
 
 def range_errorbar(ax: Any, x: Any, stats: pd.DataFrame, **kwargs: Any) -> None:
