@@ -93,6 +93,55 @@ def _parametric_result(theta: np.ndarray) -> dict[str, float]:
     }
 
 
+def _usable_points(
+    N: np.ndarray, D: np.ndarray, L: np.ndarray, min_points: int, min_distinct: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The finite, positive (N, D, L) points as flat float arrays; FitError when too few remain."""
+    N, D, L = (np.asarray(v, dtype=float).ravel() for v in (N, D, L))
+    if not (len(N) == len(D) == len(L)):
+        raise FitError(f"approach 3: N, D and L differ in length ({len(N)}, {len(D)}, {len(L)})")
+    ok = np.isfinite(N) & np.isfinite(D) & np.isfinite(L) & (N > 0) & (D > 0) & (L > 0)
+    N, D, L = N[ok], D[ok], L[ok]
+    n_sizes, n_tokens = len(np.unique(N)), len(np.unique(D))
+    if len(N) < min_points or n_sizes < min_distinct or n_tokens < min_distinct:
+        raise FitError(
+            f"approach 3 needs at least {min_points} finite (N, D, L) points spanning at least {min_distinct} "
+            f"model sizes and {min_distinct} token counts (5 parameters are fitted); got {count(len(N), 'point')}, "
+            f"{count(n_sizes, 'model size')}, {count(n_tokens, 'token count')}"
+            + (f" ({int((~ok).sum())} rows dropped as missing or non-positive)" if (~ok).any() else "")
+        )
+    return N, D, L
+
+
+def _best_starts(log_n: np.ndarray, log_d: np.ndarray, log_l: np.ndarray, delta: float, n_starts: int) -> np.ndarray:
+    """The ``n_starts`` points of Hoffmann's grid with the lowest objective, best first."""
+    grid = np.array(
+        [
+            (a, b, e, alpha, beta)
+            for alpha, beta, e, a, b in itertools.product(*(HOFFMANN_GRID[k] for k in ("alpha", "beta", "e", "a", "b")))
+        ]
+    )
+    return grid[np.argsort(_grid_values(grid, log_n, log_d, log_l, delta))[:n_starts]]
+
+
+def _bootstrap(
+    theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_l: np.ndarray, delta: float, n_boot: int, seed: int
+) -> dict[str, list[float]]:
+    """Every parameter's estimates over ``n_boot`` resamples of the points (seeded), each restarted from ``theta``;
+    a resample the optimiser cannot fit gives none."""
+    rng = np.random.default_rng(seed)
+    boots: dict[str, list[float]] = {k: [] for k in ("E", "A", "B", "alpha", "beta", "a", "b")}
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(log_n), len(log_n))
+        try:
+            theta_b, _ = _minimise([theta], log_n[idx], log_d[idx], log_l[idx], delta)
+        except FitError:
+            continue
+        for k, v in _parametric_result(theta_b).items():
+            boots[k].append(v)
+    return boots
+
+
 @single_threaded_blas
 def fit_parametric(
     N: np.ndarray,
@@ -117,39 +166,12 @@ def fit_parametric(
     and b = alpha/(alpha+beta), ``ci`` for each, and ``huber_loss`` (in units of delta).
     Raises :class:`FitError` with fewer than ``min_points`` points or ``min_distinct`` distinct N or D.
     """
-    N, D, L = (np.asarray(v, dtype=float).ravel() for v in (N, D, L))
-    if not (len(N) == len(D) == len(L)):
-        raise FitError(f"approach 3: N, D and L differ in length ({len(N)}, {len(D)}, {len(L)})")
-    ok = np.isfinite(N) & np.isfinite(D) & np.isfinite(L) & (N > 0) & (D > 0) & (L > 0)
-    N, D, L = N[ok], D[ok], L[ok]
-    n_sizes, n_tokens = len(np.unique(N)), len(np.unique(D))
-    if len(N) < min_points or n_sizes < min_distinct or n_tokens < min_distinct:
-        raise FitError(
-            f"approach 3 needs at least {min_points} finite (N, D, L) points spanning at least {min_distinct} "
-            f"model sizes and {min_distinct} token counts (5 parameters are fitted); got {count(len(N), 'point')}, "
-            f"{count(n_sizes, 'model size')}, {count(n_tokens, 'token count')}"
-            + (f" ({int((~ok).sum())} rows dropped as missing or non-positive)" if (~ok).any() else "")
-        )
+    N, D, L = _usable_points(N, D, L, min_points, min_distinct)
     log_n, log_d, log_l = np.log(N), np.log(D), np.log(L)
-    grid = np.array(
-        [
-            (a, b, e, alpha, beta)
-            for alpha, beta, e, a, b in itertools.product(*(HOFFMANN_GRID[k] for k in ("alpha", "beta", "e", "a", "b")))
-        ]
-    )
-    starts = grid[np.argsort(_grid_values(grid, log_n, log_d, log_l, delta))[:n_starts]]
+    starts = _best_starts(log_n, log_d, log_l, delta, n_starts)
     theta, value = _minimise(starts, log_n, log_d, log_l, delta)
 
-    rng = np.random.default_rng(seed)
-    boots: dict[str, list[float]] = {k: [] for k in ("E", "A", "B", "alpha", "beta", "a", "b")}
-    for _ in range(n_boot):
-        idx = rng.integers(0, len(N), len(N))
-        try:
-            theta_b, _ = _minimise([theta], log_n[idx], log_d[idx], log_l[idx], delta)
-        except FitError:
-            continue
-        for k, v in _parametric_result(theta_b).items():
-            boots[k].append(v)
+    boots = _bootstrap(theta, log_n, log_d, log_l, delta, n_boot, seed)
     return {
         "approach": 3,
         **_parametric_result(theta),

@@ -68,30 +68,33 @@ def fit_sweep(sweep_root: Path, n_boot: int = 200, seed: int = 0) -> dict[str, A
         "by_arch": {},
     }
     for arch, rows in final.groupby("arch", sort=True) if len(final) else []:
-        fits: dict[str, Any] = {"runs": int(len(rows))}
-        attempts = {
-            "approach2": lambda r=rows: fit_isoflop(
-                r, "flops", "params", "val_loss", tokens_col="tokens", n_boot=n_boot, seed=seed
-            ),
-            "approach3": lambda r=rows: fit_parametric(
-                r["params"].to_numpy(float),
-                r["tokens"].to_numpy(float),
-                r["val_loss"].to_numpy(float),
-                n_boot=n_boot,
-                seed=seed,
-            ),  # fmt: skip
-        }
-        col = recurrence_column(rows)
-        if col is not None:
-            attempts["recurrence"] = lambda r=rows, c=col: fit_recurrence(
-                r, "flops", c, "val_loss", n_boot=n_boot, seed=seed
-            )
-        for name, fit in attempts.items():
-            try:
-                fits[name] = fit()
-            except FitError as exc:
-                fits[name] = {"error": str(exc)}
-        out["by_arch"][str(arch)] = fits
+        out["by_arch"][str(arch)] = _arch_fits(rows, n_boot, seed)
     out = _jsonable(out)
     atomic_write_json(sweep_root / FITS_FILE, out)
     return out
+
+
+def _arch_fits(rows: pd.DataFrame, n_boot: int, seed: int) -> dict[str, Any]:
+    """Every fit of one architecture's final rows; a fit its data cannot support is ``{"error": "..."}``."""
+    fits: dict[str, Any] = {"runs": int(len(rows))}
+    attempts = {
+        "approach2": lambda: fit_isoflop(
+            rows, "flops", "params", "val_loss", tokens_col="tokens", n_boot=n_boot, seed=seed
+        ),
+        "approach3": lambda: fit_parametric(
+            rows["params"].to_numpy(float),
+            rows["tokens"].to_numpy(float),
+            rows["val_loss"].to_numpy(float),
+            n_boot=n_boot,
+            seed=seed,
+        ),
+    }
+    col = recurrence_column(rows)
+    if col is not None:
+        attempts["recurrence"] = lambda: fit_recurrence(rows, "flops", col, "val_loss", n_boot=n_boot, seed=seed)
+    for name, fit in attempts.items():
+        try:
+            fits[name] = fit()
+        except FitError as exc:
+            fits[name] = {"error": str(exc)}
+    return fits
