@@ -7,7 +7,7 @@ record in ``metrics.jsonl``, plus the run's final step. Columns:
   column per swept key of ``sweep.json`` ``params`` (named as the key, e.g. ``train.lr``; the
   value is read from the run's ``config.yaml``; a config group such as ``arch`` gives its name);
 - per step: ``step, tokens`` (step x tokens_per_step), ``flops`` (tokens x training FLOPs per
-  token, see ``analysis/flops.py``), ``train_loss`` (nearest train record at or before the step),
+  token, see ``models/flops.py``), ``train_loss`` (nearest train record at or before the step),
   ``val_loss, val_bpb``, every ``eval/<task>/<metric>`` key found, ``is_final``;
 - per run: ``status, attempts, duration_s, gpu_hours, cpu_hours, energy_kwh, co2_kg, hardware``.
 

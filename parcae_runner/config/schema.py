@@ -65,7 +65,7 @@ class EvalDuringTraining:
 @dataclass
 class TrainConfig:
     max_steps: int = 200
-    # a compute budget in training FLOPs (analysis/flops.py convention); when set, it decides
+    # a compute budget in training FLOPs (models/flops.py convention); when set, it decides
     # max_steps = budget / (FLOPs per token x tokens per step), whatever max_steps says
     max_flops: float | None = None
     # the effective batch, in sequences, summed over devices and accumulation steps

@@ -3,7 +3,7 @@
 Nothing is submitted unless every point is valid. The estimate per run is::
 
     tokens     = train.max_steps * train.batch_size * data.seq_len
-    FLOPs      = tokens * training_flops_per_token(model, seq_len)      (analysis/flops.py)
+    FLOPs      = tokens * training_flops_per_token(model, seq_len)      (models/flops.py)
     GPU-hours  = FLOPs / (peak FLOP/s of cluster.gpu_type * cluster.mfu) / 3600
     kWh        = GPU-hours * device power (W) / 1000 * cluster.pue
     kg CO2     = kWh * grid intensity of cluster.country_iso_code       (codecarbon's table)

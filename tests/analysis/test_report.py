@@ -164,13 +164,11 @@ def test_browser_check_catches_errors_and_broken_images(chromium, tmp_path):
     assert any("undefinedFunction" in line for line in console)
 
 
-@pytest.mark.slow
-def test_report_of_a_trained_sweep_renders_with_the_tables_numbers(chromium, fast_overrides, tmp_path):
-    from parcae_runner.analysis.collect import collect
+def train_demo_sweep(fast_overrides: list[str]) -> Path:
+    """The demo sweep: 2 architectures x 2 seeds, metered, evaluated every 5 steps; returns its folder."""
     from parcae_runner.config import compose_run_config
     from parcae_runner.train.runner import train
 
-    # the demo sweep: 2 architectures x 2 seeds, metered, evaluated every 5 steps
     base = [o for o in fast_overrides if not o.startswith("arch=")]
     base += [
         "sweep=demo",
@@ -182,41 +180,24 @@ def test_report_of_a_trained_sweep_renders_with_the_tables_numbers(chromium, fas
     for arch in ("pythia", "mamba"):
         for seed in (0, 1):
             train(compose_run_config([*base, f"arch={arch}", f"seed={seed}"]))
-    sweep_root = Path(next(o for o in fast_overrides if o.startswith("results_dir=")).split("=", 1)[1]) / "demo"
+    return Path(next(o for o in fast_overrides if o.startswith("results_dir=")).split("=", 1)[1]) / "demo"
 
-    index = build_report(sweep_root)
-    assert index == sweep_root / "report" / "index.html"
-    report = index.parent
-    assert not list(sweep_root.glob(".report*")), "the build left its temporary folder"
-    static = check_static(report)
-    assert {"loss_vs_step.png", "loss_vs_tokens.png", "loss_vs_flops.png", "final_loss.png", "energy.png"} <= {
-        i["src"] for i in static.images
-    }
 
-    # in the browser: no script error, no console message, every image decoded
-    page, console = browser_check(chromium, tmp_path, index)
-    assert console == []
-    assert json.loads(page.body["data-errors"]) == []
-    assert page.body["data-images-ok"] == "true", page.body.get("data-images-bad")
-    assert int(page.body["data-images-total"]) == len(static.images)
+def check_screenshot(chromium: Path, tmp_path: Path, index: Path) -> None:
+    """A screenshot of the whole page is not blank."""
+    from matplotlib.image import imread
 
-    # a screenshot of the whole page is not blank
     shot = tmp_path / "report.png"
     out = chromium_run(chromium, tmp_path, f"--screenshot={shot}", "--window-size=1280,4000", index.as_uri())
     assert out.returncode == 0 and shot.exists(), out.stderr[-3000:]
     assert png_size(shot) == (1280, 4000)
-    from matplotlib.image import imread
-
     pixels = imread(shot)[..., :3]
     assert (pixels < 0.9).any(axis=-1).mean() > 0.02, "the screenshot is (almost) all white"
     assert len(np.unique(pixels.reshape(-1, 3)[::97], axis=0)) > 50, "the screenshot has hardly any colours"
 
-    # the numbers in the rendered page are the results table's, exactly
-    df = collect(sweep_root)  # the table build_report used (the collector's cache returns the same rows)
-    finals = final_runs(df).set_index("run")
-    runs = {r.name: json.loads((r / "run.json").read_text()) for r in sweep_root.iterdir() if (r / "run.json").exists()}
-    assert len(runs) == 4
 
+def check_run_rows(page: Page, finals: pd.DataFrame, runs: dict[str, dict]) -> None:
+    """The per-run energy table holds every run with the results table's numbers, which are run.json's."""
     rows = page.tables["energy-runs"]
     assert sorted(r["run"][1] for r in rows) == sorted(runs)
     for row in rows:
@@ -231,6 +212,9 @@ def test_report_of_a_trained_sweep_renders_with_the_tables_numbers(chromium, fas
         assert value(row["co2_kg"]) == run["co2_kg"]
         assert value(row["tokens_per_kwh"]) == run["tokens"] / run["energy_kwh"]
 
+
+def check_group_rows(page: Page, finals: pd.DataFrame, runs: dict[str, dict]) -> None:
+    """The per-architecture tables (final loss, seed variance, energy) are the results table's groups."""
     groups = finals.groupby(["arch", "size"])
     rows = page.tables["final-loss"]
     assert sorted((r["arch"][1], r["size"][1]) for r in rows) == [("mamba", "debug"), ("pythia", "debug")]
@@ -254,6 +238,37 @@ def test_report_of_a_trained_sweep_renders_with_the_tables_numbers(chromium, fas
         assert value(row["energy_kwh_total"]) == g["energy_kwh"].sum()
         assert value(row["co2_kg_total"]) == g["co2_kg"].sum()
         assert value(row["tokens_per_kwh"]) == g["tokens"].sum() / g["energy_kwh"].sum()
+
+
+@pytest.mark.slow
+def test_report_of_a_trained_sweep_renders_with_the_tables_numbers(chromium, fast_overrides, tmp_path):
+    from parcae_runner.analysis.collect import collect
+
+    sweep_root = train_demo_sweep(fast_overrides)
+    index = build_report(sweep_root)
+    assert index == sweep_root / "report" / "index.html"
+    report = index.parent
+    assert not list(sweep_root.glob(".report*")), "the build left its temporary folder"
+    static = check_static(report)
+    assert {"loss_vs_step.png", "loss_vs_tokens.png", "loss_vs_flops.png", "final_loss.png", "energy.png"} <= {
+        i["src"] for i in static.images
+    }
+
+    # in the browser: no script error, no console message, every image decoded
+    page, console = browser_check(chromium, tmp_path, index)
+    assert console == []
+    assert json.loads(page.body["data-errors"]) == []
+    assert page.body["data-images-ok"] == "true", page.body.get("data-images-bad")
+    assert int(page.body["data-images-total"]) == len(static.images)
+    check_screenshot(chromium, tmp_path, index)
+
+    # the numbers in the rendered page are the results table's, exactly
+    df = collect(sweep_root)  # the table build_report used (the collector's cache returns the same rows)
+    finals = final_runs(df).set_index("run")
+    runs = {r.name: json.loads((r / "run.json").read_text()) for r in sweep_root.iterdir() if (r / "run.json").exists()}
+    assert len(runs) == 4
+    check_run_rows(page, finals, runs)
+    check_group_rows(page, finals, runs)
 
 
 def synthetic_sweep() -> pd.DataFrame:
