@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+
 def citation_for(arch_name: str) -> str:
     """The BibTeX of the paper behind ``arch_name`` (its registry entry's ``citation``); empty when there is none."""
     from parcae_runner.models import UnknownArchitecture, get_architecture
