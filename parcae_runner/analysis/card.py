@@ -23,7 +23,8 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from parcae_runner.train.run_dir import RunDirectory, atomic_write_text
+from parcae_runner.runs import RunDirectory
+from parcae_runner.util.files import atomic_write_text
 
 CARD_FILE = "card.md"
 TOOL = "parcae-runner"
@@ -167,7 +168,7 @@ def _finished_year(run: dict[str, Any]) -> int:
 
 
 def _latest_checkpoint(rd: RunDirectory) -> int | None:
-    from parcae_runner.train.checkpointing import list_checkpoints
+    from parcae_runner.runs import list_checkpoints
 
     found = list_checkpoints(rd.checkpoints)
     return found[-1][0] if found else None
