@@ -135,14 +135,8 @@ def _num(value: Any) -> float:
     return math.nan if value is None else value
 
 
-def read_run_rows(run_dir: Path, swept: Sequence[str] = ()) -> list[dict[str, Any]]:
-    """The rows of one run directory (see the module docstring for the columns)."""
-    run_dir = Path(run_dir)
-    rd = RunDirectory(run_dir)
-    run = RunRecord.read(run_dir)
-    config = yaml.load(rd.config_file.read_text(), Loader=_YAML_LOADER) if rd.config_file.exists() else None
-    records = rd.read_metrics()
-
+def _merged_steps(run_dir: Path, records: list[dict[str, Any]]) -> tuple[dict[int, dict[str, Any]], list]:
+    """``({step: merged record}, [(step, train loss)] sorted by step)`` of one run."""
     # records of one step (train, val, eval) are separate lines: merge them, later lines winning
     by_step: dict[int, dict[str, Any]] = {}
     train: list[tuple[int, float]] = []
@@ -156,51 +150,69 @@ def read_run_rows(run_dir: Path, swept: Sequence[str] = ()) -> list[dict[str, An
     for step, metrics in read_eval_results(run_dir).items():
         by_step.setdefault(step, {}).update(metrics)
     train.sort(key=lambda t: t[0])  # stable: of two records of one step, the later one is nearest
-    train_steps = [s for s, _ in train]
+    return by_step, train
 
-    evaluated = {s for s, rec in by_step.items() if "val/loss" in rec or any(k.startswith("eval/") for k in rec)}
+
+def _final_step(run: RunRecord, by_step: dict[int, dict[str, Any]]) -> int:
     if run.status == RunStatus.DONE and "step" in run:
-        final = int(run["step"])
-    else:
-        # an attempt in progress has truncated metrics.jsonl to its resume step: that, not the
-        # previous attempt's end step in run.json, is how far the run now is
-        final = max(by_step) if by_step else int(run.get("step") or 0)
+        return int(run["step"])
+    # an attempt in progress has truncated metrics.jsonl to its resume step: that, not the
+    # previous attempt's end step in run.json, is how far the run now is
+    return max(by_step) if by_step else int(run.step or 0)
 
-    tokens_per_step = run.get("tokens_per_step")
-    data = run.data_info
-    fpt = math.nan
-    if config is not None:
-        vocab = data.get("vocab_size") or (config.get("data") or {}).get("vocab_size")
-        seq_len = (config.get("data") or {}).get("seq_len")
-        if vocab and seq_len and isinstance(config.get("arch"), dict):
-            fpt = flops_per_token(config["arch"], str(run.get("size") or config["size"]["name"]), vocab, seq_len)
 
-    hardware = run.get("hardware") or {}
-    gpu_hours, cpu_hours = _hours(hardware, run.get("duration_s"))
+def _run_flops_per_token(run: RunRecord, config: dict[str, Any] | None) -> float:
+    if config is None:
+        return math.nan
+    vocab = run.data_info.get("vocab_size") or (config.get("data") or {}).get("vocab_size")
+    seq_len = (config.get("data") or {}).get("seq_len")
+    if vocab and seq_len and isinstance(config.get("arch"), dict):
+        return flops_per_token(config["arch"], str(run.size or config["size"]["name"]), vocab, seq_len)
+    return math.nan
+
+
+def _run_columns(run: RunRecord) -> dict[str, Any]:
+    gpu_hours, cpu_hours = _hours(run.hardware, run.duration_s)
+    return {
+        "status": run.get("status"),
+        "attempts": run.get("attempts"),
+        "duration_s": _num(run.duration_s),
+        "gpu_hours": gpu_hours,
+        "cpu_hours": cpu_hours,
+        "energy_kwh": _num(run.energy_kwh),
+        "co2_kg": _num(run.co2_kg),
+        "hardware": run.hardware.get("device_name"),
+    }
+
+
+def read_run_rows(run_dir: Path, swept: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """The rows of one run directory (see the module docstring for the columns)."""
+    run_dir = Path(run_dir)
+    rd = RunDirectory(run_dir)
+    run = RunRecord.read(run_dir)
+    config = yaml.load(rd.config_file.read_text(), Loader=_YAML_LOADER) if rd.config_file.exists() else None
+    by_step, train = _merged_steps(run_dir, rd.read_metrics())
+    train_steps = [s for s, _ in train]
+    evaluated = {s for s, rec in by_step.items() if "val/loss" in rec or any(k.startswith("eval/") for k in rec)}
+    final = _final_step(run, by_step)
+    tokens_per_step = run.tokens_per_step
+    fpt = _run_flops_per_token(run, config)
+
     base = {
-        "sweep": run.get("sweep") or run_dir.parent.name,
+        "sweep": run.sweep or run_dir.parent.name,
         # the directory name, not run.json's run_name: it is what identifies the run in this folder
         "run": run_dir.name,
-        "arch": run.get("arch"),
-        "size": run.get("size"),
-        "params": run.get("params"),
-        "params_non_embedding": run.get("params_non_embedding"),
-        "seed": run.get("seed"),
-        "data_seed": run.get("data_seed"),
+        "arch": run.arch,
+        "size": run.size,
+        "params": run.params,
+        "params_non_embedding": run.params_non_embedding,
+        "seed": run.seed,
+        "data_seed": run.data_seed,
     }
     for key in swept:
         if key not in base:  # arch, size, seed: already columns, with the same values
             base[key] = select(config, key)
-    run_level = {
-        "status": run.get("status"),
-        "attempts": run.get("attempts"),
-        "duration_s": _num(run.get("duration_s")),
-        "gpu_hours": gpu_hours,
-        "cpu_hours": cpu_hours,
-        "energy_kwh": _num(run.get("energy_kwh")),
-        "co2_kg": _num(run.get("co2_kg")),
-        "hardware": hardware.get("device_name"),
-    }
+    run_level = _run_columns(run)
 
     rows = []
     for step in sorted(evaluated | {final}):
