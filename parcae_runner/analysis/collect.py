@@ -154,8 +154,8 @@ def _merged_steps(run_dir: Path, records: list[dict[str, Any]]) -> tuple[dict[in
 
 
 def _final_step(run: RunRecord, by_step: dict[int, dict[str, Any]]) -> int:
-    if run.status == RunStatus.DONE and "step" in run:
-        return int(run["step"])
+    if run.status == RunStatus.DONE and run.step is not None:
+        return int(run.step or 0)
     # an attempt in progress has truncated metrics.jsonl to its resume step: that, not the
     # previous attempt's end step in run.json, is how far the run now is
     return max(by_step) if by_step else int(run.step or 0)
@@ -174,6 +174,7 @@ def _run_flops_per_token(run: RunRecord, config: dict[str, Any] | None) -> float
 def _run_columns(run: RunRecord) -> dict[str, Any]:
     gpu_hours, cpu_hours = _hours(run.hardware, run.duration_s)
     return {
+        # as written in run.json (absent stays absent: a plain string or None in the table)
         "status": run.get("status"),
         "attempts": run.get("attempts"),
         "duration_s": _num(run.duration_s),

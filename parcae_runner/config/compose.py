@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import fields, is_dataclass
 from pathlib import Path
+from typing import Any
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -57,10 +58,10 @@ def _check_group_overrides(overrides: list[str]) -> None:
 
 def _parent_keys(full_key: str) -> list[str]:
     """The keys allowed next to ``full_key`` in the schema, for an error message."""
-    node = RunConfig
+    node: Any = RunConfig
     for part in full_key.split(".")[:-1]:
-        node = {f.name: f for f in fields(node)}.get(part)
-        node = node.default_factory() if node is not None and callable(node.default_factory) else None
+        field = {f.name: f for f in fields(node)}.get(part)
+        node = field.default_factory() if field is not None and callable(field.default_factory) else None
         if node is None or not is_dataclass(node):
             return []
     return [f.name for f in fields(node)]

@@ -35,7 +35,7 @@ def write_results(rd: RunDirectory, step: int, records: dict[str, dict[str, Any]
         path = folder / f"{key}.json"
         atomic_write_json(path, {**record, "time": time.time()})
         written.append(path)
-    summary = rd.read_run().get("eval") or {}
+    summary = rd.read_run().eval
     summary.setdefault(f"{PREFIX}{step}", {}).update({k: r["metrics"] for k, r in records.items()})
     rd.update_run(eval=summary)
     return written

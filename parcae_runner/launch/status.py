@@ -75,7 +75,7 @@ def run_rows(root: Path) -> list[dict[str, Any]]:
         train = [r for r in run_dir.read_metrics() if "train/loss" in r] if run_dir.path.exists() else []
         last = train[-1] if train else {}
         running = run.status == RunStatus.RUNNING
-        step = run.get("step", last.get("step", 0)) if not running else last.get("step", 0)
+        step = run.step if run.step is not None and not running else last.get("step", 0)
         max_steps = run.max_steps
         tokens_per_s = last.get("train/tokens_per_s")
         eta = None
@@ -95,10 +95,10 @@ def run_rows(root: Path) -> list[dict[str, Any]]:
                 "step": step,
                 "max_steps": max_steps,
                 "loss": last.get("train/loss"),
-                "val_loss": run.get("final_val_loss"),
+                "val_loss": run.final_val_loss,
                 "tokens_per_s": tokens_per_s,
                 "eta_s": eta,
-                "energy_kwh": run.get("energy_kwh", 0.0),
+                "energy_kwh": run.energy_kwh or 0.0,
                 "in_queue": job in queued,
             }
         )

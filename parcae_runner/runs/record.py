@@ -153,6 +153,8 @@ class RunRecord(JsonRecord):
     energy_kwh: Field[float | None] = Field()
     co2_kg: Field[float | None] = Field()
     error: Field[str | None] = Field()
+    # "checkpoint-N" -> {result key: metrics}: what `parcae-runner eval` and evaluation during training wrote
+    eval: Field[dict[str, dict[str, Any]]] = Field({})
     # summary of metrics.jsonl at the end of each attempt (looped models add final_*@R<r> keys)
     final_val_loss: Field[float | None] = Field()
     final_val_bpb: Field[float | None] = Field()

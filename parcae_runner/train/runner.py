@@ -263,7 +263,7 @@ def _start_attempt(
             "train_tokens": int(len(data.train)),
             "val_tokens": int(len(data.val)),
         },
-        started_at=record.get("started_at", started),
+        started_at=record.started_at or started,
         error=None,
     )
     log(
