@@ -16,8 +16,6 @@ from parcae_runner.runs.layout import sweep_file
 from parcae_runner.runs.record import RUN_FILE, RunStatus
 from parcae_runner.util.log import log
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILURE", "EXIT_OK", "build_parser", "main", "resolve_config_arg"]
-
 
 def _compose(args: argparse.Namespace):
     from parcae_runner.config import compose_run_config
