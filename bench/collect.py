@@ -148,7 +148,7 @@ def main() -> None:
         t_incremental = time.perf_counter() - t0
         same = again.equals(df)
 
-    from parcae_runner.train.runner import cpu_model  # after the timings: its imports are not part of them
+    from parcae_runner.runs.provenance import cpu_model  # after the timings: its imports are not part of them
 
     report = {
         "benchmark": "collect",

@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def _cpu_name() -> str:
-    from parcae_runner.train.runner import cpu_model
+    from parcae_runner.runs.provenance import cpu_model
 
     return f"{cpu_model()} ({torch.get_num_threads()} threads)"
 

@@ -26,8 +26,9 @@ from parcae_runner.config import compose_run_config
 from parcae_runner.config.validate import gradient_accumulation
 from parcae_runner.data import StepSampler, TokenChunks, prepare_data
 from parcae_runner.models import build_model, count_parameters
+from parcae_runner.runs.provenance import cpu_model
 from parcae_runner.train.optim import build_optimizer
-from parcae_runner.train.runner import cpu_model, train
+from parcae_runner.train.runner import train
 
 
 def plain_loop(cfg, data, warmup: int, steps: int) -> float:

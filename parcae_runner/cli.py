@@ -10,25 +10,11 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
-
-
-def resolve_config_arg(value: str) -> str:
-    """A preset given by name (``parc-pythia``) or by file (``launch_configs/parc-pythia.yaml``).
-
-    A file outside the default tree makes its folder the config tree (it must hold config.yaml)."""
-    from parcae_runner.config import ConfigError, config_dir
-
-    if not (value.endswith(".yaml") or "/" in value):
-        return value
-    path = Path(value).resolve()
-    if not path.is_file():
-        raise ConfigError("CONFIG", value, "no such preset file (e.g. launch_configs/parc-pythia.yaml)")
-    if not (path.parent / "config.yaml").is_file():
-        raise ConfigError("CONFIG", value, "a preset must sit in a config tree beside its config.yaml")
-    if path.parent != config_dir():
-        os.environ["PARCAE_CONFIG_DIR"] = str(path.parent)
-    return path.stem
+from parcae_runner.config.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK
+from parcae_runner.config.presets import resolve_config_arg
+from parcae_runner.runs.layout import sweep_file
+from parcae_runner.runs.record import RUN_FILE, RunStatus
+from parcae_runner.util.log import log
 
 
 def _compose(args: argparse.Namespace):
@@ -38,17 +24,17 @@ def _compose(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from parcae_runner.train.runner import train
+    from parcae_runner.jobs import train_run
 
-    train(_compose(args))
+    train_run(_compose(args))
     return EXIT_OK
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from parcae_runner.config.validate import validate_run_config
+    from parcae_runner.train.preflight import validate
 
     cfg = _compose(args)
-    validate_run_config(cfg)
+    validate(cfg)
     print(OmegaConf.to_yaml(cfg, resolve=True), end="")
     return EXIT_OK
 
@@ -69,10 +55,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from parcae_runner.jobs import run_training
     from parcae_runner.launch.submit import launch_sweep
 
     sweep, planned = _plan(args)
-    launch_sweep(sweep, planned, args.overrides, hold=args.hold)
+    launch_sweep(sweep, planned, args.overrides, hold=args.hold, job=run_training)
     if args.wait:
         from parcae_runner.launch.plan import results_root
 
@@ -86,21 +73,22 @@ def _wait_and_summarize(root: Path, poll_s: float = 10.0) -> int:
 
     from parcae_runner.analysis.summary import format_sweep_table
     from parcae_runner.launch.status import format_rows, run_rows
+    from parcae_runner.runs.record import ACTIVE
 
     last = None
     while True:
         rows = run_rows(root)
-        busy = [r for r in rows if r["in_queue"] or r["status"] in ("running", "requeued", "pending")]
-        progress = f"{sum(r['status'] == 'done' for r in rows)}/{len(rows)} done, {len(busy)} queued or running"
+        busy = [r for r in rows if r["in_queue"] or r["status"] in ACTIVE]
+        progress = f"{sum(r['status'] == RunStatus.DONE for r in rows)}/{len(rows)} done, {len(busy)} queued or running"
         if progress != last:
-            print(f"[parcae-runner] {root.name}: {progress}", file=sys.stderr, flush=True)
+            log(f"{root.name}: {progress}")
             last = progress
         if not busy:
             break
         time.sleep(poll_s)
     print(format_rows(root.name, rows))
     print(format_sweep_table(root))
-    return EXIT_OK if all(r["status"] == "done" for r in rows) else EXIT_FAILURE
+    return EXIT_OK if all(r["status"] == RunStatus.DONE for r in rows) else EXIT_FAILURE
 
 
 def _sweep_root(name: str, results: str) -> Path:
@@ -108,7 +96,7 @@ def _sweep_root(name: str, results: str) -> Path:
     from parcae_runner.config.errors import ConfigError
 
     for candidate in (Path(name), Path(results) / name):
-        if (candidate / "sweep.json").is_file():
+        if sweep_file(candidate).is_file():
             return candidate
     raise ConfigError(
         "sweep",
@@ -127,7 +115,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
     else:
         print(format_rows(root.name, rows))
-        if rows and all(r["status"] == "done" for r in rows):
+        if rows and all(r["status"] == RunStatus.DONE for r in rows):
             from parcae_runner.analysis.summary import format_sweep_table
 
             print(format_sweep_table(root))
@@ -135,21 +123,23 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_resubmit(args: argparse.Namespace) -> int:
+    from parcae_runner.jobs import run_training
     from parcae_runner.launch.plan import plan_sweep
     from parcae_runner.launch.status import needs_resubmit, run_rows
-    from parcae_runner.launch.submit import launch_sweep, read_sweep_record
+    from parcae_runner.launch.submit import launch_sweep
     from parcae_runner.launch.sweep_file import load_sweep
+    from parcae_runner.runs import SweepRecord
 
     root = _sweep_root(args.sweep, args.results)
-    record = read_sweep_record(root)
+    record = SweepRecord.read(root)
     rows = run_rows(root)
     only = {r["run"] for r in rows if needs_resubmit(r)} if args.failed else {r["run"] for r in rows}
     if not only:
-        print(f"[parcae-runner] nothing to resubmit in {root.name}", file=sys.stderr)
+        log(f"nothing to resubmit in {root.name}")
         return EXIT_OK
-    extra = record.get("overrides", []) + args.overrides
-    sweep = load_sweep(record["file"], record.get("variant"))
-    launch_sweep(sweep, plan_sweep(sweep, extra), extra, only=only)
+    extra = record.overrides + args.overrides
+    sweep = load_sweep(record.file_path, record.variant)
+    launch_sweep(sweep, plan_sweep(sweep, extra), extra, only=only, job=run_training)
     return EXIT_OK
 
 
@@ -192,7 +182,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         bpb_chunks=args.bpb_chunks,
         download=args.download,
     )
-    print(f"[parcae-runner] wrote {len(written)} result files under {Path(args.run_dir) / 'eval'}", file=sys.stderr)
+    log(f"wrote {len(written)} result files under {Path(args.run_dir) / 'eval'}")
     return EXIT_OK
 
 
@@ -215,7 +205,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     root = _results_folder(args.sweep, args.results)
     fits = fit_sweep(root, n_boot=args.n_boot)
     print(json.dumps(fits, indent=2, default=str))
-    print(f"[parcae-runner] wrote {root / 'fits.json'}", file=sys.stderr)
+    log(f"wrote {root / 'fits.json'}")
     return EXIT_OK
 
 
@@ -225,7 +215,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     root = _results_folder(args.sweep, args.results)
     index = build_report(root, collect(root))
-    print(f"[parcae-runner] report: {index.resolve()}", file=sys.stderr)
+    log(f"report: {index.resolve()}")
     return EXIT_OK
 
 
@@ -239,7 +229,7 @@ def cmd_wandb_sync(args: argparse.Namespace) -> int:
 def cmd_card(args: argparse.Namespace) -> int:
     from parcae_runner.analysis.card import write_card
 
-    print(f"[parcae-runner] wrote {write_card(Path(args.run_dir))}", file=sys.stderr)
+    log(f"wrote {write_card(Path(args.run_dir))}")
     return EXIT_OK
 
 
@@ -248,79 +238,83 @@ def _results_folder(name: str, results: str) -> Path:
     from parcae_runner.config.errors import ConfigError
 
     for candidate in (Path(name), Path(results) / name):
-        if candidate.is_dir() and (any(candidate.glob("*/run.json")) or (candidate / "sweep.json").exists()):
+        if candidate.is_dir() and (any(candidate.glob(f"*/{RUN_FILE}")) or sweep_file(candidate).exists()):
             return candidate
     raise ConfigError("sweep", name, f"no run directories in {name} or {Path(results) / name}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="parcae-runner",
-        description="Train and compare language-model architectures.",
+def _with_overrides(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument(
+        "--config-name",
+        "-c",
+        default="config",
+        help="a preset in launch_configs/ (file name without .yaml); default: config",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. arch=pythia size=debug train.max_steps=200")
+    return p
 
-    def with_overrides(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument(
-            "--config-name",
-            "-c",
-            default="config",
-            help="a preset in launch_configs/ (file name without .yaml); default: config",
-        )
-        p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. arch=pythia size=debug train.max_steps=200")
-        return p
 
-    with_overrides(sub.add_parser("train", help="train one model (resumes if its run directory has a checkpoint)"))
+def _sweep_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("sweep_file", help="a sweep file, e.g. sweeps/parc.yaml")
+    p.add_argument("--variant", help="a variant of the sweep file, e.g. demo")
+    p.add_argument("overrides", nargs="*", help="overrides for every point, e.g. cluster=slurm_local")
+    return p
+
+
+def _sweep_name(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("sweep", help="sweep name (results/<name>) or its results folder")
+    p.add_argument("--results", default="results", help="results root (default: results)")
+    return p
+
+
+def _add_run_commands(sub: argparse._SubParsersAction) -> None:
+    """train, show, plan, sweep, status, resubmit, cancel."""
+    _with_overrides(sub.add_parser("train", help="train one model (resumes if its run directory has a checkpoint)"))
     sub.choices["train"].set_defaults(func=cmd_train)
-    with_overrides(sub.add_parser("show", help="print the composed, validated config and exit"))
+    _with_overrides(sub.add_parser("show", help="print the composed, validated config and exit"))
     sub.choices["show"].set_defaults(func=cmd_show)
 
-    def sweep_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("sweep_file", help="a sweep file, e.g. sweeps/parc.yaml")
-        p.add_argument("--variant", help="a variant of the sweep file, e.g. demo")
-        p.add_argument("overrides", nargs="*", help="overrides for every point, e.g. cluster=slurm_local")
-        return p
-
-    sweep_args(sub.add_parser("plan", help="expand and validate a sweep, estimate its cost; submit nothing"))
+    _sweep_args(sub.add_parser("plan", help="expand and validate a sweep, estimate its cost; submit nothing"))
     sub.choices["plan"].set_defaults(func=cmd_plan)
-    p = sweep_args(sub.add_parser("sweep", help="plan, then submit the sweep (one Slurm job array, or local runs)"))
+    p = _sweep_args(sub.add_parser("sweep", help="plan, then submit the sweep (one Slurm job array, or local runs)"))
     p.add_argument("--hold", action="store_true", help="submit the array held (release with scontrol release)")
     p.add_argument("--wait", action="store_true", help="wait for the runs, then print the status and result tables")
     p.set_defaults(func=cmd_sweep)
 
-    def sweep_name(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("sweep", help="sweep name (results/<name>) or its results folder")
-        p.add_argument("--results", default="results", help="results root (default: results)")
-        return p
-
-    p = sweep_name(sub.add_parser("status", help="one table of a sweep's runs: Slurm state, step, loss, ETA, kWh"))
+    p = _sweep_name(sub.add_parser("status", help="one table of a sweep's runs: Slurm state, step, loss, ETA, kWh"))
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
     p.set_defaults(func=cmd_status)
-    p = sweep_name(sub.add_parser("resubmit", help="submit a sweep's runs again (they resume)"))
+    p = _sweep_name(sub.add_parser("resubmit", help="submit a sweep's runs again (they resume)"))
     p.add_argument("--failed", action="store_true", help="only runs that failed, were cancelled or were lost")
     p.add_argument("overrides", nargs="*", help="extra overrides")
     p.set_defaults(func=cmd_resubmit)
-    sweep_name(sub.add_parser("cancel", help="scancel every queued job of a sweep")).set_defaults(func=cmd_cancel)
+    _sweep_name(sub.add_parser("cancel", help="scancel every queued job of a sweep")).set_defaults(func=cmd_cancel)
 
-    sweep_name(
+
+def _add_analysis_commands(sub: argparse._SubParsersAction) -> None:
+    """collect, fit, report, wandb-sync, card."""
+    _sweep_name(
         sub.add_parser("collect", help="gather a sweep's run directories into results.parquet/.csv")
     ).set_defaults(func=cmd_collect)
-    p = sweep_name(
+    p = _sweep_name(
         sub.add_parser("fit", help="scaling-law fits (Chinchilla approaches 2 and 3, recurrence) -> fits.json")
     )
     p.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples for confidence intervals")
     p.set_defaults(func=cmd_fit)
 
-    sweep_name(
+    _sweep_name(
         sub.add_parser("report", help="HTML comparison report with plots -> results/<sweep>/report/index.html")
     ).set_defaults(func=cmd_report)
-    p = sweep_name(sub.add_parser("wandb-sync", help="upload a sweep's offline wandb runs (skips those uploaded)"))
+    p = _sweep_name(sub.add_parser("wandb-sync", help="upload a sweep's offline wandb runs (skips those uploaded)"))
     p.add_argument("--dry-run", action="store_true", help="say what would be uploaded, upload nothing")
     p.set_defaults(func=cmd_wandb_sync)
     p = sub.add_parser("card", help="(re)write a run's model card, card.md")
     p.add_argument("run_dir")
     p.set_defaults(func=cmd_card)
 
+
+def _add_checkpoint_commands(sub: argparse._SubParsersAction) -> None:
+    """export, eval."""
     p = sub.add_parser("export", help="write a run's checkpoint(s) as Hugging Face folders (transformers loads them)")
     p.add_argument("run_dir")
     p.add_argument("--checkpoint", type=int, help="the step to export (default: the newest)")
@@ -346,6 +340,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--download", action="store_true", help="let lm-eval download missing task data")
     p.add_argument("--tasks-dir", action="store_true", help="print our task YAMLs' folder (lm_eval --include_path)")
     p.set_defaults(func=cmd_eval)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="parcae-runner",
+        description="Train and compare language-model architectures.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run_commands(sub)
+    _add_analysis_commands(sub)
+    _add_checkpoint_commands(sub)
     return parser
 
 

@@ -23,7 +23,6 @@ import bisect
 import json
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Iterable, Sequence
 from functools import cache
@@ -34,6 +33,11 @@ import pandas as pd
 import yaml
 
 from parcae_runner.eval.results import read_results as read_eval_results
+from parcae_runner.runs import RunDirectory, RunRecord, RunStatus, SweepRecord
+from parcae_runner.runs.layout import CONFIG_FILE
+from parcae_runner.runs.metrics import METRICS_FILE
+from parcae_runner.runs.record import RUN_FILE
+from parcae_runner.util.files import atomic_write
 
 RESULTS_PARQUET = "results.parquet"
 RESULTS_CSV = "results.csv"
@@ -41,7 +45,7 @@ CACHE_FILE = ".collect-cache.json"
 # bump when the columns or their meaning change: an older cache then forces a full re-read
 CACHE_VERSION = 1
 # the files whose change means a run must be read again
-WATCHED = ("run.json", "metrics.jsonl", "config.yaml")
+WATCHED = (RUN_FILE, METRICS_FILE, CONFIG_FILE)
 
 BASE_COLUMNS = (
     "sweep",
@@ -71,10 +75,7 @@ _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 def swept_keys(sweep_root: Path) -> list[str]:
     """The swept keys of ``sweep_root/sweep.json`` (``params``), in file order; none without the file."""
-    path = Path(sweep_root) / "sweep.json"
-    if not path.exists():
-        return []
-    return list(json.loads(path.read_text()).get("params", {}))
+    return list(SweepRecord.read(sweep_root).params)
 
 
 def _config_key(key: str) -> str:
@@ -122,22 +123,6 @@ def flops_per_token(arch_cfg: dict[str, Any], size: str, vocab_size: int, seq_le
     return _flops_per_token(json.dumps(arch_cfg, sort_keys=True), size, int(vocab_size), int(seq_len))
 
 
-def _read_metrics(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    out = []
-    with path.open() as f:
-        for line in f:
-            # as RunDirectory.read_metrics: a line cut by a kill mid-write is not a record
-            if not line.endswith("\n") or not line.strip():
-                continue
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return out
-
-
 def _hours(hardware: dict[str, Any], duration_s: float | None) -> tuple[float, float]:
     """(GPU-hours, CPU-hours): wall time x devices (the world size) on the accelerator used."""
     if not duration_s:
@@ -150,14 +135,8 @@ def _num(value: Any) -> float:
     return math.nan if value is None else value
 
 
-def read_run_rows(run_dir: Path, swept: Sequence[str] = ()) -> list[dict[str, Any]]:
-    """The rows of one run directory (see the module docstring for the columns)."""
-    run_dir = Path(run_dir)
-    run = json.loads((run_dir / "run.json").read_text())
-    config_file = run_dir / "config.yaml"
-    config = yaml.load(config_file.read_text(), Loader=_YAML_LOADER) if config_file.exists() else None
-    records = _read_metrics(run_dir / "metrics.jsonl")
-
+def _merged_steps(run_dir: Path, records: list[dict[str, Any]]) -> tuple[dict[int, dict[str, Any]], list]:
+    """``({step: merged record}, [(step, train loss)] sorted by step)`` of one run."""
     # records of one step (train, val, eval) are separate lines: merge them, later lines winning
     by_step: dict[int, dict[str, Any]] = {}
     train: list[tuple[int, float]] = []
@@ -171,51 +150,70 @@ def read_run_rows(run_dir: Path, swept: Sequence[str] = ()) -> list[dict[str, An
     for step, metrics in read_eval_results(run_dir).items():
         by_step.setdefault(step, {}).update(metrics)
     train.sort(key=lambda t: t[0])  # stable: of two records of one step, the later one is nearest
+    return by_step, train
+
+
+def _final_step(run: RunRecord, by_step: dict[int, dict[str, Any]]) -> int:
+    if run.status == RunStatus.DONE and run.step is not None:
+        return int(run.step or 0)
+    # an attempt in progress has truncated metrics.jsonl to its resume step: that, not the
+    # previous attempt's end step in run.json, is how far the run now is
+    return max(by_step) if by_step else int(run.step or 0)
+
+
+def _run_flops_per_token(run: RunRecord, config: dict[str, Any] | None) -> float:
+    if config is None:
+        return math.nan
+    vocab = run.data_info.get("vocab_size") or (config.get("data") or {}).get("vocab_size")
+    seq_len = (config.get("data") or {}).get("seq_len")
+    if vocab and seq_len and isinstance(config.get("arch"), dict):
+        return flops_per_token(config["arch"], str(run.size or config["size"]["name"]), vocab, seq_len)
+    return math.nan
+
+
+def _run_columns(run: RunRecord) -> dict[str, Any]:
+    gpu_hours, cpu_hours = _hours(run.hardware, run.duration_s)
+    return {
+        # as written in run.json (absent stays absent: a plain string or None in the table)
+        "status": run.get("status"),
+        "attempts": run.get("attempts"),
+        "duration_s": _num(run.duration_s),
+        "gpu_hours": gpu_hours,
+        "cpu_hours": cpu_hours,
+        "energy_kwh": _num(run.energy_kwh),
+        "co2_kg": _num(run.co2_kg),
+        "hardware": run.hardware.get("device_name"),
+    }
+
+
+def read_run_rows(run_dir: Path, swept: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """The rows of one run directory (see the module docstring for the columns)."""
+    run_dir = Path(run_dir)
+    rd = RunDirectory(run_dir)
+    run = RunRecord.read(run_dir)
+    config = yaml.load(rd.config_file.read_text(), Loader=_YAML_LOADER) if rd.config_file.exists() else None
+    by_step, train = _merged_steps(run_dir, rd.read_metrics())
     train_steps = [s for s, _ in train]
-
     evaluated = {s for s, rec in by_step.items() if "val/loss" in rec or any(k.startswith("eval/") for k in rec)}
-    if run.get("status") == "done" and "step" in run:
-        final = int(run["step"])
-    else:
-        # an attempt in progress has truncated metrics.jsonl to its resume step: that, not the
-        # previous attempt's end step in run.json, is how far the run now is
-        final = max(by_step) if by_step else int(run.get("step") or 0)
+    final = _final_step(run, by_step)
+    tokens_per_step = run.tokens_per_step
+    fpt = _run_flops_per_token(run, config)
 
-    tokens_per_step = run.get("tokens_per_step")
-    data = run.get("data") or {}
-    fpt = math.nan
-    if config is not None:
-        vocab = data.get("vocab_size") or (config.get("data") or {}).get("vocab_size")
-        seq_len = (config.get("data") or {}).get("seq_len")
-        if vocab and seq_len and isinstance(config.get("arch"), dict):
-            fpt = flops_per_token(config["arch"], str(run.get("size") or config["size"]["name"]), vocab, seq_len)
-
-    hardware = run.get("hardware") or {}
-    gpu_hours, cpu_hours = _hours(hardware, run.get("duration_s"))
     base = {
-        "sweep": run.get("sweep") or run_dir.parent.name,
+        "sweep": run.sweep or run_dir.parent.name,
         # the directory name, not run.json's run_name: it is what identifies the run in this folder
         "run": run_dir.name,
-        "arch": run.get("arch"),
-        "size": run.get("size"),
-        "params": run.get("params"),
-        "params_non_embedding": run.get("params_non_embedding"),
-        "seed": run.get("seed"),
-        "data_seed": run.get("data_seed"),
+        "arch": run.arch,
+        "size": run.size,
+        "params": run.params,
+        "params_non_embedding": run.params_non_embedding,
+        "seed": run.seed,
+        "data_seed": run.data_seed,
     }
     for key in swept:
         if key not in base:  # arch, size, seed: already columns, with the same values
             base[key] = select(config, key)
-    run_level = {
-        "status": run.get("status"),
-        "attempts": run.get("attempts"),
-        "duration_s": _num(run.get("duration_s")),
-        "gpu_hours": gpu_hours,
-        "cpu_hours": cpu_hours,
-        "energy_kwh": _num(run.get("energy_kwh")),
-        "co2_kg": _num(run.get("co2_kg")),
-        "hardware": hardware.get("device_name"),
-    }
+    run_level = _run_columns(run)
 
     rows = []
     for step in sorted(evaluated | {final}):
@@ -254,11 +252,7 @@ def _run_dirs(sweep_root: Path) -> dict[str, Path]:
     found = {}
     with os.scandir(sweep_root) as entries:
         for entry in entries:
-            if (
-                entry.is_dir()
-                and not entry.name.startswith(".")
-                and os.path.exists(os.path.join(entry.path, "run.json"))
-            ):
+            if entry.is_dir() and not entry.name.startswith(".") and os.path.exists(os.path.join(entry.path, RUN_FILE)):
                 found[entry.name] = Path(entry.path)
     return dict(sorted(found.items()))
 
@@ -293,22 +287,6 @@ def _uniform_types(df: pd.DataFrame, columns: Iterable[str]) -> None:
             kinds = {type(v) for v in df[col] if v is not None and not (isinstance(v, float) and math.isnan(v))}
             if len(kinds) > 1 and not kinds <= {int, float}:
                 df[col] = df[col].map(lambda v: None if v is None else str(v))
-
-
-def _atomic(path: Path, write: Any) -> None:
-    """Write through ``write(temp_path)`` then rename, so a reader never sees half a table."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        mask = os.umask(0)
-        os.umask(mask)
-        # mkstemp creates 0600; give the file the mode a plain open() would have
-        os.chmod(tmp, 0o666 & ~mask)
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def collect(sweep_root: Path) -> pd.DataFrame:
@@ -361,9 +339,10 @@ def collect(sweep_root: Path) -> pd.DataFrame:
         df = pd.DataFrame(columns=[*BASE_COLUMNS, *swept, *STEP_COLUMNS, *RUN_COLUMNS])
 
     if not unchanged or not (sweep_root / RESULTS_CSV).exists():
-        _atomic(sweep_root / RESULTS_PARQUET, lambda p: df.to_parquet(p, index=False))
-        _atomic(sweep_root / RESULTS_CSV, lambda p: df.to_csv(p, index=False))
+        # no fsync: the tables can always be rebuilt from the run directories
+        atomic_write(sweep_root / RESULTS_PARQUET, lambda p: df.to_parquet(p, index=False), sync=False)
+        atomic_write(sweep_root / RESULTS_CSV, lambda p: df.to_csv(p, index=False), sync=False)
         # written last: the cache never vouches for rows the parquet does not hold
         cache = {"version": CACHE_VERSION, "swept": swept, "runs": sigs}
-        _atomic(sweep_root / CACHE_FILE, lambda p: Path(p).write_text(json.dumps(cache)))
+        atomic_write(sweep_root / CACHE_FILE, lambda p: Path(p).write_text(json.dumps(cache)), sync=False)
     return df

@@ -11,21 +11,20 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
-from parcae_runner.launch.submit import read_sweep_record
-from parcae_runner.train.run_dir import RunDirectory
+from parcae_runner.runs import RunDirectory, RunStatus, SweepRecord
 
 
 def sweep_table(root: Path) -> pd.DataFrame | pd.Series | None:
-    record = read_sweep_record(root)
-    keys = [k for k in record.get("params", {}) if k != "seed"]
+    record = SweepRecord.read(root)
+    keys = [k for k in record.params if k != "seed"]
     rows = []
-    for name in record.get("runs", []):
+    for name in record.runs:
         run_dir = RunDirectory(root / name)
         run, cfg = run_dir.read_run(), run_dir.read_config()
-        if run.get("status") != "done" or cfg is None:
+        if run.status != RunStatus.DONE or cfg is None:
             continue
         values = {k: _value(OmegaConf.select(cfg, k)) for k in keys}
-        rows.append({**values, "run": name, "val_loss": run.get("final_val_loss")})
+        rows.append({**values, "run": name, "val_loss": run.final_val_loss})
     if not rows or not keys:
         return None
     df = pd.DataFrame(rows)

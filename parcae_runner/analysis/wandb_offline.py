@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from parcae_runner.runs.layout import WANDB_DIR
+
 BLOCK = 32 * 1024
 HEADER = 7
 FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
@@ -87,4 +89,4 @@ def read_offline_run(path: str | Path) -> dict[str, Any]:
 
 def find_run_files(run_dir: str | Path) -> list[Path]:
     """All offline run files under a run directory, oldest attempt first."""
-    return sorted(Path(run_dir).glob("wandb/offline-run-*/run-*.wandb"))
+    return sorted(Path(run_dir).glob(f"{WANDB_DIR}/offline-run-*/run-*.wandb"))

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from parcae_runner.analysis.wandb_offline import find_run_files
+from parcae_runner.runs.record import RUN_FILE
+from parcae_runner.util.log import log
 
 
 @dataclass
@@ -25,7 +27,7 @@ class SyncPlan:
 def plan_sync(sweep_root: Path) -> SyncPlan:
     """Offline run folders of every run directory under ``sweep_root``, split by upload state."""
     todo, done = [], []
-    for run_dir in sorted(p.parent for p in sweep_root.glob("*/run.json")):
+    for run_dir in sorted(p.parent for p in sweep_root.glob(f"*/{RUN_FILE}")):
         for run_file in find_run_files(run_dir):
             (done if run_file.with_suffix(".wandb.synced").exists() else todo).append(run_file.parent)
     return SyncPlan(todo, done)
@@ -34,21 +36,14 @@ def plan_sync(sweep_root: Path) -> SyncPlan:
 def sync_sweep(sweep_root: Path, dry_run: bool = False) -> SyncPlan:
     """Upload what is not uploaded yet (when a key is present and not ``dry_run``); returns the plan."""
     plan = plan_sync(sweep_root)
-    print(
-        f"[parcae-runner] {len(plan.to_upload)} offline wandb runs to upload, {len(plan.already_synced)} "
-        f"already uploaded",
-        file=sys.stderr,
-    )
+    log(f"{len(plan.to_upload)} offline wandb runs to upload, {len(plan.already_synced)} already uploaded")
     if not plan.to_upload:
         return plan
     if dry_run or not os.environ.get("WANDB_API_KEY"):
         reason = "dry run" if dry_run else "WANDB_API_KEY is not set"
         for folder in plan.to_upload:
             print(f"  would upload {folder}", file=sys.stderr)
-        print(
-            f"[parcae-runner] nothing uploaded ({reason}); set WANDB_API_KEY in the environment to upload",
-            file=sys.stderr,
-        )
+        log(f"nothing uploaded ({reason}); set WANDB_API_KEY in the environment to upload")
         return plan
     wandb = Path(sys.executable).with_name("wandb")
     subprocess.run([str(wandb) if wandb.exists() else "wandb", "sync", *map(str, plan.to_upload)], check=True)

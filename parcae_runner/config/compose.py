@@ -26,16 +26,20 @@ from parcae_runner.config.store import register_configs
 GROUPS = ("arch", "size", "data", "train", "cluster", "logger")
 
 
+# a config tree other than the repository's launch_configs/
+CONFIG_DIR_ENV = "PARCAE_CONFIG_DIR"
+
+
 def config_dir() -> Path:
     """The Hydra config tree: ``$PARCAE_CONFIG_DIR``, else the repository's ``launch_configs/``,
     else ``./launch_configs`` (an installed package run from a checkout)."""
-    env = os.environ.get("PARCAE_CONFIG_DIR")
+    env = os.environ.get(CONFIG_DIR_ENV)
     candidates = [Path(env)] if env else []
     candidates += [Path(__file__).resolve().parents[2] / "launch_configs", Path.cwd() / "launch_configs"]
     for c in candidates:
         if (c / "config.yaml").is_file():
             return c.resolve()
-    raise ConfigError("PARCAE_CONFIG_DIR", env, "no launch_configs/config.yaml found; set PARCAE_CONFIG_DIR")
+    raise ConfigError(CONFIG_DIR_ENV, env, "no launch_configs/config.yaml found; set PARCAE_CONFIG_DIR")
 
 
 def group_options(group: str) -> list[str]:
@@ -56,8 +60,8 @@ def _parent_keys(full_key: str) -> list[str]:
     """The keys allowed next to ``full_key`` in the schema, for an error message."""
     node: Any = RunConfig
     for part in full_key.split(".")[:-1]:
-        node = {f.name: f for f in fields(node)}.get(part)
-        node = node.default_factory() if node is not None and callable(node.default_factory) else None
+        field = {f.name: f for f in fields(node)}.get(part)
+        node = field.default_factory() if field is not None and callable(field.default_factory) else None
         if node is None or not is_dataclass(node):
             return []
     return [f.name for f in fields(node)]

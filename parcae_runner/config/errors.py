@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+# process exit codes of the CLI and the job script: bad input (a ConfigError) is 2
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+
 
 class ConfigError(ValueError):
     """A config value that cannot be used: names the key, the value and what is allowed."""

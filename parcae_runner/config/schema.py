@@ -7,10 +7,58 @@ a misspelled key or a wrong type fail at start-up, before anything is trained.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import Any
 
 from omegaconf import MISSING
+
+
+# The allowed values of the string fields below. The fields stay ``str`` (an Enum field would change how
+# config.yaml spells the value); validation and the code that acts on a value compare against these.
+class Schedule(enum.StrEnum):
+    COSINE = "cosine"
+    LINEAR = "linear"
+    CONSTANT = "constant"
+
+
+class CheckpointSchedule(enum.StrEnum):
+    PYTHIA = "pythia"
+    INTERVAL = "interval"
+    LIST = "list"
+    NONE = "none"
+
+
+class Precision(enum.StrEnum):
+    AUTO = "auto"
+    FP32 = "32"
+    FP32_TRUE = "32-true"
+    BF16_MIXED = "bf16-mixed"
+    BF16_TRUE = "bf16-true"
+    FP16_MIXED = "16-mixed"
+
+
+class DataSource(enum.StrEnum):
+    EMBEDDED = "embedded"
+    TEXT_FILES = "text_files"
+
+
+class WandbMode(enum.StrEnum):
+    OFFLINE = "offline"
+    ONLINE = "online"
+    DISABLED = "disabled"
+
+
+class Launcher(enum.StrEnum):
+    LOCAL = "local"
+    SLURM = "slurm"
+
+
+class Container(enum.StrEnum):
+    NONE = "none"
+    PYXIS = "pyxis"
+    APPTAINER = "apptainer"
+    DOCKER = "docker"
 
 
 @dataclass
@@ -136,7 +184,7 @@ class ClusterConfig:
     # codecarbon: ISO 3166-1 alpha-3 country code and optional region of the data centre
     country_iso_code: str = "USA"
     region: str | None = None
-    # a key of parcae_runner.launch.hardware.HARDWARE (cpu, a100, h100, ...): used by `plan`
+    # a key of parcae_runner.config.hardware.HARDWARE (cpu, a100, h100, ...): used by `plan`
     gpu_type: str = "cpu"
     # planning assumptions; null = the hardware table's value
     mfu: float = 0.4

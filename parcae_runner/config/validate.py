@@ -6,19 +6,27 @@ relations between them. All problems are collected so one run of the command sho
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Callable
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from parcae_runner.config.errors import ConfigError, ConfigErrors
+from parcae_runner.config.hardware import HARDWARE, known_countries
+from parcae_runner.config.schema import (
+    CheckpointSchedule,
+    Container,
+    DataSource,
+    Launcher,
+    Precision,
+    Schedule,
+    WandbMode,
+)
 
-SCHEDULES = ("cosine", "linear", "constant")
-CHECKPOINT_SCHEDULES = ("pythia", "interval", "list", "none")
-PRECISIONS = ("auto", "32", "32-true", "bf16-mixed", "bf16-true", "16-mixed")
-DATA_SOURCES = ("embedded", "text_files")
-WANDB_MODES = ("offline", "online", "disabled")
-LAUNCHERS = ("local", "slurm")
-CONTAINERS = ("none", "pyxis", "apptainer", "docker")
+
+def choices(kind: type[enum.StrEnum]) -> tuple[str, ...]:
+    return tuple(m.value for m in kind)
 
 
 def _positive(errors: list[ConfigError], cfg: DictConfig, key: str, allow_zero: bool = False) -> None:
@@ -45,11 +53,9 @@ def gradient_accumulation(cfg: DictConfig) -> int:
 
 
 def _validate_cluster(errors: list[ConfigError], cfg: DictConfig) -> None:
-    from parcae_runner.launch.hardware import HARDWARE, known_countries
-
     c = cfg.cluster
-    _one_of(errors, cfg, "cluster.launcher", LAUNCHERS)
-    _one_of(errors, cfg, "cluster.container", CONTAINERS)
+    _one_of(errors, cfg, "cluster.launcher", choices(Launcher))
+    _one_of(errors, cfg, "cluster.container", choices(Container))
     _one_of(errors, cfg, "cluster.gpu_type", tuple(HARDWARE))
     if c.country_iso_code not in known_countries():
         errors.append(
@@ -63,12 +69,16 @@ def _validate_cluster(errors: list[ConfigError], cfg: DictConfig) -> None:
         _positive(errors, cfg, f"cluster.{key}")
     for key in ("gpus_per_node", "signal_delay_s", "max_requeues"):
         _positive(errors, cfg, f"cluster.{key}", allow_zero=True)
-    if c.container != "none" and not c.image:
+    if c.container != Container.NONE and not c.image:
         errors.append(ConfigError("cluster.image", c.image, f"cluster.container={c.container} needs an image"))
 
 
-def validate_run_config(cfg: DictConfig) -> None:
-    """Raise :class:`ConfigErrors` listing every bad value in ``cfg``."""
+def validate_run_config(cfg: DictConfig, check_tasks: Callable[[list[str]], None] | None = None) -> None:
+    """Raise :class:`ConfigErrors` listing every bad value in ``cfg``.
+
+    ``check_tasks(names)`` raises a :class:`ConfigError` for unknown ``train.eval.tasks``; the task
+    registry lives in ``eval``, above this package, so the caller passes it in
+    (:func:`parcae_runner.train.preflight.validate`)."""
     from parcae_runner.models import UnknownArchitecture, UnknownSize, get_architecture
 
     errors: list[ConfigError] = []
@@ -99,9 +109,9 @@ def validate_run_config(cfg: DictConfig) -> None:
             )
     if t.min_lr > t.lr:
         errors.append(ConfigError("train.min_lr", t.min_lr, f"must not exceed train.lr ({t.lr})"))
-    _one_of(errors, cfg, "train.schedule", SCHEDULES)
-    _one_of(errors, cfg, "train.precision", PRECISIONS)
-    _one_of(errors, cfg, "train.checkpoint.schedule", CHECKPOINT_SCHEDULES)
+    _one_of(errors, cfg, "train.schedule", choices(Schedule))
+    _one_of(errors, cfg, "train.precision", choices(Precision))
+    _one_of(errors, cfg, "train.checkpoint.schedule", choices(CheckpointSchedule))
     _positive(errors, cfg, "train.checkpoint.every")
     _positive(errors, cfg, "train.checkpoint.keep_resume_state")
     if any(s < 0 for s in t.checkpoint.steps):
@@ -110,11 +120,9 @@ def validate_run_config(cfg: DictConfig) -> None:
     _positive(errors, cfg, "train.eval.every")
     if t.eval.limit is not None and t.eval.limit < 1:
         errors.append(ConfigError("train.eval.limit", t.eval.limit, "must be a positive number of examples, or null"))
-    if t.eval.tasks:
-        from parcae_runner.eval.tasks import check_task_names
-
+    if t.eval.tasks and check_tasks is not None:
         try:
-            check_task_names([str(x) for x in t.eval.tasks])
+            check_tasks([str(x) for x in t.eval.tasks])
         except ConfigError as exc:
             errors.append(ConfigError("train.eval.tasks", exc.value, exc.allowed))
 
@@ -122,7 +130,7 @@ def validate_run_config(cfg: DictConfig) -> None:
         errors.append(ConfigError("train.init_from", t.init_from, "not an exported folder (no config.json)"))
 
     d = cfg.data
-    _one_of(errors, cfg, "data.source", DATA_SOURCES)
+    _one_of(errors, cfg, "data.source", choices(DataSource))
     _positive(errors, cfg, "data.seq_len")
     _positive(errors, cfg, "data.seed", allow_zero=True)
     _positive(errors, cfg, "seed", allow_zero=True)
@@ -130,16 +138,16 @@ def validate_run_config(cfg: DictConfig) -> None:
         errors.append(ConfigError("data.vocab_size", d.vocab_size, "must be at least 260 (256 bytes + specials)"))
     if not 0 < d.val_fraction < 1:
         errors.append(ConfigError("data.val_fraction", d.val_fraction, "must be between 0 and 1 (exclusive)"))
-    if d.source == "text_files" and d.path is None:
+    if d.source == DataSource.TEXT_FILES and d.path is None:
         errors.append(
             ConfigError(
                 "data.path", d.path, "required with data=text_files: a file or folder of .txt, .md or .jsonl files"
             )
         )
-    elif d.source == "text_files" and not Path(d.path).expanduser().exists():
+    elif d.source == DataSource.TEXT_FILES and not Path(d.path).expanduser().exists():
         errors.append(ConfigError("data.path", d.path, "no such file or directory (.txt, .md or .jsonl files)"))
 
-    _one_of(errors, cfg, "logger.mode", WANDB_MODES)
+    _one_of(errors, cfg, "logger.mode", choices(WandbMode))
     _validate_cluster(errors, cfg)
     if errors:
         raise ConfigErrors(errors)

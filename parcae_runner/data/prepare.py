@@ -33,6 +33,7 @@ import tokenizers
 from parcae_runner.data.corpus import load_documents
 from parcae_runner.data.errors import DataError
 from parcae_runner.data.tokenizer import EOT_ID, MIN_VOCAB_SIZE, token_byte_lengths, train_tokenizer
+from parcae_runner.util.log import log
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -71,7 +72,7 @@ class PreparedData:
 
 def _log(progress: bool, message: str) -> None:
     if progress:
-        print(f"[data] {message}", file=sys.stderr, flush=True)
+        log(message, "data")
 
 
 def token_dtype(vocab_size: int) -> np.dtype:

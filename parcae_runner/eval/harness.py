@@ -30,6 +30,7 @@ from torch import nn
 from tqdm import tqdm
 
 from parcae_runner.data import EOT_ID
+from parcae_runner.runs import RunRecord
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DEFAULT_BATCH_SIZE = 16
@@ -50,11 +51,11 @@ def takes_recurrence(model: nn.Module) -> bool:
     return "num_steps" in inspect.signature(model.forward).parameters
 
 
-def run_data(record: dict[str, Any]) -> Any:
+def run_data(record: RunRecord) -> Any:
     """The prepared data (tokenizer, held-out split) a run trained on, from ``run.json``'s record."""
     from parcae_runner.data import DataError, load_prepared
 
-    folder = (record.get("data") or {}).get("dir")
+    folder = record.data_info.get("dir")
     try:
         return load_prepared(folder)
     except (TypeError, DataError) as exc:
@@ -66,7 +67,8 @@ def run_data(record: dict[str, Any]) -> Any:
 
 def load_run_model(run: str | Path, checkpoint: int | None = None) -> tuple[nn.Module, Any, int, int]:
     """``(model, tokenizer, max_length, step)`` of a run directory's checkpoint (newest when ``None``)."""
-    from parcae_runner.export.run_export import checkpoint_path, load_checkpoint_model, open_run
+    from parcae_runner.runs.checkpoints import checkpoint_path, load_checkpoint_model
+    from parcae_runner.runs.layout import open_run
 
     rd, cfg, record = open_run(run)
     step, path = checkpoint_path(rd, checkpoint)

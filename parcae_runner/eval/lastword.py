@@ -91,7 +91,7 @@ def held_out_documents(source: str = "embedded", path: str | None = None, val_fr
 
 def _run_data(run: str) -> dict:
     """The ``data`` section of a run directory's config."""
-    from parcae_runner.train.run_dir import RunDirectory
+    from parcae_runner.runs import RunDirectory
 
     cfg = RunDirectory(Path(run)).read_config()
     if cfg is None:

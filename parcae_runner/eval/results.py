@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from parcae_runner.train.run_dir import RunDirectory, atomic_write_json
-
-EVAL_DIR = "eval"
+from parcae_runner.runs import PREFIX, RunDirectory
+from parcae_runner.runs.layout import EVAL_DIR
+from parcae_runner.util.files import atomic_write_json
 
 
 def result_key(task: str, recurrence: int | None) -> str:
@@ -28,15 +28,15 @@ def flat_metrics(records: dict[str, dict[str, Any]]) -> dict[str, float]:
 
 def write_results(rd: RunDirectory, step: int, records: dict[str, dict[str, Any]]) -> list[Path]:
     """One JSON file per result under ``eval/checkpoint-N/`` and the metrics in ``run.json``."""
-    folder = rd.path / EVAL_DIR / f"checkpoint-{step}"
+    folder = rd.eval_dir / f"{PREFIX}{step}"
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for key, record in records.items():
         path = folder / f"{key}.json"
         atomic_write_json(path, {**record, "time": time.time()})
         written.append(path)
-    summary = rd.read_run().get("eval") or {}
-    summary.setdefault(f"checkpoint-{step}", {}).update({k: r["metrics"] for k, r in records.items()})
+    summary = rd.read_run().eval
+    summary.setdefault(f"{PREFIX}{step}", {}).update({k: r["metrics"] for k, r in records.items()})
     rd.update_run(eval=summary)
     return written
 
@@ -44,7 +44,7 @@ def write_results(rd: RunDirectory, step: int, records: dict[str, dict[str, Any]
 def read_results(run_dir: Path) -> dict[int, dict[str, float]]:
     """``{step: {"eval/<key>/<metric>": value}}`` from a run directory's ``eval/`` folder."""
     out: dict[int, dict[str, float]] = {}
-    for path in sorted((Path(run_dir) / EVAL_DIR).glob("checkpoint-*/*.json")):
+    for path in sorted((Path(run_dir) / EVAL_DIR).glob(f"{PREFIX}*/*.json")):
         try:
             step = int(path.parent.name.split("-", 1)[1])
             record = json.loads(path.read_text())

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,14 +35,14 @@ from parcae_runner.eval.tasks import (
     task_manager,
     task_metadata,
 )
+from parcae_runner.runs import checkpoint_path, list_checkpoints
+from parcae_runner.runs.checkpoints import load_checkpoint_model
+from parcae_runner.runs.layout import open_run
+from parcae_runner.util.log import log
 
 # bootstrap resamples for the standard errors of metrics that have no closed form (perplexity):
 # lm-eval's default of 100,000 takes longer than the evaluation of a small model
 BOOTSTRAP_ITERS = 1000
-
-
-def _log(message: str) -> None:
-    print(f"[eval] {message}", file=sys.stderr, flush=True)
 
 
 def _metric_name(key: str) -> str:
@@ -75,7 +74,7 @@ def bpb_metrics(
     The training validation's own computation, on the same chunks when ``chunks`` is the run's
     ``val_batches x micro_batch_size``; ``None`` scores every chunk of the split."""
     from parcae_runner.data import TokenChunks, validation_indices
-    from parcae_runner.train.module import loss_and_bpb, score_chunks
+    from parcae_runner.eval.scoring import loss_and_bpb, score_chunks
 
     dataset = TokenChunks(data.val, seq_len)
     indices = list(range(len(dataset))) if chunks is None else validation_indices(len(dataset), chunks)
@@ -216,8 +215,6 @@ def evaluate_run(
 ) -> list[Path]:
     """Evaluate checkpoints of a run (the newest, ``checkpoint``, or all) on ``tasks``; returns the files written."""
     from parcae_runner.eval.harness import run_data
-    from parcae_runner.export.run_export import checkpoint_path, load_checkpoint_model, open_run
-    from parcae_runner.train.checkpointing import list_checkpoints
 
     rd, cfg, record = open_run(run_dir)
     if all_checkpoints and checkpoint is not None:
@@ -237,7 +234,7 @@ def evaluate_run(
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
 
     written: list[Path] = []
-    _log(f"{rd.path.name}: {len(steps)} checkpoint(s) x {', '.join(names)}")
+    log(f"{rd.path.name}: {len(steps)} checkpoint(s) x {', '.join(names)}", "eval")
     for i, step in enumerate(steps, 1):
         started = time.perf_counter()
         model = load_checkpoint_model(rd, cfg, record, checkpoint_path(rd, step)[1]).to(device)
@@ -258,5 +255,5 @@ def evaluate_run(
             )
         written += write_results(rd, step, records)
         shown = ", ".join(f"{k}={v:.4g}" for k, v in flat_metrics(records).items() if "stderr" not in k)
-        _log(f"checkpoint-{step} ({i}/{len(steps)}, {time.perf_counter() - started:.1f}s): {shown}")
+        log(f"checkpoint-{step} ({i}/{len(steps)}, {time.perf_counter() - started:.1f}s): {shown}", "eval")
     return written

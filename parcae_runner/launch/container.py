@@ -35,16 +35,22 @@ import sys
 from pathlib import Path
 from typing import Any
 
-CONTAINER_MODES = ("none", "pyxis", "apptainer", "docker")
+from parcae_runner.config.schema import Container
+
+# the environment a run reads its container provenance from, and runtime_info() that reads it
+from parcae_runner.runs.provenance import (  # noqa: F401
+    DIGEST_ENV,
+    IMAGE_ENV,
+    IMAGE_INFO_ENV,
+    MODE_ENV,
+    REQUEUE_BY_JOB_SCRIPT,
+    REQUEUE_ENV,
+    runtime_info,
+)
+
+CONTAINER_MODES = tuple(m.value for m in Container)
 # environment passed into a container by name only (values never land in a file or an image)
 PASS_ENV = ("WANDB_API_KEY", "WANDB_MODE", "WANDB_ENTITY", "WANDB_PROJECT", "HF_HOME", "HF_TOKEN", "USER")
-# what a run records about its container, set by the job script for the processes in the container
-MODE_ENV, IMAGE_ENV, DIGEST_ENV = "PARCAE_CONTAINER", "PARCAE_IMAGE", "PARCAE_IMAGE_DIGEST"
-# set to "job-script" where the job script outside the container requeues the job (no scontrol inside)
-REQUEUE_ENV = "PARCAE_REQUEUE"
-REQUEUE_BY_JOB_SCRIPT = "job-script"
-# the image's own build facts (docker/Dockerfile writes the file and sets the variable)
-IMAGE_INFO_ENV = "PARCAE_IMAGE_INFO"
 # `scontrol show job $SLURM_JOB_ID` as read outside, for the image's docker/scontrol (codecarbon asks it)
 JOB_INFO_ENV = "PARCAE_SLURM_JOB_INFO"
 # what the job script tells the run inside a docker container (pyxis and apptainer pass the environment through)
@@ -93,9 +99,9 @@ def resolve_digest(mode: str, image: str | None) -> str | None:
     """The digest that identifies ``image``: for docker the local image id (``sha256:...`` of its config, what
     ``docker run`` runs), else the ``@sha256:`` of a reference pinned by digest; None where it cannot be known here
     (a tag for pyxis or apptainer: pin those by digest)."""
-    if not image or mode == "none":
+    if not image or mode == Container.NONE:
         return None
-    if mode == "docker":
+    if mode == Container.DOCKER:
         found = docker_inspect(image)
         if found is not None:
             return found["Id"]
@@ -104,7 +110,7 @@ def resolve_digest(mode: str, image: str | None) -> str | None:
 
 def image_record(mode: str, image: str | None) -> dict[str, Any] | None:
     """What ``sweep.json`` records of the image a profile names (None for ``container: none``)."""
-    if mode == "none":
+    if mode == Container.NONE:
         return None
     return {"mode": mode, "image": image, "digest": resolve_digest(mode, image)}
 
@@ -115,20 +121,6 @@ def provenance_env(mode: str, image: str, digest: str | None) -> dict[str, str]:
     if digest:
         env[DIGEST_ENV] = digest
     return env
-
-
-def runtime_info() -> dict[str, Any] | None:
-    """What ``run.json`` records of the container this process runs in; None outside any known image."""
-    info: dict[str, Any] = {}
-    if os.environ.get(MODE_ENV):
-        info = {"mode": os.environ[MODE_ENV], "image": os.environ.get(IMAGE_ENV), "digest": os.environ.get(DIGEST_ENV)}
-    built = os.environ.get(IMAGE_INFO_ENV)
-    if built:
-        try:
-            info["build"] = json.loads(Path(built).read_text())
-        except (OSError, ValueError):
-            pass
-    return info or None
 
 
 def slurm_job_info(job_id: str | None) -> str | None:
@@ -195,12 +187,12 @@ def container_command(
     comma-separated list of host GPU indices, or None for none; ``env_names``: variables passed into a docker
     container by name (pyxis and apptainer pass the task's environment through).
     """
-    if mode == "none":
+    if mode == Container.NONE:
         return [python or sys.executable, "-m", "parcae_runner.cli", "train", *train_args]
     if not image:
         raise ValueError(f"CONTAINER={mode} needs an image: set IMAGE=... or cluster.image")
     binds = bind_paths([workdir, *(mounts or [])])
-    if mode == "pyxis":
+    if mode == Container.PYXIS:
         # pyxis flags belong to srun itself; pyxis does not run the image's entrypoint, so name the command
         return [
             f"--container-image={pyxis_image(image)}",
@@ -210,7 +202,7 @@ def container_command(
             "train",
             *train_args,
         ]
-    if mode == "apptainer":
+    if mode == Container.APPTAINER:
         return [
             "apptainer",
             "exec",
@@ -224,7 +216,7 @@ def container_command(
             "train",
             *train_args,
         ]
-    if mode == "docker":
+    if mode == Container.DOCKER:
         names = sorted(set(PASS_ENV) | set(RUN_ENV) | set(env_names or ()))
         gpu_flags = [] if gpus is None else ["--gpus", "all" if gpus == "all" else f'"device={gpus}"']
         groups = [a for g in sorted(set(os.getgroups()) - {os.getgid()}) for a in ("--group-add", str(g))]

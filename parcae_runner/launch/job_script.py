@@ -29,8 +29,11 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from parcae_runner.config.schema import Container
 from parcae_runner.launch import container
 from parcae_runner.launch.container import CONTAINER_MODES, PASS_ENV, container_command  # noqa: F401
+from parcae_runner.runs import RunDirectory, RunRecord, RunStatus
+from parcae_runner.util.log import log
 
 
 def container_mounts(cfg: DictConfig, config_dir: Path) -> list[str]:
@@ -79,31 +82,28 @@ def srun_command(
 
 
 def _attempts(run_dir: Path) -> int:
-    from parcae_runner.train.run_dir import RunDirectory
-
-    return int(RunDirectory(run_dir).read_run().get("attempts", 0))
+    return RunRecord.read(run_dir).attempts
 
 
 def _run_outside(cmd: list[str], run_dir: Path, mode: str) -> int:
     """Run the step as a child, then do what the container cannot: clean up, and requeue if the run asked to."""
-    from parcae_runner.launch.requeue import requeue_job, slurm_job_id
-    from parcae_runner.train.run_dir import RunDirectory
+    from parcae_runner.train.requeue import requeue_job, slurm_job_id
 
     def note(signum, frame) -> None:
         # SIGTERM/SIGINT (scancel) reach the step's tasks too; wait for them to record their end
-        print(f"[parcae-runner] job script: signal {signum}, waiting for the step", file=sys.stderr, flush=True)
+        log(f"job script: signal {signum}, waiting for the step")
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
         signal.signal(sig, note)
     before = _attempts(run_dir)
     rc = subprocess.call(cmd)
     job = os.environ.get("SLURM_JOB_ID")
-    if mode == "docker" and job:
+    if mode == Container.DOCKER and job:
         left = container.remove_job_containers(job)
         if left:
-            print(f"[parcae-runner] removed containers left behind: {' '.join(left)}", file=sys.stderr, flush=True)
-    record = RunDirectory(run_dir).read_run()
-    if record.get("status") == "requeued" and int(record.get("attempts", 0)) > before:
+            log(f"removed containers left behind: {' '.join(left)}")
+    record = RunRecord.read(run_dir)
+    if record.status == RunStatus.REQUEUED and record.attempts > before:
         os.environ.pop(container.REQUEUE_ENV, None)
         if requeue_job():
             step_log = run_dir / "logs" / f"slurm-{job}.out"
@@ -113,21 +113,21 @@ def _run_outside(cmd: list[str], run_dir: Path, mode: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from parcae_runner.cli import EXIT_BAD_INPUT, resolve_config_arg
     from parcae_runner.config import ConfigError, ConfigErrors, compose_run_config, config_dir
-    from parcae_runner.config.validate import validate_run_config
-    from parcae_runner.train.run_dir import RunDirectory
+    from parcae_runner.config.errors import EXIT_BAD_INPUT
+    from parcae_runner.config.presets import resolve_config_arg
+    from parcae_runner.train.preflight import validate
 
     overrides = list(sys.argv[1:] if argv is None else argv)
     try:
         config_name = resolve_config_arg(os.environ.get("CONFIG", "config"))
         cfg = compose_run_config(overrides, config_name=config_name)
-        validate_run_config(cfg)
+        validate(cfg)
         mode = os.environ.get("CONTAINER") or cfg.cluster.container
         image = os.environ.get("IMAGE") or cfg.cluster.image
         if mode not in CONTAINER_MODES:
             raise ConfigError("CONTAINER", mode, f"choose one of {', '.join(CONTAINER_MODES)}")
-        if mode != "none" and not image:
+        if mode != Container.NONE and not image:
             raise ConfigError("IMAGE", image, f"CONTAINER={mode} needs an image: set IMAGE=... or cluster.image")
     except (ConfigError, ConfigErrors) as exc:
         print(f"parcae-runner: error: {exc}", file=sys.stderr)
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     train_args = ["--config-name", config_name, *overrides]
     restart = os.environ.get("SLURM_RESTART_COUNT", "0")
     job = os.environ.get("SLURM_JOB_ID")
-    if mode == "none":
+    if mode == Container.NONE:
         cmd = srun_command(cfg, run_dir, train_args, mode, image)
         print(f"[parcae-runner] job {job} (restart {restart}): {shlex.join(cmd)}", flush=True)
         os.execvp(cmd[0], cmd)
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # one digest for every task of this job, and the exact image it names (a tag may move while the job runs)
     digest = container.resolve_digest(mode, image)
-    if mode == "docker" and digest is None:
+    if mode == Container.DOCKER and digest is None:
         print(f"parcae-runner: error: docker has no image {image} on this node", file=sys.stderr)
         return EXIT_BAD_INPUT
     os.environ.update(container.provenance_env(mode, image, digest))
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     mounts = container_mounts(cfg, config_dir())
     for d in (cfg.results_dir, cfg.data.cache_dir):
         Path(d).expanduser().mkdir(parents=True, exist_ok=True)
-    run_image = digest if mode == "docker" else image
+    run_image = digest if mode == Container.DOCKER else image
     cmd = srun_command(cfg, run_dir, train_args, mode, run_image, mounts=mounts)
     print(
         f"[parcae-runner] job {job} (restart {restart}), image {image} ({digest or 'digest unknown'}): "

@@ -8,7 +8,7 @@ Nothing is submitted unless every point is valid. The estimate per run is::
     kWh        = GPU-hours * device power (W) / 1000 * cluster.pue
     kg CO2     = kWh * grid intensity of cluster.country_iso_code       (codecarbon's table)
 
-Peaks and powers are in ``launch/hardware.py``; ``mfu`` and ``pue`` are profile keys.
+Peaks and powers are in ``config/hardware.py``; ``mfu`` and ``pue`` are profile keys.
 """
 
 from __future__ import annotations
@@ -23,11 +23,12 @@ from omegaconf import DictConfig
 
 from parcae_runner.config.compose import compose_many
 from parcae_runner.config.errors import ConfigError, ConfigErrors
-from parcae_runner.config.validate import validate_run_config
-from parcae_runner.launch.hardware import HARDWARE, carbon_intensity_kg_per_kwh
+from parcae_runner.config.hardware import HARDWARE, carbon_intensity_kg_per_kwh
+from parcae_runner.config.schema import Precision
 from parcae_runner.launch.sweep_file import Point, Sweep, name_point
 from parcae_runner.models.flops import model_costs
-from parcae_runner.train.run_dir import RunDirectory
+from parcae_runner.runs import RunDirectory, RunStatus
+from parcae_runner.train.preflight import validate
 
 
 @dataclass
@@ -145,11 +146,11 @@ def estimate(point: Point, cfg: DictConfig) -> PlannedRun:
     tokens = cfg.train.max_steps * cfg.train.batch_size * cfg.data.seq_len
     flops = tokens * fpt
     hw = HARDWARE[cfg.cluster.gpu_type]
-    precision = str(cfg.train.precision) if cfg.train.precision != "auto" else "bf16-mixed"
+    precision = str(cfg.train.precision) if cfg.train.precision != Precision.AUTO else Precision.BF16_MIXED
     gpu_hours = flops / (hw.peak(precision) * cfg.cluster.mfu) / 3600
     kwh = gpu_hours * hw.power_w / 1000 * cfg.cluster.pue
     co2 = kwh * carbon_intensity_kg_per_kwh(cfg.cluster.country_iso_code)
-    status = RunDirectory.for_config(cfg).read_run().get("status", "new")
+    status = RunDirectory.for_config(cfg).read_run().status or RunStatus.NEW
     return PlannedRun(point, cfg, params, non_emb, tokens, flops, gpu_hours, kwh, co2, status)
 
 
@@ -176,7 +177,7 @@ def plan_sweep(sweep: Sweep, extra: list[str] | None = None) -> list[PlannedRun]
             name_point(point, cfg.arch.name, cfg.size.name, cfg.seed)
             cfg.run_name = point.name
         try:
-            validate_run_config(cfg)
+            validate(cfg)
         except ConfigErrors as exc:
             errors.extend(InvalidPoint(point.name, e) for e in exc.errors)
             continue
@@ -214,7 +215,7 @@ def format_plan(sweep: Sweep, runs: list[PlannedRun]) -> str:
         )
         for r in runs
     ]
-    todo = [r for r in runs if r.status != "done"]
+    todo = [r for r in runs if r.status != RunStatus.DONE]
     total = (
         "total (to run)",
         "",

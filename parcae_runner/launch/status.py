@@ -13,11 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from parcae_runner.launch.submit import read_sweep_record
-from parcae_runner.train.run_dir import RunDirectory
-
-# run.json statuses after which a run needs a resubmission to continue
-NEEDS_RESUBMIT = ("failed", "terminated", "requeue-limit", "interrupted", "stopped")
+from parcae_runner.runs import RunDirectory, RunStatus, SweepRecord
+from parcae_runner.runs.record import NEEDS_RESUBMIT
 
 
 def _run(cmd: list[str]) -> subprocess.CompletedProcess | None:
@@ -60,12 +57,12 @@ def _eta(seconds: float | None) -> str:
 
 def run_rows(root: Path) -> list[dict[str, Any]]:
     """One dict per run of the sweep at ``root`` (``results/<sweep>``)."""
-    record = read_sweep_record(root)
-    jobs: dict[str, str] = record.get("jobs", {})
+    record = SweepRecord.read(root)
+    jobs = record.jobs
     queued = queued_jobs()
     accounted = accounted_states([j for j in jobs.values() if not j.startswith("local")])
     rows = []
-    for name in record.get("runs", []):
+    for name in record.runs:
         run_dir = RunDirectory(root / name)
         run = run_dir.read_run()
         job = jobs.get(name, "-")
@@ -77,29 +74,31 @@ def run_rows(root: Path) -> list[dict[str, Any]]:
             slurm = accounted.get(job, "-")
         train = [r for r in run_dir.read_metrics() if "train/loss" in r] if run_dir.path.exists() else []
         last = train[-1] if train else {}
-        step = run.get("step", last.get("step", 0)) if run.get("status") != "running" else last.get("step", 0)
-        max_steps = run.get("max_steps")
+        running = run.status == RunStatus.RUNNING
+        step = run.step if run.step is not None and not running else last.get("step", 0)
+        max_steps = run.max_steps
         tokens_per_s = last.get("train/tokens_per_s")
         eta = None
-        if tokens_per_s and max_steps and run.get("tokens_per_step") and run.get("status") == "running":
-            eta = (max_steps - step) * run["tokens_per_step"] / tokens_per_s
-        status = run.get("status", "pending")
-        if status in ("running", "requeued") and job not in queued and not job.startswith("local"):
-            status = "lost"  # its job is gone without writing a final status (killed hard, node failure)
+        if tokens_per_s and max_steps and run.tokens_per_step and running:
+            eta = (max_steps - step) * run.tokens_per_step / tokens_per_s
+        status = run.status or RunStatus.PENDING
+        if status in (RunStatus.RUNNING, RunStatus.REQUEUED) and job not in queued and not job.startswith("local"):
+            # its job is gone without writing a final status (killed hard, node failure)
+            status = RunStatus.LOST
         rows.append(
             {
                 "run": name,
                 "job": job,
                 "slurm": slurm,
                 "status": status,
-                "attempts": run.get("attempts", 0),
+                "attempts": run.attempts,
                 "step": step,
                 "max_steps": max_steps,
                 "loss": last.get("train/loss"),
-                "val_loss": run.get("final_val_loss"),
+                "val_loss": run.final_val_loss,
                 "tokens_per_s": tokens_per_s,
                 "eta_s": eta,
-                "energy_kwh": run.get("energy_kwh", 0.0),
+                "energy_kwh": run.energy_kwh or 0.0,
                 "in_queue": job in queued,
             }
         )
@@ -127,23 +126,23 @@ def format_rows(name: str, rows: list[dict[str, Any]]) -> str:
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    done = sum(r["status"] == "done" for r in rows)
+    done = sum(r["status"] == RunStatus.DONE for r in rows)
     lines.insert(0, f"sweep {name}: {done}/{len(rows)} done  ({time.strftime('%Y-%m-%d %H:%M:%S')})")
     return "\n".join(lines)
 
 
 def needs_resubmit(row: dict[str, Any]) -> bool:
     """Failed, cancelled or lost: not done, and no job of it left in the queue."""
-    if row["in_queue"] or row["status"] == "done":
+    if row["in_queue"] or row["status"] == RunStatus.DONE:
         return False
-    return row["status"] in (*NEEDS_RESUBMIT, "lost", "pending")
+    return row["status"] in (*NEEDS_RESUBMIT, RunStatus.LOST, RunStatus.PENDING)
 
 
 def cancel(root: Path) -> list[str]:
     """scancel every queued job of the sweep; returns the ids cancelled."""
-    record = read_sweep_record(root)
+    record = SweepRecord.read(root)
     queued = queued_jobs()
-    ids = sorted({j for j in record.get("jobs", {}).values() if j in queued})
+    ids = sorted({j for j in record.jobs.values() if j in queued})
     if ids:
         subprocess.run(["scancel", *ids], check=True)
     return ids

@@ -10,57 +10,34 @@ the node, with the code of the commit recorded in ``sweep.json``.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 
+from parcae_runner.config.schema import Launcher
 from parcae_runner.launch.container import image_record
 from parcae_runner.launch.plan import PlannedRun
 from parcae_runner.launch.sweep_file import Sweep
-from parcae_runner.train.run_dir import atomic_write_json
+from parcae_runner.runs import RunStatus, SweepRecord
+from parcae_runner.runs.provenance import git_commit
+from parcae_runner.util.log import log
 
-FINISHED = ("done",)
-
-
-def run_training(overrides: list[str], config_name: str = "config") -> str:
-    """The job: compose this point's config on the node and train (or resume) it."""
-    from parcae_runner.config import compose_run_config
-    from parcae_runner.train.runner import train
-
-    return str(train(compose_run_config(overrides, config_name=config_name)).path)
-
-
-def git_commit() -> dict[str, Any]:
-    def git(*args: str) -> str | None:
-        try:
-            out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return out.stdout.strip() if out.returncode == 0 else None
-
-    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
-
-
-def sweep_file(root: Path) -> Path:
-    return root / "sweep.json"
-
-
-def read_sweep_record(root: Path) -> dict[str, Any]:
-    path = sweep_file(root)
-    return json.loads(path.read_text()) if path.exists() else {}
+FINISHED = (RunStatus.DONE,)
+# what one Slurm array task runs: (the point's overrides, the preset) -> its run directory
+Job = Callable[[list[str], str], str]
 
 
 def _slurm_parameters(c: DictConfig, name: str, hold: bool) -> dict[str, Any]:
     gpus = c.gpus_per_node
     extra: dict[str, Any] = {
         "requeue": True,
-        # USR1, not submitit's USR2: parcae_runner.launch.requeue owns requeueing (see there)
+        # USR1, not submitit's USR2: parcae_runner.train.requeue owns requeueing (see there)
         "signal": f"USR1@{c.signal_delay_s}",
         "open-mode": "append",
         **dict(c.sbatch_extra),
@@ -86,13 +63,13 @@ def _slurm_parameters(c: DictConfig, name: str, hold: bool) -> dict[str, Any]:
     return params
 
 
-def submit_slurm(sweep: Sweep, runs: list[PlannedRun], root: Path, hold: bool) -> dict[str, str]:
-    """Submit ``runs`` as one job array; returns run name -> Slurm job id (``<array>_<task>``)."""
+def submit_slurm(sweep: Sweep, runs: list[PlannedRun], root: Path, hold: bool, job: Job) -> dict[str, str]:
+    """Submit ``runs`` as one job array of ``job`` tasks; returns run name -> Slurm job id (``<array>_<task>``)."""
     import submitit
 
     executor = submitit.AutoExecutor(folder=root / ".submitit" / "%j", cluster="slurm")
     executor.update_parameters(**_slurm_parameters(runs[0].cfg.cluster, f"parcae-{sweep.name}", hold))
-    jobs = executor.map_array(run_training, [r.point.overrides for r in runs], [sweep.preset] * len(runs))
+    jobs = executor.map_array(job, [r.point.overrides for r in runs], [sweep.preset] * len(runs))
     return {r.point.name: job.job_id for r, job in zip(runs, jobs, strict=True)}
 
 
@@ -107,7 +84,7 @@ def run_local(sweep: Sweep, runs: list[PlannedRun], root: Path) -> dict[str, str
     while pending or active:
         while pending and len(active) < limit:
             run = pending.pop(0)
-            log = (logs / f"{run.point.name}.log").open("a")
+            log_file = (logs / f"{run.point.name}.log").open("a")
             cmd = [
                 sys.executable,
                 "-m",
@@ -118,18 +95,18 @@ def run_local(sweep: Sweep, runs: list[PlannedRun], root: Path) -> dict[str, str
                 *run.point.overrides,
                 "train.progress=false",
             ]
-            print(f"[parcae-runner] {run.point.name}: started (log {log.name})", file=sys.stderr, flush=True)
-            active.append((run, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
+            log(f"{run.point.name}: started (log {log_file.name})")
+            active.append((run, subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT), log_file))
         time.sleep(0.5)
         for item in list(active):
-            run, proc, log = item
+            run, proc, log_file = item
             if proc.poll() is not None:
-                log.close()
+                log_file.close()
                 active.remove(item)
                 codes[run.point.name] = f"local:{proc.returncode}"
-                state = "done" if proc.returncode == 0 else f"failed (exit {proc.returncode}, see {log.name})"
+                state = "done" if proc.returncode == 0 else f"failed (exit {proc.returncode}, see {log_file.name})"
                 left = len(pending) + len(active)
-                print(f"[parcae-runner] {run.point.name}: {state}; {left} left", file=sys.stderr, flush=True)
+                log(f"{run.point.name}: {state}; {left} left")
     return codes
 
 
@@ -144,8 +121,8 @@ def record_submission(
     new_submission: bool = True,
 ) -> dict[str, Any]:
     """Write ``results/<sweep>/sweep.json``: the grid, every submission's job ids, time and commit."""
-    record = read_sweep_record(root)
-    record.update(
+    record = SweepRecord.read(root)
+    record.data.update(
         name=sweep.name,
         file=str(sweep.path),
         variant=sweep.variant,
@@ -153,17 +130,15 @@ def record_submission(
         preset=sweep.preset,
         params=sweep.params,
         fixed={k: str(v) for k, v in sweep.fixed.items()},
-        cluster=runs[0].cfg.cluster.name if runs else record.get("cluster"),
+        cluster=runs[0].cfg.cluster.name if runs else record.cluster,
         launcher=launcher,
         overrides=list(extra),
-        runs=[r.point.name for r in runs]
-        + [n for n in record.get("runs", []) if n not in {r.point.name for r in runs}],
+        runs=[r.point.name for r in runs] + [n for n in record.runs if n not in {r.point.name for r in runs}],
     )
-    jobs = dict(record.get("jobs", {}))
-    jobs.update(job_ids)
-    record["jobs"] = jobs
+    record.data["jobs"] = {**record.jobs, **job_ids}
     if new_submission:
-        record.setdefault("submissions", []).append(
+        record.data["submissions"] = [
+            *record.submissions,
             {
                 "time": time.time(),
                 "hold": hold,
@@ -171,26 +146,33 @@ def record_submission(
                 **git_commit(),
                 "host": os.uname().nodename,
                 "container": image_record(runs[0].cfg.cluster.container, runs[0].cfg.cluster.image) if runs else None,
-            }
-        )
-    atomic_write_json(sweep_file(root), record)
+            },
+        ]
+    record.write()
     return record
 
 
 def launch_sweep(
-    sweep: Sweep, planned: list[PlannedRun], extra: list[str], hold: bool = False, only: set[str] | None = None
+    sweep: Sweep,
+    planned: list[PlannedRun],
+    extra: list[str],
+    hold: bool = False,
+    only: set[str] | None = None,
+    *,
+    job: Job | None = None,
 ) -> dict[str, str]:
     """Submit every planned run that is not finished and not already queued (or only ``only``).
 
     Resubmitting a sweep is therefore safe: finished runs are skipped, unfinished ones resume
-    from their newest checkpoint. Returns run name -> job id of what was submitted.
+    from their newest checkpoint. Returns run name -> job id of what was submitted. ``job`` is what
+    a Slurm array task runs (:func:`parcae_runner.jobs.run_training`); local runs start the CLI.
     """
     from parcae_runner.launch.plan import results_root
     from parcae_runner.launch.status import queued_jobs
 
     root = results_root(planned)
     root.mkdir(parents=True, exist_ok=True)
-    previous = read_sweep_record(root).get("jobs", {})
+    previous = SweepRecord.read(root).jobs
     queued = queued_jobs()
     todo = [
         r
@@ -201,11 +183,13 @@ def launch_sweep(
     ]
     launcher = planned[0].cfg.cluster.launcher
     if not todo:
-        print(f"[parcae-runner] nothing to submit: {len(planned)} runs are done or queued", file=sys.stderr)
+        log(f"nothing to submit: {len(planned)} runs are done or queued")
         record_submission(sweep, planned, root, {}, hold, launcher, extra)
         return {}
-    if launcher == "slurm":
-        job_ids = submit_slurm(sweep, todo, root, hold)
+    if launcher == Launcher.SLURM:
+        if job is None:
+            raise ValueError("a Slurm sweep needs the job its array tasks run (parcae_runner.jobs.run_training)")
+        job_ids = submit_slurm(sweep, todo, root, hold, job)
         first = next(iter(job_ids.values())).split("_")[0]
         print(
             f"[parcae-runner] submitted {len(todo)} runs as Slurm job {first}"

@@ -132,7 +132,7 @@ def _question(text: str) -> str:
 
 def preset_as_sweep(path: Path) -> Sweep:
     """A launch_configs/ preset planned as a sweep of one run (``plan launch_configs/<preset>.yaml``)."""
-    from parcae_runner.cli import resolve_config_arg
+    from parcae_runner.config.presets import resolve_config_arg
 
     name = resolve_config_arg(str(path))
     return Sweep(

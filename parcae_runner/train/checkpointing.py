@@ -4,13 +4,11 @@ Each checkpoint folder holds ``model.safetensors`` (weights, what exports and ev
 ``meta.json`` (step, tokens, time) and, for the newest ``keep_resume_state`` checkpoints,
 ``trainer_state.ckpt`` (Lightning's full state: optimizer, scheduler, loop counters) from which a
 killed run resumes. The folder is built under a temporary name and renamed into place, so a
-folder named ``checkpoint-N`` is always complete.
+folder named ``checkpoint-N`` is always complete. Reading them: :mod:`parcae_runner.runs.checkpoints`.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -18,11 +16,8 @@ from pathlib import Path
 import lightning as L
 from safetensors.torch import save_model
 
-from parcae_runner.train.run_dir import atomic_write_json, fsync_dir
-
-PREFIX = "checkpoint-"
-RESUME_FILE = "trainer_state.ckpt"
-WEIGHTS_FILE = "model.safetensors"
+from parcae_runner.runs.checkpoints import META_FILE, PREFIX, RESUME_FILE, WEIGHTS_FILE, list_checkpoints
+from parcae_runner.util.files import atomic_write_json, fsync_dir, fsync_file
 
 
 def pythia_steps(max_steps: int, every: int) -> list[int]:
@@ -44,29 +39,6 @@ def checkpoint_steps(schedule: str, max_steps: int, every: int, steps: list[int]
     if save_last:
         chosen.add(max_steps)
     return sorted(chosen)
-
-
-def list_checkpoints(root: Path) -> list[tuple[int, Path]]:
-    """Complete checkpoints under ``root`` as ``(step, path)``, oldest first."""
-    found = []
-    for p in root.glob(f"{PREFIX}*"):
-        step = p.name[len(PREFIX) :]
-        if step.isdigit() and (p / "meta.json").exists():
-            found.append((int(step), p))
-    return sorted(found)
-
-
-def latest_resumable(root: Path) -> tuple[int, Path] | None:
-    """The newest checkpoint that carries trainer state, or None."""
-    for step, path in reversed(list_checkpoints(root)):
-        if (path / RESUME_FILE).exists():
-            return step, path
-    return None
-
-
-def _fsync_file(path: Path) -> None:
-    with path.open("rb") as f:
-        os.fsync(f.fileno())
 
 
 class CheckpointSchedule(L.Callback):
@@ -106,8 +78,8 @@ class CheckpointSchedule(L.Callback):
             save_model(pl_module.model, str(tmp / WEIGHTS_FILE), metadata={"step": str(step)})
             meta = {"step": step, "tokens": step * self.tokens_per_step, "time": time.time()}
             for f in (tmp / RESUME_FILE, tmp / WEIGHTS_FILE):
-                _fsync_file(f)
-            atomic_write_json(tmp / "meta.json", meta)
+                fsync_file(f)
+            atomic_write_json(tmp / META_FILE, meta)
             if final.exists():  # a re-run step after resume: replace the old copy
                 shutil.rmtree(final)
             tmp.rename(final)
@@ -120,7 +92,3 @@ class CheckpointSchedule(L.Callback):
         with_state = [p for _, p in list_checkpoints(self.root) if (p / RESUME_FILE).exists()]
         for path in with_state[: -self.keep_resume_state]:
             (path / RESUME_FILE).unlink()
-
-
-def read_meta(path: Path) -> dict:
-    return json.loads((path / "meta.json").read_text())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import math
 
 import lightning as L
 import torch
@@ -14,6 +13,7 @@ from torch.utils.data import DataLoader
 
 from parcae_runner.config.validate import gradient_accumulation
 from parcae_runner.data import PreparedData, StepSampler, TokenChunks, validation_indices
+from parcae_runner.eval.scoring import loss_and_bpb, score_chunks
 from parcae_runner.train.optim import build_optimizer
 
 
@@ -130,34 +130,3 @@ class LanguageModelModule(L.LightningModule):
         )
         self.model.train(was_training)
         return loss_and_bpb(self.trainer.strategy.reduce(totals, reduce_op="sum"))
-
-
-@torch.no_grad()
-def score_chunks(
-    model: nn.Module,
-    dataset: TokenChunks,
-    indices: list[int],
-    batch_size: int,
-    token_bytes: torch.Tensor,
-    forward_kwargs: dict | None = None,
-) -> torch.Tensor:
-    """``[nats, tokens, bytes]`` (float64, on ``token_bytes``' device) summed over the chunks ``indices``
-    of ``dataset``: the one definition of validation loss and bits per byte, in training and in ``eval``."""
-    device = token_bytes.device
-    totals = torch.zeros(3, dtype=torch.float64, device=device)
-    for start in range(0, len(indices), batch_size):
-        xs, ys = zip(*(dataset[i] for i in indices[start : start + batch_size]), strict=True)
-        x, y = torch.stack(xs).to(device), torch.stack(ys).to(device)
-        logits = model(x, **(forward_kwargs or {}))
-        nats = F.cross_entropy(logits.float().view(-1, logits.size(-1)), y.view(-1), reduction="sum")
-        count = torch.tensor(y.numel(), device=device).double()
-        totals += torch.stack([nats.double(), count, token_bytes[y].sum()])
-    return totals
-
-
-def loss_and_bpb(totals: torch.Tensor) -> dict[str, float]:
-    """``val/loss`` (nats/token), ``val/bpb`` and ``val/tokens`` from :func:`score_chunks`' sums."""
-    nats, tokens, nbytes = totals.tolist()
-    if tokens == 0:
-        return {}
-    return {"val/loss": nats / tokens, "val/bpb": nats / (math.log(2) * nbytes), "val/tokens": tokens}

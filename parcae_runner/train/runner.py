@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import logging
 import os
-import platform
-import sys
 import time
 import uuid
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,24 +22,23 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf
 
 from parcae_runner.config.errors import ConfigError
-from parcae_runner.config.validate import gradient_accumulation, validate_run_config
+from parcae_runner.config.schema import Precision, WandbMode
+from parcae_runner.config.validate import gradient_accumulation
 from parcae_runner.data import PreparedData, prepare_data
-from parcae_runner.eval.callback import EvalAtCheckpoints
-from parcae_runner.launch.container import runtime_info as container_info
-from parcae_runner.launch.requeue import RequeueOnSignal, requeue_job, slurm_job_id
 from parcae_runner.models import build_model, count_parameters
-from parcae_runner.train.checkpointing import RESUME_FILE, CheckpointSchedule, checkpoint_steps, latest_resumable
+from parcae_runner.runs import RESUME_FILE, RunDirectory, RunRecord, RunStatus, latest_resumable, run_name
+from parcae_runner.runs.provenance import hardware_info as provenance_hardware_info
+from parcae_runner.train.checkpointing import CheckpointSchedule, checkpoint_steps
 from parcae_runner.train.energy import EnergyMeter
+from parcae_runner.train.eval_callback import EvalAtCheckpoints
 from parcae_runner.train.metrics import MetricsSink, PeriodicEvaluation, TrainMetrics
 from parcae_runner.train.module import LanguageModelModule
-from parcae_runner.train.run_dir import RunDirectory, run_name_for
+from parcae_runner.train.preflight import check_eval_data, validate
+from parcae_runner.train.requeue import RequeueOnSignal, requeue_job, slurm_job_id
+from parcae_runner.util.log import log
 
 # keys that may change between attempts of one run without changing what is trained
 RESUME_TOLERATED = ("train.progress", "train.num_workers", "train.eval", "logger", "cluster")
-
-
-def _log(msg: str) -> None:
-    print(f"[parcae-runner] {msg}", file=sys.stderr, flush=True)
 
 
 def _training_view(cfg: DictConfig) -> dict[str, Any]:
@@ -74,7 +73,7 @@ def _check_same_run(run_dir: RunDirectory, cfg: DictConfig) -> None:
         diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
         raise ConfigError(
             "run_name",
-            run_name_for(cfg),
+            run_name(cfg),
             f"{run_dir.path} already holds a run with a different config (differs in: {', '.join(diff)}); "
             "pass another run_name=..., or delete that directory to start over",
         )
@@ -94,16 +93,6 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message="The `srun` command is available")
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _match_threads_to_allocation() -> None:
     """Inside a Slurm job use the CPUs it was given: torch defaults to every core of the node,
     and two jobs sharing a node would then each run twice as many threads as there are cores."""
@@ -113,35 +102,25 @@ def _match_threads_to_allocation() -> None:
 
 
 def resolve_precision(cfg: DictConfig) -> str:
-    if cfg.train.precision != "auto":
+    if cfg.train.precision != Precision.AUTO:
         return str(cfg.train.precision)
     return "bf16-mixed" if torch.cuda.is_available() else "32-true"
 
 
 def hardware_info(trainer: L.Trainer) -> dict[str, Any]:
     on_gpu = torch.cuda.is_available() and trainer.strategy.root_device.type == "cuda"
-    return {
-        "accelerator": "gpu" if on_gpu else "cpu",
-        "device_name": torch.cuda.get_device_name(0) if on_gpu else cpu_model(),
-        "devices": trainer.world_size,
-        "num_nodes": trainer.num_nodes,
-        "cpu_count": os.cpu_count(),
-        "hostname": platform.node(),
-        "torch": torch.__version__,
-        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
-        "container": container_info(),
-    }
+    return provenance_hardware_info(on_gpu, trainer.world_size, trainer.num_nodes)
 
 
 def build_loggers(cfg: DictConfig, run_dir: RunDirectory, wandb_id: str) -> list:
-    if not cfg.logger.wandb or cfg.logger.mode == "disabled":
+    if not cfg.logger.wandb or cfg.logger.mode == WandbMode.DISABLED:
         return []
     from lightning.pytorch.loggers import WandbLogger
 
     mode = cfg.logger.mode
-    if mode == "online" and not os.environ.get("WANDB_API_KEY"):
-        _log("logger.mode=online but WANDB_API_KEY is not set: logging offline (upload later with `wandb sync`)")
-        mode = "offline"
+    if mode == WandbMode.ONLINE and not os.environ.get("WANDB_API_KEY"):
+        log("logger.mode=online but WANDB_API_KEY is not set: logging offline (upload later with `wandb sync`)")
+        mode = WandbMode.OFFLINE
     # flat top-level keys so wandb's grouping and parallel-coordinates views work without setup
     flat = {
         "architecture": cfg.arch.name,
@@ -155,11 +134,11 @@ def build_loggers(cfg: DictConfig, run_dir: RunDirectory, wandb_id: str) -> list
         entity=cfg.logger.entity,
         group=cfg.logger.group or cfg.sweep,
         job_type=cfg.arch.name,
-        name=run_name_for(cfg),
+        name=run_name(cfg),
         tags=[cfg.size.name, f"seed{cfg.seed}", *cfg.logger.tags],
         id=wandb_id,
         save_dir=str(run_dir.path),
-        offline=mode == "offline",
+        offline=mode == WandbMode.OFFLINE,
         resume="allow",
         config={**OmegaConf.to_container(cfg, resolve=True), **flat},
         # wandb's own console capture duplicates Lightning's progress output
@@ -187,54 +166,97 @@ def summarize_metrics(run_dir: RunDirectory) -> dict[str, Any]:
     return out
 
 
-def train(cfg: DictConfig) -> RunDirectory:
-    """Train (or resume) the run described by ``cfg``; returns its run directory."""
-    validate_run_config(cfg)
+def train(cfg: DictConfig, on_done: Callable[[RunDirectory], None] | None = None) -> RunDirectory:
+    """Train (or resume) the run described by ``cfg``; returns its run directory.
+
+    ``on_done(run_dir)`` runs once the run is recorded as finished (rank zero only): the model card."""
+    validate(cfg)
     run_dir = RunDirectory.for_config(cfg)
     _check_same_run(run_dir, cfg)
     record = run_dir.read_run()
-    if record.get("status") == "done":
-        _log(f"already finished: {run_dir.path}")
+    if record.status == RunStatus.DONE:
+        log(f"already finished: {run_dir.path}")
         return run_dir
 
     _match_threads_to_allocation()
     data = prepare_data(cfg.data, progress=cfg.train.progress)
-    if cfg.train.eval.tasks:
-        from parcae_runner.eval.tasks import check_task_data, go_offline, task_metadata
-
-        # an absent dataset stops the run here, with its how-to, not at the first checkpoint
-        # (offline unless HF_DATASETS_OFFLINE/HF_HUB_OFFLINE say otherwise: no hang on a closed network)
-        go_offline(download=False)
-        check_task_data([str(t) for t in cfg.train.eval.tasks], task_metadata(cfg))
+    check_eval_data(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     model = build_model(cfg.arch, cfg.size.name, data.vocab_size)
 
     resume = latest_resumable(run_dir.checkpoints)
     if cfg.train.init_from and not resume:
-        from parcae_runner.models.hf import init_from_hf
+        from parcae_runner.models.hf import InitMismatch, init_from_hf
 
-        init_from_hf(model, cfg.train.init_from)
+        try:
+            init_from_hf(model, cfg.train.init_from)
+        except InitMismatch as e:  # bad input, said the way every config error is (exit 2)
+            raise ConfigError(e.key, e.value, e.allowed) from None
+    attempt = _start_attempt(cfg, run_dir, record, model, data, resume)
+
+    _quiet_lightning()
+    trainer, energy, requeue = _make_trainer(cfg, run_dir, data, attempt.record.wandb_id, attempt.tokens_per_step)
+    module = LanguageModelModule(model, cfg, data)
+    status, error = RunStatus.DONE, None
+    try:
+        trainer.fit(module, ckpt_path=str(resume[1] / RESUME_FILE) if resume else None)
+        if requeue.triggered:
+            status = _status_after_signal(attempt.number, cfg.cluster.max_requeues)
+        elif trainer.interrupted:
+            status = RunStatus.INTERRUPTED
+    except BaseException as exc:
+        status, error = _failure_status(exc)
+        raise
+    finally:
+        digest = module.train_loader.digest.hexdigest() if module.train_loader is not None else None
+        _finish(run_dir, trainer, energy, attempt, status, error, digest, on_done)
+    # last: once Slurm has the requeue it may terminate this job at any moment
+    if status == RunStatus.REQUEUED and trainer.is_global_zero:
+        requeue_job()
+    return run_dir
+
+
+@dataclass
+class _Attempt:
+    """One attempt of a run: its number, when and from which step it started, and run.json as it began."""
+
+    record: RunRecord
+    number: int
+    started: float
+    start_step: int
+
+    @property
+    def tokens_per_step(self) -> int:
+        return int(self.record["tokens_per_step"])
+
+
+def _start_attempt(
+    cfg: DictConfig,
+    run_dir: RunDirectory,
+    record: RunRecord,
+    model: torch.nn.Module,
+    data: PreparedData,
+    resume: tuple[int, Path] | None,
+) -> _Attempt:
+    """Create the run directory (config, metrics cut to the resume step) and record the attempt as running."""
     run_dir.create()
     run_dir.write_config(cfg)
-    wandb_id = record.get("wandb_id") or uuid.uuid4().hex[:16]
     start_step = resume[0] if resume else 0
     run_dir.truncate_metrics(start_step if resume else -1)
-
-    tokens_per_step = cfg.train.batch_size * cfg.data.seq_len
-    attempt = record.get("attempts", 0) + 1
+    attempt = record.attempts + 1
     started = time.time()
     record = run_dir.update_run(
-        status="running",
-        run_name=run_name_for(cfg),
+        status=RunStatus.RUNNING,
+        run_name=run_name(cfg),
         sweep=cfg.sweep,
         arch=cfg.arch.name,
         size=cfg.size.name,
         seed=cfg.seed,
         data_seed=cfg.data.seed,
         attempts=attempt,
-        wandb_id=wandb_id,
+        wandb_id=record.wandb_id or uuid.uuid4().hex[:16],
         max_steps=cfg.train.max_steps,
-        tokens_per_step=tokens_per_step,
+        tokens_per_step=cfg.train.batch_size * cfg.data.seq_len,
         params=count_parameters(model),
         params_non_embedding=count_parameters(model, non_embedding=True),
         data={
@@ -244,54 +266,34 @@ def train(cfg: DictConfig) -> RunDirectory:
             "train_tokens": int(len(data.train)),
             "val_tokens": int(len(data.val)),
         },
-        started_at=record.get("started_at", started),
+        started_at=record.started_at or started,
         error=None,
     )
-    _log(
+    log(
         f"run directory: {run_dir.path} (attempt {attempt}" + (f", resuming from step {start_step})" if resume else ")")
     )
-
-    _quiet_lightning()
-    trainer, energy, requeue = _make_trainer(cfg, run_dir, data, wandb_id, tokens_per_step)
-    module = LanguageModelModule(model, cfg, data)
-    status, error = "done", None
-    try:
-        trainer.fit(module, ckpt_path=str(resume[1] / RESUME_FILE) if resume else None)
-        if requeue.triggered:
-            status = _status_after_signal(attempt, cfg.cluster.max_requeues)
-        elif trainer.interrupted:
-            status = "interrupted"
-    except BaseException as exc:
-        status, error = _failure_status(exc)
-        raise
-    finally:
-        digest = module.train_loader.digest.hexdigest() if module.train_loader is not None else None
-        _finish(run_dir, trainer, energy, record, attempt, started, start_step, status, error, digest)
-    # last: once Slurm has the requeue it may terminate this job at any moment
-    if status == "requeued" and trainer.is_global_zero:
-        requeue_job()
-    return run_dir
+    return _Attempt(record, attempt, started, start_step)
 
 
-def _status_after_signal(attempt: int, max_requeues: int) -> str:
+def _status_after_signal(attempt: int, max_requeues: int) -> RunStatus:
     """A run stopped by the time-limit/preemption signal has its checkpoint; say what happens next."""
     if slurm_job_id() is None:
-        return "stopped"  # not a Slurm job: rerun the command to continue
-    return "requeued" if attempt <= max_requeues else "requeue-limit"
+        return RunStatus.STOPPED  # not a Slurm job: rerun the command to continue
+    return RunStatus.REQUEUED if attempt <= max_requeues else RunStatus.REQUEUE_LIMIT
 
 
-def _failure_status(exc: BaseException) -> tuple[str, str]:
+def _failure_status(exc: BaseException) -> tuple[RunStatus, str]:
     if isinstance(exc, KeyboardInterrupt):
-        return "interrupted", "KeyboardInterrupt"
+        return RunStatus.INTERRUPTED, "KeyboardInterrupt"
     # SIGTERM: scancel, or the time limit passed without the warning signal being acted on
     if type(exc).__name__ == "SIGTERMException":
-        return "terminated", "SIGTERM"
-    return "failed", f"{type(exc).__name__}: {exc}"
+        return RunStatus.TERMINATED, "SIGTERM"
+    return RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
 
 
 def _make_trainer(
     cfg: DictConfig, run_dir: RunDirectory, data: PreparedData, wandb_id: str, tokens_per_step: int
-) -> tuple[L.Trainer, EnergyMeter | None]:
+) -> tuple[L.Trainer, EnergyMeter | None, RequeueOnSignal]:
     t = cfg.train
     sink = MetricsSink(run_dir.metrics_file, progress=t.progress)
     steps = checkpoint_steps(
@@ -315,7 +317,7 @@ def _make_trainer(
             cfg.cluster.country_iso_code,
             cfg.cluster.region,
             cfg.logger.measure_power_secs,
-            project_name=run_name_for(cfg),
+            project_name=run_name(cfg),
         )
         callbacks.append(energy)
     trainer = L.Trainer(
@@ -353,39 +355,28 @@ def _close_wandb(trainer: L.Trainer, ok: bool) -> None:
             logger.experiment.finish(exit_code=0 if ok else 1)
 
 
-def _write_card(run_dir: RunDirectory) -> None:
-    """The model card of a finished run; a failure here must not turn a finished run into a failed one."""
-    from parcae_runner.analysis.card import write_card
-
-    try:
-        write_card(run_dir.path)
-    except Exception as exc:  # noqa: BLE001 - reported, and `parcae-runner card` can retry
-        _log(f"could not write card.md: {type(exc).__name__}: {exc}")
-
-
 def _finish(
     run_dir: RunDirectory,
     trainer: L.Trainer,
     energy: EnergyMeter | None,
-    record: dict,
-    attempt: int,
-    started: float,
-    start_step: int,
-    status: str,
+    attempt: _Attempt,
+    status: RunStatus,
     error: str | None,
     batch_digest: str | None = None,
+    on_done: Callable[[RunDirectory], None] | None = None,
 ) -> None:
     """Record this attempt in run.json: status, summary metrics, energy summed over attempts."""
     if not trainer.is_global_zero:
         return
     reading = energy.stop() if energy is not None else None
-    _close_wandb(trainer, ok=status == "done")
+    _close_wandb(trainer, ok=status == RunStatus.DONE)
     ended = time.time()
     step = trainer.global_step
-    history = [h for h in record.get("attempt_history", []) if h.get("attempt") != attempt]
+    started, start_step = attempt.started, attempt.start_step
+    history = [h for h in attempt.record.attempt_history if h.get("attempt") != attempt.number]
     history.append(
         {
-            "attempt": attempt,
+            "attempt": attempt.number,
             "status": status,
             "start_step": start_step,
             "end_step": step,
@@ -398,7 +389,7 @@ def _finish(
         }
     )
     steps_this_attempt = max(0, step - start_step)
-    tokens_per_step = record["tokens_per_step"]
+    tokens_per_step = attempt.tokens_per_step
     fields: dict[str, Any] = dict(
         status=status,
         error=error,
@@ -410,7 +401,7 @@ def _finish(
         co2_kg=sum(h["co2_kg"] for h in history),
         tokens_per_s=steps_this_attempt * tokens_per_step / max(ended - started, 1e-9),
         hardware=hardware_info(trainer),
-        finished_at=ended if status == "done" else None,
+        finished_at=ended if status == RunStatus.DONE else None,
         **summarize_metrics(run_dir),
     )
     if reading is not None:
@@ -423,9 +414,9 @@ def _finish(
             "gpu_model": reading.gpu_model,
         }
     run_dir.update_run(**fields)
-    if status == "done":
-        _write_card(run_dir)
-    _log(
+    if status == RunStatus.DONE and on_done is not None:
+        on_done(run_dir)
+    log(
         f"{status}: step {step}, {fields.get('final_val_loss', float('nan')):.4f} val loss, "
         f"{fields['energy_kwh'] * 1000:.3f} Wh, run directory {Path(run_dir.path).resolve()}"
     )

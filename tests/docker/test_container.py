@@ -124,7 +124,7 @@ def test_sweep_json_records_the_profiles_image(tmp_path):
 
 
 def test_in_a_container_the_job_script_requeues(monkeypatch, capsys):
-    from parcae_runner.launch.requeue import requeue_job
+    from parcae_runner.train.requeue import requeue_job
 
     monkeypatch.setenv("SLURM_JOB_ID", "4711")
     monkeypatch.setenv("PARCAE_REQUEUE", "job-script")

@@ -15,7 +15,7 @@ import pytest
 from launch.test_sweeps import wait_for
 
 from parcae_runner.launch.container import JOB_LABEL
-from parcae_runner.train.run_dir import RunDirectory
+from parcae_runner.runs import RunDirectory
 
 from .conftest import REPO, docker
 

@@ -15,7 +15,7 @@ from parcae_runner.analysis.collect import collect
 from parcae_runner.analysis.report import build_report
 from parcae_runner.config import compose_run_config
 from parcae_runner.eval.tasks import TASKS_DIR
-from parcae_runner.train.checkpointing import list_checkpoints
+from parcae_runner.runs import list_checkpoints
 from parcae_runner.train.runner import train
 from tests.eval.conftest import STEPS, eval_overrides
 

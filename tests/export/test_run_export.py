@@ -11,7 +11,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from parcae_runner.config import compose_run_config
-from parcae_runner.export.run_export import checkpoint_path, load_checkpoint_model, open_run
+from parcae_runner.runs import checkpoint_path, open_run
+from parcae_runner.runs.checkpoints import load_checkpoint_model
 from parcae_runner.train.runner import train
 
 

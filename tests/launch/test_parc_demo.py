@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from parcae_runner.data import load_prepared
-from parcae_runner.train.run_dir import RunDirectory
+from parcae_runner.runs import RunDirectory
 
 from .test_sweeps import REPO, status_rows, wait_for
 

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from parcae_runner.train.run_dir import RunDirectory
+from parcae_runner.runs import RunDirectory
 
 from .test_sweeps import REPO
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from parcae_runner.train.run_dir import RunDirectory
+from parcae_runner.runs import RunDirectory
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]

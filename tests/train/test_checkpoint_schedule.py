@@ -1,4 +1,5 @@
-from parcae_runner.train.checkpointing import checkpoint_steps, list_checkpoints, pythia_steps
+from parcae_runner.runs import list_checkpoints
+from parcae_runner.train.checkpointing import checkpoint_steps, pythia_steps
 
 
 def test_pythia_schedule_is_log_spaced_then_every_n():

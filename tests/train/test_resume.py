@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from parcae_runner.train.run_dir import RunDirectory
+from parcae_runner.runs import RunDirectory
 
 TIMING_KEYS = {"train/tokens_per_s"}
 

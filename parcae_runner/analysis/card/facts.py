@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from parcae_runner.train.run_dir import RunDirectory
+from parcae_runner.runs import RunDirectory
 
 TOOL = "parcae-runner"
 
@@ -138,7 +138,7 @@ def finished_year(run: dict[str, Any]) -> int:
 
 
 def latest_checkpoint(rd: RunDirectory) -> int | None:
-    from parcae_runner.train.checkpointing import list_checkpoints
+    from parcae_runner.runs import list_checkpoints
 
     found = list_checkpoints(rd.checkpoints)
     return found[-1][0] if found else None

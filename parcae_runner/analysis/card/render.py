@@ -10,7 +10,7 @@ from parcae_runner.analysis.card import sections
 from parcae_runner.analysis.card.facts import load_facts
 from parcae_runner.analysis.card.metadata import front_matter
 from parcae_runner.analysis.card.usage import how_to_use
-from parcae_runner.train.run_dir import atomic_write_text
+from parcae_runner.util.files import atomic_write_text
 
 CARD_FILE = "card.md"
 SECTIONS = (

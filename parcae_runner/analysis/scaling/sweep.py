@@ -52,7 +52,7 @@ def fit_sweep(sweep_root: Path, n_boot: int = 200, seed: int = 0) -> dict[str, A
     data cannot support is recorded as ``{"error": "..."}`` instead of numbers.
     """
     from parcae_runner.analysis.collect import collect
-    from parcae_runner.train.run_dir import atomic_write_json
+    from parcae_runner.util.files import atomic_write_json
 
     sweep_root = Path(sweep_root)
     df = collect(sweep_root)

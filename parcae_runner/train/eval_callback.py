@@ -16,9 +16,10 @@ import numpy as np
 import torch
 
 from parcae_runner.eval.results import flat_metrics, write_results
+from parcae_runner.eval.run_eval import evaluate_model
 from parcae_runner.eval.tasks import task_metadata
+from parcae_runner.runs import RunDirectory
 from parcae_runner.train.metrics import MetricsSink
-from parcae_runner.train.run_dir import RunDirectory
 
 
 def eval_steps(checkpoint_steps: list[int], every: int) -> set[int]:
@@ -52,8 +53,6 @@ class EvalAtCheckpoints(L.Callback):
     def _evaluate(self, trainer, pl_module, step: int) -> None:
         if not self.tasks or not trainer.is_global_zero:
             return
-        from parcae_runner.eval.run_eval import evaluate_model
-
         if self._tokenizer is None:
             self._tokenizer = pl_module.data.load_tokenizer()
         model = pl_module.model

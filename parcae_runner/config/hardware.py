@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
+from parcae_runner.config.schema import Precision
+
 
 @dataclass(frozen=True)
 class Hardware:
@@ -21,7 +23,7 @@ class Hardware:
     peak_flops_fp32: float = 0.0
 
     def peak(self, precision: str) -> float:
-        full = precision in ("32", "32-true") and self.name != "cpu"
+        full = precision in (Precision.FP32, Precision.FP32_TRUE) and self.name != "cpu"
         return self.peak_flops_fp32 if full and self.peak_flops_fp32 else self.peak_flops
 
 

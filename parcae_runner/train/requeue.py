@@ -24,11 +24,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 
 import lightning as L
 
+from parcae_runner.runs.checkpoints import PREFIX
+from parcae_runner.runs.provenance import REQUEUE_BY_JOB_SCRIPT, REQUEUE_ENV
 from parcae_runner.train.checkpointing import CheckpointSchedule
+from parcae_runner.util.log import log
 
 REQUEUE_SIGNAL = signal.SIGUSR1
 
@@ -41,7 +43,7 @@ class RequeueOnSignal(L.Callback):
         self._last_step = -1
 
     def _on_signal(self, signum, frame) -> None:
-        print(f"[parcae-runner] received signal {signum}: checkpointing at the next step", file=sys.stderr, flush=True)
+        log(f"received signal {signum}: checkpointing at the next step")
         self.requested = True
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -57,7 +59,7 @@ class RequeueOnSignal(L.Callback):
         self._last_step = step
         # every rank must stop at the same step; the signal may reach ranks at different times
         if trainer.strategy.reduce_boolean_decision(self.requested, all=False):
-            if not (self.checkpoints.root / f"checkpoint-{step}").exists():
+            if not (self.checkpoints.root / f"{PREFIX}{step}").exists():
                 self.checkpoints.save(trainer, pl_module)
             self.triggered = True
             trainer.should_stop = True
@@ -75,13 +77,13 @@ def requeue_job() -> bool:
     job = slurm_job_id()
     if job is None:
         return False
-    if os.environ.get("PARCAE_REQUEUE") == "job-script":
+    if os.environ.get(REQUEUE_ENV) == REQUEUE_BY_JOB_SCRIPT:
         # in a container there is no scontrol: the job script outside requeues once this process has exited
-        print(f"[parcae-runner] checkpointed: the job script requeues Slurm job {job}", file=sys.stderr, flush=True)
+        log(f"checkpointed: the job script requeues Slurm job {job}")
         return True
     out = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
     if out.returncode != 0:
-        print(f"[parcae-runner] scontrol requeue {job} failed: {out.stderr.strip()}", file=sys.stderr, flush=True)
+        log(f"scontrol requeue {job} failed: {out.stderr.strip()}")
         return False
-    print(f"[parcae-runner] requeued Slurm job {job}", file=sys.stderr, flush=True)
+    log(f"requeued Slurm job {job}")
     return True

@@ -1,0 +1,26 @@
+"""Start-up checks that need more than the config package: every problem, before anything is written.
+
+:func:`validate` is what ``parcae-runner train``/``show``, ``plan`` and the Slurm job script run on a
+composed config: the config's own checks plus the evaluation task names, which ``eval`` knows.
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from parcae_runner.config.validate import validate_run_config
+from parcae_runner.eval.tasks import check_task_data, check_task_names, go_offline, task_metadata
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise :class:`~parcae_runner.config.ConfigErrors` listing every bad value in ``cfg``."""
+    validate_run_config(cfg, check_tasks=check_task_names)
+
+
+def check_eval_data(cfg: DictConfig) -> None:
+    """An absent dataset of ``train.eval.tasks`` stops the run here, with its how-to, not at the first checkpoint.
+
+    Offline unless HF_DATASETS_OFFLINE/HF_HUB_OFFLINE say otherwise: no hang on a closed network."""
+    if cfg.train.eval.tasks:
+        go_offline(download=False)
+        check_task_data([str(t) for t in cfg.train.eval.tasks], task_metadata(cfg))
