@@ -48,7 +48,7 @@ def test_every_subpackage_and_top_level_module_is_in_a_layer() -> None:
     modules |= {p.stem for p in package.glob("*.py") if p.stem not in ("__init__", "__main__")}
     missing = {f"parcae_runner.{m}" for m in modules} - set(contract_layers())
     assert not missing, f"modules no layer constrains (add them to [tool.importlinter] in pyproject): {missing}"
-    assert contract_layers()[-1] == "parcae_runner.kernels" and contract_layers()[0] == "parcae_runner.cli"
+    assert contract_layers()[-1] == "parcae_runner.util" and contract_layers()[0] == "parcae_runner.cli"
 
 
 def test_the_package_keeps_its_layers() -> None:
