@@ -33,6 +33,7 @@ import tokenizers
 from parcae_runner.data.corpus import load_documents
 from parcae_runner.data.errors import DataError
 from parcae_runner.data.tokenizer import EOT_ID, MIN_VOCAB_SIZE, token_byte_lengths, train_tokenizer
+from parcae_runner.util.files import fsync_dir, fsync_file
 from parcae_runner.util.log import log
 
 if TYPE_CHECKING:
@@ -115,19 +116,6 @@ def content_hash(docs: Sequence[str], vocab_size: int, val_fraction: float) -> s
         h.update(struct.pack("<Q", len(data)))
         h.update(data)
     return h.hexdigest()
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_tokens(
@@ -228,8 +216,8 @@ def _build(cfg: DataConfig, docs: Sequence[str], digest: str, out: Path, progres
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     for name in FILES:
-        _fsync_file(out / name)
-    _fsync_dir(out)
+        fsync_file(out / name)
+    fsync_dir(out)
 
 
 def prepare_data(cfg: DataConfig, progress: bool = True) -> PreparedData:
@@ -268,7 +256,7 @@ def prepare_data(cfg: DataConfig, progress: bool = True) -> PreparedData:
                 raise
             _log(progress, f"another process prepared {final} first; using it")
         else:
-            _fsync_dir(cache_dir)
+            fsync_dir(cache_dir)
             _log(progress, f"prepared {final} in {time.perf_counter() - started:.1f}s")
     finally:
         if tmp.exists():

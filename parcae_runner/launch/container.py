@@ -83,15 +83,19 @@ def _digest_in_reference(image: str) -> str | None:
     return digest if sep and digest.startswith("sha256:") else None
 
 
-def docker_inspect(image: str) -> dict[str, Any] | None:
-    """``docker image inspect`` of a local image, or None (no docker, no such image, no daemon)."""
+def _output_of(cmd: list[str]) -> str | None:
+    """The standard output of ``cmd``, or None when it cannot run, times out or fails."""
     try:
-        out = subprocess.run(["docker", "image", "inspect", image], capture_output=True, text=True, timeout=30)
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    if out.returncode != 0:
-        return None
-    found = json.loads(out.stdout)
+    return out.stdout if out.returncode == 0 else None
+
+
+def docker_inspect(image: str) -> dict[str, Any] | None:
+    """``docker image inspect`` of a local image, or None (no docker, no such image, no daemon)."""
+    out = _output_of(["docker", "image", "inspect", image])
+    found = json.loads(out) if out is not None else None
     return found[0] if found else None
 
 
@@ -127,13 +131,8 @@ def slurm_job_info(job_id: str | None) -> str | None:
     """``scontrol show job`` of this job, read outside the container for the image's ``scontrol`` to answer."""
     if not job_id:
         return None
-    try:
-        out = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if out.returncode != 0:
-        return None
-    return out.stdout.strip() or None
+    out = _output_of(["scontrol", "show", "job", job_id])
+    return (out or "").strip() or None
 
 
 def pyxis_image(image: str) -> str:

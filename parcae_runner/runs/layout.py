@@ -42,6 +42,11 @@ def sweep_file(root: Path) -> Path:
     return Path(root) / SWEEP_FILE
 
 
+def _child(name: str) -> property:
+    """A read-only attribute: the path ``name`` inside the run directory."""
+    return property(lambda self: self.path / name, doc=f"``<run_dir>/{name}``")
+
+
 @dataclass
 class RunDirectory:
     path: Path
@@ -50,37 +55,15 @@ class RunDirectory:
     def for_config(cls, cfg: DictConfig) -> RunDirectory:
         return cls(sweep_root(cfg) / run_name(cfg))
 
-    @property
-    def config_file(self) -> Path:
-        return self.path / CONFIG_FILE
-
-    @property
-    def run_file(self) -> Path:
-        return self.path / RUN_FILE
-
-    @property
-    def metrics_file(self) -> Path:
-        return self.path / METRICS_FILE
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.path / CHECKPOINTS_DIR
-
-    @property
-    def emissions_file(self) -> Path:
-        return self.path / EMISSIONS_FILE
-
-    @property
-    def wandb_dir(self) -> Path:
-        return self.path / WANDB_DIR
-
-    @property
-    def eval_dir(self) -> Path:
-        return self.path / EVAL_DIR
-
-    @property
-    def card_file(self) -> Path:
-        return self.path / CARD_FILE
+    # the fixed children of a run directory, as paths
+    config_file = _child(CONFIG_FILE)
+    run_file = _child(RUN_FILE)
+    metrics_file = _child(METRICS_FILE)
+    checkpoints = _child(CHECKPOINTS_DIR)
+    emissions_file = _child(EMISSIONS_FILE)
+    wandb_dir = _child(WANDB_DIR)
+    eval_dir = _child(EVAL_DIR)
+    card_file = _child(CARD_FILE)
 
     def create(self) -> None:
         self.checkpoints.mkdir(parents=True, exist_ok=True)

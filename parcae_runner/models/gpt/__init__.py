@@ -6,4 +6,12 @@ from parcae_runner.models.registry import Architecture, register
 
 DESCRIPTION = ("Parcae's GPT baseline: pre-norm RMSNorm, QK-norm, RoPE, ReLU^2 MLP, value embeddings, tied",)
 
-ARCH = register(Architecture("gpt", GPTHParams, SIZES, GPTModel, DESCRIPTION))
+ARCH = register(
+    Architecture(
+        name="gpt",
+        hparams_cls=GPTHParams,
+        sizes=SIZES,
+        model_cls=GPTModel,
+        description=DESCRIPTION,
+    )
+)

@@ -14,4 +14,15 @@ CITATION = """@article{gu2023mamba,
 
 DESCRIPTION = "Mamba-1 selective SSM blocks (RMSNorm pre-norm, conv + selective scan), tied embeddings"
 
-ARCH = register(Architecture("mamba", MambaHParams, SIZES, MambaModel, DESCRIPTION, hf, "mamba", CITATION))
+ARCH = register(
+    Architecture(
+        name="mamba",
+        hparams_cls=MambaHParams,
+        sizes=SIZES,
+        model_cls=MambaModel,
+        description=DESCRIPTION,
+        hf=hf,
+        hf_model_type="mamba",
+        citation=CITATION,
+    )
+)

@@ -9,4 +9,12 @@ DESCRIPTION = (
     "injection and truncated backprop, coda; tied embeddings",
 )
 
-ARCH = register(Architecture("parcae", ParcaeHParams, SIZES, ParcaeModel, DESCRIPTION))
+ARCH = register(
+    Architecture(
+        name="parcae",
+        hparams_cls=ParcaeHParams,
+        sizes=SIZES,
+        model_cls=ParcaeModel,
+        description=DESCRIPTION,
+    )
+)

@@ -16,4 +16,15 @@ CITATION = """@inproceedings{biderman2023pythia,
 
 DESCRIPTION = "GPT-NeoX decoder as in the Pythia suite: parallel residual, partial rotary, GELU MLP, untied"
 
-ARCH = register(Architecture("pythia", PythiaHParams, SIZES, PythiaModel, DESCRIPTION, hf, "gpt_neox", CITATION))
+ARCH = register(
+    Architecture(
+        name="pythia",
+        hparams_cls=PythiaHParams,
+        sizes=SIZES,
+        model_cls=PythiaModel,
+        description=DESCRIPTION,
+        hf=hf,
+        hf_model_type="gpt_neox",
+        citation=CITATION,
+    )
+)
