@@ -10,10 +10,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from parcae_runner.runs import RunDirectory
+from parcae_runner.runs import RunDirectory, SweepRecord
 
 TOOL = "parcae-runner"
 
@@ -71,12 +70,9 @@ def _read(run_dir: Path) -> tuple[RunDirectory, DictConfig, dict[str, Any], list
 
 def _sweep_info(run_dir: Path) -> dict[str, Any]:
     """The sweep's ``sweep.json`` (question, swept keys), when the run belongs to a launched sweep."""
-    path = Path(run_dir).parent / "sweep.json"
-    if not path.exists():
-        return {}
     try:
-        return yaml.safe_load(path.read_text()) or {}  # JSON is YAML; no second parser needed
-    except yaml.YAMLError:
+        return dict(SweepRecord.read(Path(run_dir).parent))
+    except (OSError, ValueError):
         return {}
 
 

@@ -18,6 +18,7 @@ from parcae_runner.analysis.card.facts import (
     world_size,
 )
 from parcae_runner.analysis.card.markdown import count, num, table, table_lines
+from parcae_runner.runs import RunStatus
 
 
 def description(f: CardFacts) -> list[str]:
@@ -32,7 +33,7 @@ def description(f: CardFacts) -> list[str]:
         f"Model seed {run.get('seed')}, data seed {run.get('data_seed')}.",
         "",
     ]
-    if run.get("status") != "done":
+    if run.get("status") != RunStatus.DONE:
         error = f" ({run['error']})" if run.get("error") else ""
         lines += [f"> **Unfinished run**: status `{run.get('status')}`{error}.", ""]
     if f.sweep.get("question"):

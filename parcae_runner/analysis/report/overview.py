@@ -7,6 +7,7 @@ from typing import Any
 
 from parcae_runner.analysis.report.context import ReportContext
 from parcae_runner.analysis.report.markup import Section, count, paragraph, section
+from parcae_runner.runs import RunStatus
 
 
 def overview_section(ctx: ReportContext, sweep: dict[str, Any]) -> Section:
@@ -25,7 +26,7 @@ def overview_section(ctx: ReportContext, sweep: dict[str, Any]) -> Section:
             f"{count(len(ctx.order), 'configuration')}; {count(len(df), 'evaluated (run, step) row')}."
         )
     )
-    unfinished = finals[finals["status"] != "done"] if "status" in finals else finals.iloc[:0]
+    unfinished = finals[finals["status"] != RunStatus.DONE] if "status" in finals else finals.iloc[:0]
     if len(unfinished):
         body.append(
             paragraph(

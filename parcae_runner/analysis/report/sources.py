@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from parcae_runner.runs import SweepRecord
 
 
 def load_table(sweep_root: Path) -> pd.DataFrame:
@@ -18,8 +19,7 @@ def load_table(sweep_root: Path) -> pd.DataFrame:
 
 def sweep_json(sweep_root: Path) -> dict[str, Any]:
     """The sweep's ``sweep.json`` (question, swept and fixed settings); empty when missing or unreadable."""
-    path = sweep_root / "sweep.json"
     try:
-        return json.loads(path.read_text()) if path.exists() else {}
+        return dict(SweepRecord.read(sweep_root))
     except (OSError, ValueError):
         return {}

@@ -13,6 +13,7 @@ from parcae_runner.analysis.scaling.isoflop import fit_isoflop
 from parcae_runner.analysis.scaling.numerics import FitError
 from parcae_runner.analysis.scaling.parametric import fit_parametric
 from parcae_runner.analysis.scaling.recurrence import fit_recurrence
+from parcae_runner.runs import RunStatus
 
 FITS_FILE = "fits.json"
 # columns that hold a looped model's recurrence, in order of preference
@@ -56,7 +57,7 @@ def fit_sweep(sweep_root: Path, n_boot: int = 200, seed: int = 0) -> dict[str, A
 
     sweep_root = Path(sweep_root)
     df = collect(sweep_root)
-    final = df[df["is_final"].astype(bool) & (df["status"] == "done")] if len(df) else df
+    final = df[df["is_final"].astype(bool) & (df["status"] == RunStatus.DONE)] if len(df) else df
     final = final[np.isfinite(pd.to_numeric(final["val_loss"], errors="coerce"))] if len(final) else final
 
     names = df["sweep"].dropna().unique() if "sweep" in df.columns else []
