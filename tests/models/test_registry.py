@@ -120,3 +120,10 @@ def test_citations_and_hf_mappings_are_on_the_specs():
     assert {n for n, a in ARCHITECTURES.items() if a.hf is not None} == {"pythia", "mamba", "rwkv4"}
     assert "biderman2023pythia" in ARCHITECTURES["pythia"].citation
     assert ARCHITECTURES["gpt"].citation is None
+
+
+def test_register_rejects_a_description_that_is_not_text(monkeypatch):
+    monkeypatch.setattr("parcae_runner.models.registry.ARCHITECTURES", dict(ARCHITECTURES))
+    with pytest.raises(TypeError, match="description must be a string, not tuple"):
+        register(Architecture("toy", _ToyHParams, {"s": {"d": 4}}, _Toy, description=("a one-tuple",)))
+    assert all(isinstance(arch.description, str) and arch.description for arch in ARCHITECTURES.values())

@@ -4,14 +4,6 @@ from parcae_runner.models.gpt.model import GPTHParams, GPTModel
 from parcae_runner.models.gpt.sizes import SIZES
 from parcae_runner.models.registry import Architecture, register
 
-DESCRIPTION = ("Parcae's GPT baseline: pre-norm RMSNorm, QK-norm, RoPE, ReLU^2 MLP, value embeddings, tied",)
+DESCRIPTION = "Parcae's GPT baseline: pre-norm RMSNorm, QK-norm, RoPE, ReLU^2 MLP, value embeddings, tied"
 
-ARCH = register(
-    Architecture(
-        name="gpt",
-        hparams_cls=GPTHParams,
-        sizes=SIZES,
-        model_cls=GPTModel,
-        description=DESCRIPTION,
-    )
-)
+ARCH = register(Architecture("gpt", GPTHParams, SIZES, GPTModel, DESCRIPTION))

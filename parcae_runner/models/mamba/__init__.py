@@ -15,14 +15,5 @@ CITATION = """@article{gu2023mamba,
 DESCRIPTION = "Mamba-1 selective SSM blocks (RMSNorm pre-norm, conv + selective scan), tied embeddings"
 
 ARCH = register(
-    Architecture(
-        name="mamba",
-        hparams_cls=MambaHParams,
-        sizes=SIZES,
-        model_cls=MambaModel,
-        description=DESCRIPTION,
-        hf=hf,
-        hf_model_type="mamba",
-        citation=CITATION,
-    )
+    Architecture("mamba", MambaHParams, SIZES, MambaModel, DESCRIPTION, hf=hf, hf_model_type="mamba", citation=CITATION)
 )

@@ -6,15 +6,7 @@ from parcae_runner.models.registry import Architecture, register
 
 DESCRIPTION = (
     "Looped transformer: prelude, core repeated T ~ Poisson times with a stable diagonal "
-    "injection and truncated backprop, coda; tied embeddings",
+    "injection and truncated backprop, coda; tied embeddings"
 )
 
-ARCH = register(
-    Architecture(
-        name="parcae",
-        hparams_cls=ParcaeHParams,
-        sizes=SIZES,
-        model_cls=ParcaeModel,
-        description=DESCRIPTION,
-    )
-)
+ARCH = register(Architecture("parcae", ParcaeHParams, SIZES, ParcaeModel, DESCRIPTION))

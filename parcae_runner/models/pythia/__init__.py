@@ -18,13 +18,6 @@ DESCRIPTION = "GPT-NeoX decoder as in the Pythia suite: parallel residual, parti
 
 ARCH = register(
     Architecture(
-        name="pythia",
-        hparams_cls=PythiaHParams,
-        sizes=SIZES,
-        model_cls=PythiaModel,
-        description=DESCRIPTION,
-        hf=hf,
-        hf_model_type="gpt_neox",
-        citation=CITATION,
+        "pythia", PythiaHParams, SIZES, PythiaModel, DESCRIPTION, hf=hf, hf_model_type="gpt_neox", citation=CITATION
     )
 )

@@ -17,14 +17,5 @@ CITATION = """@inproceedings{peng2023rwkv,
 DESCRIPTION = "RWKV-4 (time-mix WKV + squared-ReLU channel-mix, token shift), untied embeddings"
 
 ARCH = register(
-    Architecture(
-        name="rwkv4",
-        hparams_cls=RWKV4HParams,
-        sizes=SIZES,
-        model_cls=RWKV4Model,
-        description=DESCRIPTION,
-        hf=hf,
-        hf_model_type="rwkv",
-        citation=CITATION,
-    )
+    Architecture("rwkv4", RWKV4HParams, SIZES, RWKV4Model, DESCRIPTION, hf=hf, hf_model_type="rwkv", citation=CITATION)
 )
