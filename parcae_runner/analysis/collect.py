@@ -25,7 +25,6 @@ import math
 import os
 import warnings
 from collections.abc import Iterable, Sequence
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -101,26 +100,27 @@ def select(config: dict[str, Any] | None, key: str) -> Any:
     return node
 
 
-@cache
-def _flops_per_token(arch_json: str, size: str, vocab_size: int, seq_len: int) -> float:
-    """Training FLOPs per token of one model, built on the meta device (no memory, no init)."""
+# the (arch, size) pairs whose FLOPs could not be computed, warned about once per process
+_NO_FLOPS: set[str] = set()
+
+
+def flops_per_token(arch_cfg: dict[str, Any], size: str, vocab_size: int, seq_len: int) -> float:
+    """Training FLOPs per token of one model, NaN (with one warning) for a model this version cannot build.
+
+    The meta-device build is cached per distinct (arch config, size, vocab, seq_len) by ``models.flops``:
+    a sweep has few, runs have many.
+    """
     # deferred: a cached collect never needs torch
     from parcae_runner.models.flops import arch_costs
 
     try:
-        return arch_costs(json.loads(arch_json), size, vocab_size, seq_len)[2]
+        return arch_costs(arch_cfg, size, int(vocab_size), int(seq_len))[2]
     except Exception as exc:  # an architecture this version no longer knows must not stop collecting
-        warnings.warn(f"no FLOPs for arch={arch_json} size={size}: {exc}", stacklevel=2)
+        key = f"{json.dumps(arch_cfg, sort_keys=True)} {size}"
+        if key not in _NO_FLOPS:
+            _NO_FLOPS.add(key)
+            warnings.warn(f"no FLOPs for arch={json.dumps(arch_cfg, sort_keys=True)} size={size}: {exc}", stacklevel=2)
         return math.nan
-
-
-def flops_per_token(arch_cfg: dict[str, Any], size: str, vocab_size: int, seq_len: int) -> float:
-    """Cached per distinct (arch config, size, vocab, seq_len): a sweep has few, runs have many.
-
-    The whole arch config is in the key, not only its name: hyperparameters such as a looped
-    model's recurrence change the cost per token.
-    """
-    return _flops_per_token(json.dumps(arch_cfg, sort_keys=True), size, int(vocab_size), int(seq_len))
 
 
 def _hours(hardware: dict[str, Any], duration_s: float | None) -> tuple[float, float]:

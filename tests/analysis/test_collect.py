@@ -165,3 +165,16 @@ def test_meta_flops_match_a_real_model():
         assert collect_mod.flops_per_token({"name": arch}, "debug", 512, 64) == real
     with torch.device("meta"), skip_meta_init():
         assert build_model({"name": "pythia"}, "debug", 512).lm_head.weight.is_meta
+
+
+def test_flops_of_an_unknown_architecture_are_nan_with_one_warning():
+    from parcae_runner.analysis.collect import flops_per_token
+
+    arch = {"name": "retired-arch", "width": 3}
+    with pytest.warns(UserWarning, match="no FLOPs for arch=.*retired-arch.* size=debug") as caught:
+        assert math.isnan(flops_per_token(arch, "debug", 512, 64))
+        assert math.isnan(flops_per_token(arch, "debug", 512, 64))
+    assert len([w for w in caught if "no FLOPs" in str(w.message)]) == 1
+    # a known one is the models layer's number, the same on every call (cached there)
+    pythia = flops_per_token({"name": "pythia"}, "debug", 512, 64)
+    assert pythia > 0 and flops_per_token({"name": "pythia"}, "debug", 512, 64) == pythia
