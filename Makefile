@@ -93,7 +93,7 @@ sweep-flops: setup
 plan-recurrence:
 plan-flops:
 
-## ruff check + format check, the import layers (lint-imports, pyproject's contract), mypy over runs/ and config/
+## ruff check + format check, the import layers (lint-imports, pyproject's contract), mypy over runs/, config/ and util/
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
