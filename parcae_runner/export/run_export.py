@@ -1,4 +1,4 @@
-"""Export a run's checkpoints as Hugging Face folders, and start a run from one.
+"""Export a run's checkpoints as Hugging Face folders (a run starts from one through ``models.hf.init_from_hf``).
 
 ``parcae-runner export <run_dir> --format hf`` -> ``<run_dir>/hf/checkpoint-N/`` (or ``--out``):
 ``config.json``, ``model.safetensors``, the run's tokenizer and, when the run has one, its model
@@ -31,15 +31,12 @@ def export_run(
     if fmt not in FORMATS:
         raise ConfigError("--format", fmt, f"choose one of: {', '.join(FORMATS)}")
     rd, cfg, run = open_run(run_dir)
-    steps = (
-        [s for s, _ in list_checkpoints(rd.checkpoints)] if all_checkpoints else [checkpoint_path(rd, checkpoint)[0]]
-    )
+    chosen = list_checkpoints(rd.checkpoints) if all_checkpoints else [checkpoint_path(rd, checkpoint)]
     root = Path(out) if out else rd.path / "hf"
     tokenizer = Path(run.data_info["dir"]) / "tokenizer.json"
     card = rd.card_file
     written = []
-    for step in steps:
-        _, path = checkpoint_path(rd, step)
+    for step, path in chosen:
         model = load_checkpoint_model(rd, cfg, run, path)
         _, exporter = exporter_for(model)
         context = {exporter.CONTEXT_KEY: int(cfg.data.seq_len)} if exporter.CONTEXT_KEY else {}

@@ -120,10 +120,10 @@ def test_hf_export_carries_the_card(metered_run, tmp_path):
     from huggingface_hub import ModelCard
     from transformers import AutoModelForCausalLM
 
-    from parcae_runner.export.run_export import checkpoint_path, load_checkpoint_model, open_run
+    from parcae_runner.runs import RunRecord, load_model
 
-    rd, cfg, run = open_run(metered_run)
-    model = load_checkpoint_model(rd, cfg, run, checkpoint_path(rd, None)[1])
+    run = RunRecord.read(metered_run)
+    model = load_model(metered_run)
     card = render_card(metered_run)
     out = export_hf(model, tmp_path / "hf", card_text=card)
     assert (out / "README.md").read_text() == card
@@ -133,3 +133,18 @@ def test_hf_export_carries_the_card(metered_run, tmp_path):
     assert hub.data.co2_eq_emissions["emissions"] == run["co2_kg"] * 1000
     assert hub.data.eval_results and hub.data.eval_results[0].metric_value == run["final_val_loss"]
     assert AutoModelForCausalLM.from_pretrained(out).config.model_type == "gpt_neox"
+
+
+def test_the_checkpoint_loader_snippet_runs(metered_run):
+    # what the card shows for an architecture without a Hugging Face mapping, run as written
+    import torch
+
+    from parcae_runner.analysis.card.usage import _with_checkpoint_loader
+    from parcae_runner.runs import list_checkpoints
+
+    step = list_checkpoints(metered_run / "checkpoints")[-1][0]
+    lines = _with_checkpoint_loader("pythia", metered_run, step)
+    code = "\n".join(lines[lines.index("```python") + 1 : lines.index("```", lines.index("```python"))])
+    scope = {"input_ids": torch.zeros(1, 4, dtype=torch.long)}
+    exec(code, scope)
+    assert scope["logits"].shape[:2] == (1, 4) and not scope["model"].training
