@@ -22,8 +22,8 @@ with its job id so that the job script can remove one left behind by a killed cl
 Provenance: the job script resolves the image's digest once (``docker image inspect`` on the node for ``docker``,
 the ``@sha256:`` of a pinned reference otherwise), runs that exact image, and passes reference and digest in as
 ``PARCAE_IMAGE`` / ``PARCAE_IMAGE_DIGEST``; the run records them, with the build facts the image carries
-(``$PARCAE_IMAGE_INFO``: commit, lock hash, base), in ``run.json`` (:func:`runtime_info`). ``sweep.json`` records
-the profile's image and digest at submission (:func:`image_record`).
+(``$PARCAE_IMAGE_INFO``: commit, lock hash, base), in ``run.json`` (``runs.provenance.runtime_info``).
+``sweep.json`` records the profile's image and digest at submission (:func:`image_record`).
 """
 
 from __future__ import annotations
@@ -37,16 +37,8 @@ from typing import Any
 
 from parcae_runner.config.schema import Container
 
-# the environment a run reads its container provenance from, and runtime_info() that reads it
-from parcae_runner.runs.provenance import (  # noqa: F401
-    DIGEST_ENV,
-    IMAGE_ENV,
-    IMAGE_INFO_ENV,
-    MODE_ENV,
-    REQUEUE_BY_JOB_SCRIPT,
-    REQUEUE_ENV,
-    runtime_info,
-)
+# the environment a run reads its container provenance from (runs.provenance.runtime_info reads it)
+from parcae_runner.runs.provenance import DIGEST_ENV, IMAGE_ENV, MODE_ENV, REQUEUE_BY_JOB_SCRIPT, REQUEUE_ENV
 
 CONTAINER_MODES = tuple(m.value for m in Container)
 # environment passed into a container by name only (values never land in a file or an image)

@@ -31,7 +31,7 @@ from omegaconf import DictConfig
 
 from parcae_runner.config.schema import Container
 from parcae_runner.launch import container
-from parcae_runner.launch.container import CONTAINER_MODES, PASS_ENV, container_command  # noqa: F401
+from parcae_runner.launch.container import CONTAINER_MODES, container_command
 from parcae_runner.runs import RunDirectory, RunRecord, RunStatus
 from parcae_runner.util.log import log
 

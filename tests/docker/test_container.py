@@ -88,20 +88,22 @@ def test_srun_mounts_results_data_and_config_tree(job_env, tmp_path, monkeypatch
 
 
 def test_image_digests_and_what_run_json_records(monkeypatch, tmp_path):
+    from parcae_runner.runs import provenance
+
     assert container.resolve_digest("pyxis", "reg/p@sha256:" + "a" * 64) == "sha256:" + "a" * 64
     assert container.resolve_digest("pyxis", "reg/p:latest") is None
     assert container.resolve_digest("none", "reg/p@sha256:1") is None
     assert container.image_record("none", None) is None
-    for name in (container.MODE_ENV, container.IMAGE_ENV, container.DIGEST_ENV, container.IMAGE_INFO_ENV):
+    for name in (provenance.MODE_ENV, provenance.IMAGE_ENV, provenance.DIGEST_ENV, provenance.IMAGE_INFO_ENV):
         monkeypatch.delenv(name, raising=False)
-    assert container.runtime_info() is None
+    assert provenance.runtime_info() is None
     info = tmp_path / "image.json"
     info.write_text(json.dumps({"revision": "abc", "lock_sha256": "f00"}))
-    monkeypatch.setenv(container.IMAGE_INFO_ENV, str(info))
-    monkeypatch.setenv(container.MODE_ENV, "docker")
-    monkeypatch.setenv(container.IMAGE_ENV, "parcae-runner:abc")
-    monkeypatch.setenv(container.DIGEST_ENV, "sha256:123")
-    assert container.runtime_info() == {
+    monkeypatch.setenv(provenance.IMAGE_INFO_ENV, str(info))
+    monkeypatch.setenv(provenance.MODE_ENV, "docker")
+    monkeypatch.setenv(provenance.IMAGE_ENV, "parcae-runner:abc")
+    monkeypatch.setenv(provenance.DIGEST_ENV, "sha256:123")
+    assert provenance.runtime_info() == {
         "mode": "docker",
         "image": "parcae-runner:abc",
         "digest": "sha256:123",
