@@ -3,7 +3,7 @@
 ``export_hf(model, out_dir)`` writes a folder that ``transformers.AutoModelForCausalLM.from_pretrained``
 (and, given a ``tokenizer.json``, ``AutoTokenizer.from_pretrained``) loads. The mapping of each architecture
 is its registry spec's ``hf`` module (``parcae_runner/models/<name>/hf.py``); reading a folder back
-(``import_hf``, ``load_hf``) is ``parcae_runner.models.hf``, re-exported here.
+(``import_hf``, ``load_hf``, ``init_from_hf``) is ``parcae_runner.models.hf``, so that training needs no export.
 
 ``transformers`` is an optional dependency: it is imported inside the functions.
 """
@@ -17,9 +17,7 @@ import torch
 from torch import nn
 
 from parcae_runner.data.tokenizer import EOT_ID
-from parcae_runner.models.hf import exporter_for, hf_model_type, import_hf, load_hf
-
-__all__ = ["export_hf", "exporter_for", "hf_model_type", "import_hf", "load_hf"]
+from parcae_runner.models.hf import exporter_for
 
 
 def export_hf(
