@@ -8,7 +8,6 @@ imported inside the functions.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -19,32 +18,18 @@ from torch import Tensor, nn
 from parcae_runner.models.registry import ARCHITECTURES, get_architecture
 
 
-class _HFMappings(Mapping[str, ModuleType]):
-    """architecture name -> its HF mapping module, read live from the registry (those without one left out)."""
-
-    def __getitem__(self, name: str) -> ModuleType:
-        arch = ARCHITECTURES.get(name)
-        if arch is None or arch.hf is None:
-            raise KeyError(name)
-        return arch.hf
-
-    def __iter__(self) -> Iterator[str]:
-        return iter([name for name, arch in ARCHITECTURES.items() if arch.hf is not None])
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
-
-
-# the architectures that export to HF, with their mapping modules (a view of the registry, not a second table)
-HF_MAPPINGS: Mapping[str, ModuleType] = _HFMappings()
+def hf_mappings() -> dict[str, ModuleType]:
+    """Architecture name -> its HF mapping module, for the registered architectures that have one."""
+    return {name: arch.hf for name, arch in ARCHITECTURES.items() if arch.hf is not None}
 
 
 def exporter_for(model: nn.Module) -> tuple[str, ModuleType]:
     """(architecture name, HF mapping module) of one of our models."""
     name = getattr(getattr(model, "hparams", None), "name", None)
-    if name not in HF_MAPPINGS:
-        raise ValueError(f"no HF exporter for architecture {name!r}; exporters: {', '.join(HF_MAPPINGS)}")
-    return name, HF_MAPPINGS[name]
+    mappings = hf_mappings()
+    if name not in mappings:
+        raise ValueError(f"no HF exporter for architecture {name!r}; exporters: {', '.join(mappings)}")
+    return name, mappings[name]
 
 
 def hf_model_type(arch_name: str) -> str:
@@ -67,12 +52,13 @@ def import_hf(folder: str | Path) -> tuple[str, Any, dict[str, int], dict[str, T
 
     folder = Path(folder)
     config = AutoConfig.from_pretrained(folder)
-    matches = [name for name in HF_MAPPINGS if hf_model_type(name) == config.model_type]
+    mappings = hf_mappings()
+    matches = [name for name in mappings if hf_model_type(name) == config.model_type]
     if not matches:
-        known = ", ".join(f"{hf_model_type(n)} ({n})" for n in HF_MAPPINGS)
+        known = ", ".join(f"{hf_model_type(n)} ({n})" for n in mappings)
         raise ValueError(f"{folder}: HF model_type {config.model_type!r} has no importer; known: {known}")
     arch_name = matches[0]
-    mapping = HF_MAPPINGS[arch_name]
+    mapping = mappings[arch_name]
     hparams, dims = mapping.from_hf_config(config)
     hf = AutoModelForCausalLM.from_pretrained(folder, dtype="auto")
     hf_state = hf.state_dict()  # lists tied weights under every name

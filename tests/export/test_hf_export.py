@@ -12,7 +12,7 @@ from parcae_runner.models import ARCHITECTURES, build_model
 transformers = pytest.importorskip("transformers")
 
 from parcae_runner.export.hf import export_hf  # noqa: E402
-from parcae_runner.models.hf import HF_MAPPINGS, InitMismatch, hf_model_type, import_hf, init_from_hf, load_hf  # noqa: E402
+from parcae_runner.models.hf import InitMismatch, hf_mappings, hf_model_type, import_hf, init_from_hf, load_hf  # noqa: E402
 
 VOCAB = 50304
 DOCS = [
@@ -43,15 +43,15 @@ def _random_model(name, size, vocab):
 
 def test_the_parc_architectures_have_exporters():
     # the Parc models are shared as transformers checkpoints; gpt/parcae have no stock HF class
-    assert set(HF_MAPPINGS) <= set(ARCHITECTURES)
-    assert {name: hf_model_type(name) for name in HF_MAPPINGS} == {
+    assert set(hf_mappings()) <= set(ARCHITECTURES)
+    assert {name: hf_model_type(name) for name in hf_mappings()} == {
         "pythia": "gpt_neox",
         "mamba": "mamba",
         "rwkv4": "rwkv",
     }
 
 
-@pytest.mark.parametrize("name", sorted(HF_MAPPINGS))
+@pytest.mark.parametrize("name", sorted(hf_mappings()))
 def test_registered_model_type_is_the_mappings_own(name):
     # the spec's hf_model_type is what the mapping's config says (the import side matches folders by it)
     model = build_model({"name": name}, "debug", 64)

@@ -13,7 +13,7 @@ from parcae_runner.analysis.card.facts import TOOL, eval_metrics, hardware_used,
 
 def front_matter(cfg: DictConfig, run: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
     """The card's YAML metadata, as the Hugging Face Hub reads it."""
-    from parcae_runner.models.hf import HF_MAPPINGS
+    from parcae_runner.models.hf import hf_mappings
 
     data = run.get("data") or {}
     dataset_name = Path(data["dir"]).name if data.get("dir") else str(cfg.data.source)
@@ -31,7 +31,7 @@ def front_matter(cfg: DictConfig, run: dict[str, Any], records: list[dict[str, A
     meta: dict[str, Any] = {
         "license": tool_metadata()["license"],
         # exported folders load with transformers; architectures without an exporter are plain torch
-        "library_name": "transformers" if run["arch"] in HF_MAPPINGS else "pytorch",
+        "library_name": "transformers" if run["arch"] in hf_mappings() else "pytorch",
         "pipeline_tag": "text-generation",
         "tags": [str(run["arch"]), str(run["size"]), TOOL],
         "datasets": [dataset_name],

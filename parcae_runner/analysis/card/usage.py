@@ -10,13 +10,13 @@ from parcae_runner.analysis.card.facts import TOOL, CardFacts, latest_checkpoint
 
 def how_to_use(f: CardFacts) -> list[str]:
     """Loading instructions for the newest checkpoint (the last step when none is saved)."""
-    from parcae_runner.models.hf import HF_MAPPINGS
+    from parcae_runner.models.hf import hf_mappings
 
     run = f.run
     ckpt = latest_checkpoint(f.rd)
     ckpt = ckpt if ckpt is not None else f.step
     run_path = Path(str(f.cfg.results_dir)) / str(run.get("sweep")) / f.name
-    if run["arch"] not in HF_MAPPINGS:
+    if run["arch"] not in hf_mappings():
         return _with_checkpoint_loader(run["arch"], run_path, ckpt)
     return _with_transformers(run_path, ckpt)
 
