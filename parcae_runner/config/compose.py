@@ -7,9 +7,7 @@ exit with code 2 before anything runs.
 
 from __future__ import annotations
 
-import os
 from dataclasses import fields, is_dataclass
-from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_dir
@@ -20,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandatoryValue, ValidationError
 
 from parcae_runner.config.errors import ConfigError
+from parcae_runner.config.presets import config_dir
 from parcae_runner.config.schema import RunConfig
 from parcae_runner.config.store import register_configs
 
@@ -27,21 +26,6 @@ GROUPS = ("arch", "size", "data", "train", "cluster", "logger")
 
 
 # a config tree other than the repository's launch_configs/
-CONFIG_DIR_ENV = "PARCAE_CONFIG_DIR"
-
-
-def config_dir() -> Path:
-    """The Hydra config tree: ``$PARCAE_CONFIG_DIR``, else the repository's ``launch_configs/``,
-    else ``./launch_configs`` (an installed package run from a checkout)."""
-    env = os.environ.get(CONFIG_DIR_ENV)
-    candidates = [Path(env)] if env else []
-    candidates += [Path(__file__).resolve().parents[2] / "launch_configs", Path.cwd() / "launch_configs"]
-    for c in candidates:
-        if (c / "config.yaml").is_file():
-            return c.resolve()
-    raise ConfigError(CONFIG_DIR_ENV, env, "no launch_configs/config.yaml found; set PARCAE_CONFIG_DIR")
-
-
 def group_options(group: str) -> list[str]:
     """The option names of a config group: the YAML files in ``launch_configs/<group>/``."""
     return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))

@@ -1,12 +1,26 @@
-"""Naming the preset to compose: by name (``parc-pythia``) or by file (``launch_configs/parc-pythia.yaml``)."""
+"""Where the config tree is, and naming the preset to compose: by name (``parc-pythia``) or by file
+(``launch_configs/parc-pythia.yaml``). No Hydra here: the CLI imports this at start."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from parcae_runner.config.compose import CONFIG_DIR_ENV, config_dir
 from parcae_runner.config.errors import ConfigError
+
+CONFIG_DIR_ENV = "PARCAE_CONFIG_DIR"
+
+
+def config_dir() -> Path:
+    """The Hydra config tree: ``$PARCAE_CONFIG_DIR``, else the repository's ``launch_configs/``,
+    else ``./launch_configs`` (an installed package run from a checkout)."""
+    env = os.environ.get(CONFIG_DIR_ENV)
+    candidates = [Path(env)] if env else []
+    candidates += [Path(__file__).resolve().parents[2] / "launch_configs", Path.cwd() / "launch_configs"]
+    for c in candidates:
+        if (c / "config.yaml").is_file():
+            return c.resolve()
+    raise ConfigError(CONFIG_DIR_ENV, env, "no launch_configs/config.yaml found; set PARCAE_CONFIG_DIR")
 
 
 def resolve_config_arg(value: str) -> str:
