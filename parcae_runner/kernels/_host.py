@@ -10,6 +10,7 @@ Set ``PARCAE_KERNEL_POISON=1`` to allocate every kernel output with NaN instead 
 from __future__ import annotations
 
 import os
+from functools import cache
 
 import torch
 from torch import Tensor
@@ -17,7 +18,9 @@ from torch import Tensor
 IMPLS = ("auto", "triton", "reference")
 
 
+@cache
 def triton_available() -> bool:
+    """Whether triton imports (asked once: the dispatchers ask on every call)."""
     try:
         import triton  # noqa: F401
     except ImportError:
