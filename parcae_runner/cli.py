@@ -30,6 +30,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from parcae_runner.launch.prepare_job import prepare_command
+
+    cfg = _compose(args)
+    print(prepare_command(cfg))
+    return EXIT_OK
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     from parcae_runner.train.preflight import validate
 
@@ -271,6 +279,9 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     """train, show, plan, sweep, status, resubmit, cancel."""
     _with_overrides(sub.add_parser("train", help="train one model (resumes if its run directory has a checkpoint)"))
     sub.choices["train"].set_defaults(func=cmd_train)
+    _with_overrides(
+        sub.add_parser("prepare", help="tokenise the data of a config once (cluster=slurm_*: as a CPU job)")
+    ).set_defaults(func=cmd_prepare)
     _with_overrides(sub.add_parser("show", help="print the composed, validated config and exit"))
     sub.choices["show"].set_defaults(func=cmd_show)
 

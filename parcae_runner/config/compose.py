@@ -165,6 +165,8 @@ def _apply_budget(cfg: DictConfig) -> None:
 
     if cfg.train.get("max_flops") is not None and cfg.train.max_flops <= 0:
         raise ConfigError("train.max_flops", cfg.train.max_flops, "must be a positive number of FLOPs")
+    if cfg.train.get("max_flops") is not None and cfg.data.vocab_size is None:
+        raise ConfigError("data.vocab_size", None, "train.max_flops needs the model's vocabulary: set data.vocab_size")
     try:
         apply_flop_budget(cfg)
     except (KeyError, ValueError):

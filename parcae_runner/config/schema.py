@@ -41,6 +41,20 @@ class Precision(enum.StrEnum):
 class DataSource(enum.StrEnum):
     EMBEDDED = "embedded"
     TEXT_FILES = "text_files"
+    JSONL = "jsonl"
+    PARQUET = "parquet"
+    HF = "hf"
+    PRETOKENIZED = "pretokenized"
+
+
+class TokenizerRecipe(enum.StrEnum):
+    GPT2 = "gpt2"
+    PARCAE = "parcae"
+
+
+class DataOrder(enum.StrEnum):
+    SHUFFLED = "shuffled"
+    SEQUENTIAL = "sequential"
 
 
 class WandbMode(enum.StrEnum):
@@ -71,17 +85,49 @@ class SizeConfig:
 
 @dataclass
 class DataConfig:
-    """Where tokens come from and how they are cut into training sequences."""
+    """Where tokens come from, which tokenizer makes them, and how they are cut into training sequences."""
 
-    # embedded: text shipped with Python itself; text_files: a file or folder of .txt/.md/.jsonl
+    # embedded | text_files | jsonl | parquet | hf | pretokenized (see parcae_runner/data/sources.py)
     source: str = "embedded"
+    # a file or folder (text_files, jsonl, parquet, pretokenized)
     path: str | None = None
-    vocab_size: int = 4096
+    # hf: a hub name (read from the local HF cache), a save_to_disk folder or a local data folder
+    dataset: str | None = None
+    config_name: str | None = None
+    split: str = "train"
+    revision: str | None = None
+    # the text column / JSON field (jsonl, parquet, hf)
+    text_field: str = "text"
+    streaming: bool = False
+    # let `datasets` download into the HF cache; off: offline, a missing dataset is an error with a how-to
+    download: bool = False
+    # "train": a byte-level BPE trained on this corpus's training split; else a tokenizer.json, a local tokenizer
+    # folder or a hub name in the HF cache
+    tokenizer: str = "train"
+    # with tokenizer=train: gpt2 (GPT-2's byte-level BPE, <|endoftext|>) | parcae (Parcae's tok_train.py)
+    tokenizer_recipe: str = "gpt2"
+    # with tokenizer=train: at most this many characters of training text (Parcae: 2e9)
+    tokenizer_train_chars: int = 2_000_000_000
+    # the token between documents; null: the tokenizer's own eos (or <|endoftext|>, </s>, ...)
+    eos_token: str | None = None
+    # with tokenizer=train: the vocabulary to train. With a pretrained tokenizer: the model's vocabulary, null
+    # (the tokenizer's, padded to pad_vocab_multiple) or at least that
+    vocab_size: int | None = 4096
+    # the model's vocabulary is the tokenizer's rounded up to this multiple (GPT-NeoX/Pythia: 128)
+    pad_vocab_multiple: int = 128
     seq_len: int = 256
     # fraction of documents held out for validation (chosen by a hash of the document)
     val_fraction: float = 0.05
     # the data seed fixes the sample order; the model seed (top-level ``seed``) never touches it
     seed: int = 1234
+    # shuffled: a keyed permutation per epoch; sequential: the prepared order (a pre-shuffled corpus like Pythia's)
+    order: str = "shuffled"
+    # true: windows of seq_len+1 tokens every seq_len (none wasted); false: every seq_len+1 (GPT-NeoX/Pythia samples)
+    chunk_overlap: bool = True
+    # a run may see its data at most this many times (plan and train refuse above it)
+    max_epochs: float = 4.0
+    # documents per prepared shard (a unit of resumption of `prepare`)
+    docs_per_shard: int = 100_000
     cache_dir: str = ".cache/parcae-runner/data"
 
 

@@ -17,10 +17,12 @@ from parcae_runner.config.hardware import HARDWARE, known_countries
 from parcae_runner.config.schema import (
     CheckpointSchedule,
     Container,
+    DataOrder,
     DataSource,
     Launcher,
     Precision,
     Schedule,
+    TokenizerRecipe,
     WandbMode,
 )
 
@@ -134,18 +136,28 @@ def validate_run_config(cfg: DictConfig, check_tasks: Callable[[list[str]], None
     _positive(errors, cfg, "data.seq_len")
     _positive(errors, cfg, "data.seed", allow_zero=True)
     _positive(errors, cfg, "seed", allow_zero=True)
-    if d.vocab_size < 260:
+    _one_of(errors, cfg, "data.tokenizer_recipe", choices(TokenizerRecipe))
+    _one_of(errors, cfg, "data.order", choices(DataOrder))
+    _positive(errors, cfg, "data.pad_vocab_multiple")
+    _positive(errors, cfg, "data.docs_per_shard")
+    _positive(errors, cfg, "data.max_epochs")
+    if d.vocab_size is None and d.tokenizer == "train":
+        errors.append(ConfigError("data.vocab_size", None, "required with data.tokenizer=train: the size to train"))
+    elif d.vocab_size is not None and d.vocab_size < 260:
         errors.append(ConfigError("data.vocab_size", d.vocab_size, "must be at least 260 (256 bytes + specials)"))
-    if not 0 < d.val_fraction < 1:
-        errors.append(ConfigError("data.val_fraction", d.val_fraction, "must be between 0 and 1 (exclusive)"))
-    if d.source == DataSource.TEXT_FILES and d.path is None:
+    if not 0 <= d.val_fraction < 1:
+        errors.append(ConfigError("data.val_fraction", d.val_fraction, "must be in [0, 1)"))
+    needs_path = (DataSource.TEXT_FILES, DataSource.JSONL, DataSource.PARQUET, DataSource.PRETOKENIZED)
+    if d.source in needs_path and d.path is None:
+        errors.append(ConfigError("data.path", d.path, f"required with data.source={d.source}: a file or folder"))
+    elif d.source in needs_path and not Path(d.path).expanduser().exists():
+        errors.append(ConfigError("data.path", d.path, "no such file or directory"))
+    if d.source == DataSource.HF and not d.dataset:
+        errors.append(ConfigError("data.dataset", d.dataset, "required with data.source=hf: a hub name or a folder"))
+    if d.source == DataSource.PRETOKENIZED and d.tokenizer == "train":
         errors.append(
-            ConfigError(
-                "data.path", d.path, "required with data=text_files: a file or folder of .txt, .md or .jsonl files"
-            )
+            ConfigError("data.tokenizer", d.tokenizer, "pretokenized data needs the tokenizer its ids come from")
         )
-    elif d.source == DataSource.TEXT_FILES and not Path(d.path).expanduser().exists():
-        errors.append(ConfigError("data.path", d.path, "no such file or directory (.txt, .md or .jsonl files)"))
 
     _one_of(errors, cfg, "logger.mode", choices(WandbMode))
     _validate_cluster(errors, cfg)

@@ -1,12 +1,9 @@
 """Document sources: where the raw text comes from, before any tokenizing.
 
-Two sources, picked by ``data.source``:
-
-- ``embedded``: text that ships with CPython itself (the ``pydoc`` help topics and the docstrings of the
-  standard library), so a run works on a machine with no network and no data set. Deterministic for a given
-  Python version; a different Python version gives a (slightly) different corpus and therefore a different cache.
-- ``text_files``: a file or a folder of ``.txt`` / ``.md`` (one document per file) and ``.jsonl`` (one document per
-  line, field ``text``).
+The ``embedded`` corpus: text that ships with CPython itself (the ``pydoc`` help topics and the docstrings of the
+standard library), so a run works on a machine with no network and no data set. Deterministic for a given Python
+version; a different Python version gives a (slightly) different corpus and therefore a different cache. The other
+sources live in ``sources.py``.
 """
 
 from __future__ import annotations
@@ -28,14 +25,11 @@ from typing import TYPE_CHECKING
 # This file also runs as a script, in a clean interpreter with no site-packages, to collect the embedded corpus (see
 # ``_embedded_documents``); there it has no package and must import nothing outside the standard library.
 if __package__:
-    from parcae_runner.data.errors import DataError
+    pass
 
 if TYPE_CHECKING:
     from parcae_runner.config.schema import DataConfig
 
-SOURCES = ("embedded", "text_files")
-TEXT_SUFFIXES = (".txt", ".md")
-JSONL_SUFFIX = ".jsonl"
 # shorter docstrings are mostly "Return self==value." boilerplate: noise, not language
 MIN_DOC_CHARS = 64
 
@@ -316,76 +310,25 @@ def embedded_documents() -> list[str]:
     return list(_embedded_documents())
 
 
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"data.path: {str(path)!r} is not valid UTF-8 ({e}); expected UTF-8 text files") from e
-
-
-def _jsonl_documents(path: Path) -> list[str]:
-    docs = []
-    # split on \n only: str.splitlines would also cut at U+2028 and friends, which JSON strings may hold raw
-    for lineno, line in enumerate(_read_text(path).split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"data.path: {path}:{lineno} is not valid JSON ({e}); expected one object a line") from e
-        text = record.get("text") if isinstance(record, dict) else None
-        if not isinstance(text, str):
-            raise DataError(
-                f'data.path: {path}:{lineno} has no string field \'text\'; expected objects like {{"text": "..."}}'
-            )
-        docs.append(text)
-    return docs
-
-
-def _is_document_file(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in (*TEXT_SUFFIXES, JSONL_SUFFIX)
-
-
 def text_file_documents(path: str) -> list[str]:
-    """Documents from a file or a folder of ``.txt`` / ``.md`` (one document per file) and ``.jsonl`` files.
+    """Documents from a file or a folder of ``.txt`` / ``.md`` (one document per file) and ``.jsonl`` files (one a
+    line, field ``text``), walked in sorted order; whitespace-only documents dropped. Raises ``DataError`` naming
+    ``data.path`` when there is nothing to read. The whole list: for small corpora (see ``sources.py`` to stream)."""
+    from parcae_runner.config.schema import DataConfig
+    from parcae_runner.data.sources import TextFileSource
 
-    A folder is walked recursively in sorted order of relative path; hidden files and folders (``.git``...) and
-    other suffixes are ignored. A ``.jsonl`` file gives one document per non-blank line, its field ``text``.
-    Whitespace-only documents are dropped. Raises ``DataError`` naming ``data.path`` when the path does not exist,
-    holds no such files, or the files hold no document.
-    """
-    expected = "a .txt/.md/.jsonl file or a folder containing them"
-    root = Path(path).expanduser()
-    if not root.exists():
-        raise DataError(f"data.path={path!r} does not exist; expected {expected}")
-    if root.is_dir():
-        files = sorted(
-            (p for p in root.rglob("*") if _is_document_file(p)),
-            key=lambda p: p.relative_to(root).as_posix(),
-        )
-        files = [p for p in files if not any(part.startswith(".") for part in p.relative_to(root).parts)]
-    elif _is_document_file(root):
-        files = [root]
-    else:
-        raise DataError(f"data.path={path!r} is not a .txt/.md/.jsonl file; expected {expected}")
-    docs: list[str] = []
-    for file in files:
-        docs.extend(_jsonl_documents(file) if file.suffix.lower() == JSONL_SUFFIX else [_read_text(file)])
-    docs = [d for d in docs if d.strip()]
-    if not docs:
-        raise DataError(f"data.path={path!r} holds no non-empty documents; expected {expected}")
-    return docs
+    source = TextFileSource(DataConfig(source="text_files", path=path))
+    source.check()
+    return [d for d in source.documents() if isinstance(d, str)]
 
 
 def load_documents(cfg: DataConfig) -> list[str]:
-    """The documents ``cfg.source`` (and ``cfg.path``) name, in a deterministic order."""
-    if cfg.source == "embedded":
-        return embedded_documents()
-    if cfg.source == "text_files":
-        if not cfg.path:
-            raise DataError("data.path is not set; data.source=text_files expects a .txt/.md/.jsonl file or folder")
-        return text_file_documents(cfg.path)
-    raise DataError(f"data.source={cfg.source!r} is unknown; expected one of {', '.join(SOURCES)}")
+    """The documents ``cfg.source`` (and ``cfg.path``) name, in a deterministic order, as one list (small corpora)."""
+    from parcae_runner.data.sources import source_for
+
+    source = source_for(cfg)
+    source.check()
+    return [d for d in source.documents() if isinstance(d, str)]
 
 
 if __name__ == "__main__":

@@ -1,11 +1,9 @@
-"""Cutting a token stream into training sequences, and the one sample order every run shares.
+"""Cutting token streams into training sequences, and the per-rank view of the shared sample order.
 
-The order of training samples is a pure function of ``(data_seed, global sample index)``: global sample ``g`` is
-chunk ``perm_e[g % num_chunks]`` where ``e = g // num_chunks`` is its epoch and ``perm_e`` a permutation drawn from
-``PCG64([data_seed, e])``. Optimizer step ``s`` consumes samples ``[s*B, (s+1)*B)`` with ``B`` the effective batch,
-however those are spread over devices and accumulation steps. So two architectures with the same data seed see the
-same sequences in the same steps, the model seed never moves the data, and resuming at step ``k`` is
-``start_step=k``: nothing to save but the step.
+The order itself lives in ``order.py``: global sample ``g`` is a pure function of ``(data_seed, g)``. Optimizer step
+``s`` consumes samples ``[s*B, (s+1)*B)`` with ``B`` the effective batch, however those are spread over devices and
+accumulation steps. So two architectures with the same data seed see the same sequences in the same steps, the model
+seed never moves the data, and resuming at step ``k`` is ``start_step=k``: nothing to save but the step.
 
 With Lightning, pass ``Trainer(use_distributed_sampler=False)``: ``StepSampler`` already shards by rank, and the
 default would wrap it in a ``DistributedSampler`` and shard a second time.
@@ -13,8 +11,7 @@ default would wrap it in a ``DistributedSampler`` and shard a second time.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,85 +19,77 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from parcae_runner.data.order import sample_order
+
 
 class TokenChunks(Dataset[tuple[torch.Tensor, torch.Tensor]]):
-    """Non-overlapping ``seq_len`` windows of a flat token stream, as next-token ``(x, y)`` pairs.
+    """Windows of ``seq_len + 1`` tokens of one or more token streams (shards), as next-token ``(x, y)`` pairs.
 
-    Item ``i`` reads ``tokens[i*seq_len : i*seq_len + seq_len + 1]`` and returns ``x`` = its first ``seq_len``
-    tokens and ``y`` = its last ``seq_len`` (``x`` shifted by one), both int64 of shape ``[seq_len]``. The
-    ``len(tokens) - 1 - len(self) * seq_len`` trailing tokens that do not fill a window are never used.
+    Window ``j`` of a shard reads ``tokens[j*stride : j*stride + seq_len + 1]``: ``x`` its first ``seq_len`` tokens,
+    ``y`` its last ``seq_len`` (``x`` shifted by one), both int64 of shape ``[seq_len]``. ``stride`` is ``seq_len``
+    (the default: a window's last target is the next window's first input, no token unused) or ``seq_len + 1``
+    (``overlap=False``: GPT-NeoX's disjoint 2,049-token samples, so a pre-shuffled Pythia corpus gives Pythia's own
+    sequences). Windows are numbered shard after shard and never cross a shard's end; a shard's trailing tokens
+    that do not fill a window are never used.
     """
 
-    def __init__(self, tokens: np.ndarray, seq_len: int) -> None:
-        if tokens.ndim != 1:
-            raise ValueError(f"tokens must be a flat stream, got shape {tokens.shape}")
+    def __init__(self, tokens: np.ndarray | Sequence[np.ndarray], seq_len: int, overlap: bool = True) -> None:
+        shards = [tokens] if isinstance(tokens, np.ndarray) else list(tokens)
+        if any(s.ndim != 1 for s in shards):
+            raise ValueError(f"tokens must be flat streams, got shapes {[s.shape for s in shards]}")
         if seq_len < 1:
             raise ValueError(f"seq_len must be >= 1, got {seq_len}")
-        self.tokens = tokens
+        self.shards = shards
         self.seq_len = seq_len
+        self.stride = seq_len if overlap else seq_len + 1
+        counts = [max(0, (len(s) - 1 - seq_len) // self.stride + 1) if len(s) > seq_len else 0 for s in shards]
+        # first window index of each shard, and the total at the end: [0, c0, c0+c1, ...]
+        self.starts = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
+
+    @property
+    def tokens(self) -> np.ndarray:
+        """The single stream (for one-shard datasets)."""
+        return self.shards[0]
 
     def __len__(self) -> int:
-        return max(0, (len(self.tokens) - 1) // self.seq_len)
+        return int(self.starts[-1])
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         i = int(index)
         if not 0 <= i < len(self):
             raise IndexError(f"chunk {i} out of range for {len(self)} chunks")
-        start = i * self.seq_len
+        shard = int(np.searchsorted(self.starts, i, side="right")) - 1
+        start = (i - int(self.starts[shard])) * self.stride
         # np.array copies (and widens uint16 to int64): the tensor must not alias the read-only memmap
-        chunk = torch.from_numpy(np.array(self.tokens[start : start + self.seq_len + 1], dtype=np.int64))
+        window = self.shards[shard][start : start + self.seq_len + 1]
+        chunk = torch.from_numpy(np.array(window, dtype=np.int64))
         return chunk[:-1], chunk[1:]
 
     def __getstate__(self) -> dict[str, Any]:
         # DataLoader workers started by spawn/forkserver pickle the dataset: send a whole-file memmap as its path,
         # not as a copy of every token
         state = self.__dict__.copy()
-        tokens = self.tokens
-        if isinstance(tokens, np.memmap) and tokens.filename and _is_whole_file(tokens):
-            state["tokens"] = ("memmap", str(tokens.filename), tokens.dtype.str, len(tokens))
+        state["shards"] = [
+            ("memmap", str(t.filename), t.dtype.str, len(t))
+            if isinstance(t, np.memmap) and t.filename and _is_whole_file(t)
+            else t
+            for t in self.shards
+        ]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        tokens = state["tokens"]
-        if isinstance(tokens, tuple) and tokens[0] == "memmap":
-            _, filename, dtype, length = tokens
-            state["tokens"] = np.memmap(filename, dtype=np.dtype(dtype), mode="r", shape=(length,))
+        state["shards"] = [
+            np.memmap(t[1], dtype=np.dtype(t[2]), mode="r", shape=(t[3],))
+            if isinstance(t, tuple) and t[0] == "memmap"
+            else t
+            for t in state["shards"]
+        ]
         self.__dict__.update(state)
 
 
 def _is_whole_file(tokens: np.memmap) -> bool:
     # a slice of a memmap keeps the parent's filename and offset, so only a view of the entire file is safe to reopen
     return tokens.offset == 0 and tokens.flags.c_contiguous and Path(tokens.filename).stat().st_size == tokens.nbytes
-
-
-@functools.lru_cache(maxsize=4)
-def _epoch_permutation(data_seed: int, num_chunks: int, epoch: int) -> np.ndarray:
-    # cached: a step needs a few samples from one epoch's permutation, and drawing it costs O(num_chunks)
-    perm = np.random.Generator(np.random.PCG64([data_seed, epoch])).permutation(num_chunks).astype(np.int64)
-    perm.flags.writeable = False
-    return perm
-
-
-def sample_order(data_seed: int, num_chunks: int, start: int, count: int) -> np.ndarray:
-    """Chunk indices of global samples ``start .. start+count-1``: int64, shape ``[count]``.
-
-    Sample ``g`` is position ``g % num_chunks`` of epoch ``g // num_chunks``'s permutation, drawn from
-    ``np.random.Generator(np.random.PCG64([data_seed, epoch]))``. Depends on nothing but its arguments.
-    """
-    if data_seed < 0:
-        raise ValueError(f"data seed must be >= 0, got {data_seed}")
-    if num_chunks < 1:
-        raise ValueError(f"num_chunks must be >= 1, got {num_chunks} (is the token stream shorter than seq_len + 1?)")
-    if start < 0 or count < 0:
-        raise ValueError(f"start and count must be >= 0, got start={start}, count={count}")
-    out = np.empty(count, dtype=np.int64)
-    done = 0
-    while done < count:
-        epoch, offset = divmod(start + done, num_chunks)
-        take = min(count - done, num_chunks - offset)
-        out[done : done + take] = _epoch_permutation(data_seed, num_chunks, epoch)[offset : offset + take]
-        done += take
-    return out
 
 
 class StepSampler(Sampler[int]):
@@ -124,6 +113,7 @@ class StepSampler(Sampler[int]):
         rank: int,
         start_step: int,
         end_step: int,
+        shuffle: bool = True,
     ) -> None:
         if num_chunks < 1:
             raise ValueError(f"num_chunks must be >= 1, got {num_chunks}")
@@ -146,6 +136,7 @@ class StepSampler(Sampler[int]):
         self.rank = rank
         self.start_step = start_step
         self.end_step = end_step
+        self.shuffle = shuffle
 
     @property
     def samples_per_step(self) -> int:
@@ -159,7 +150,9 @@ class StepSampler(Sampler[int]):
         per_micro = self.micro_batch_size * self.world_size
         for step in range(self.start_step, self.end_step):
             # one draw per step: all of this step's samples, then this rank's slices of it
-            order = sample_order(self.data_seed, self.num_chunks, step * self.samples_per_step, self.samples_per_step)
+            order = sample_order(
+                self.data_seed, self.num_chunks, step * self.samples_per_step, self.samples_per_step, self.shuffle
+            )
             for a in range(self.accumulate):
                 lo = a * per_micro + self.rank * self.micro_batch_size
                 yield from order[lo : lo + self.micro_batch_size].tolist()

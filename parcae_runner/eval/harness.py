@@ -29,7 +29,7 @@ from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 from torch import nn
 from tqdm import tqdm
 
-from parcae_runner.data import EOT_ID
+from parcae_runner.data.pretrained import separator_of
 from parcae_runner.runs import RunRecord
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -111,6 +111,7 @@ class ParcaeLM(TemplateLM):
         # no dtype: the weights' own (a checkpoint loads in float32; a live model keeps its precision)
         self.model = model.to(device=self.device_name, dtype=DTYPES.get(dtype)).eval()
         self.tokenizer = tokenizer
+        self._eot_id = separator_of(tokenizer)
         self.run = run
         self._max_length = _as_int(max_length, "max_length") or default_length
         if not self._max_length:
@@ -137,7 +138,7 @@ class ParcaeLM(TemplateLM):
     # -- what TemplateLM needs
     @property
     def eot_token_id(self) -> int:
-        return EOT_ID
+        return self._eot_id
 
     @property
     def max_length(self) -> int:

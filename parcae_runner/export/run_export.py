@@ -35,6 +35,7 @@ def export_run(
     root = Path(out) if out else rd.path / "hf"
     tokenizer = Path(run.data_info["dir"]) / "tokenizer.json"
     card = rd.card_file
+    eos_id = int(run.data_info.get("eos_id", EOT_ID))
     written = []
     for step, path in chosen:
         model = load_checkpoint_model(rd, cfg, run, path)
@@ -45,8 +46,8 @@ def export_run(
             model,
             target,
             tokenizer_path=tokenizer if tokenizer.exists() else None,
-            bos_token_id=EOT_ID,
-            eos_token_id=EOT_ID,
+            bos_token_id=eos_id,
+            eos_token_id=eos_id,
             card_text=card.read_text() if card.exists() else None,
             **context,
         )

@@ -8,23 +8,27 @@ Nothing is submitted unless every point is valid. The estimate per run is::
     kWh        = GPU-hours * device power (W) / 1000 * cluster.pue
     kg CO2     = kWh * grid intensity of cluster.country_iso_code       (codecarbon's table)
 
-Peaks and powers are in ``config/hardware.py``; ``mfu`` and ``pue`` are profile keys.
+Peaks and powers are in ``config/hardware.py``; ``mfu`` and ``pue`` are profile keys. Beside the cost, each run's
+data: the training tokens its corpus offers (exact once prepared, ``~`` an estimate from the input's size) and the
+epochs it would make; above one epoch ``plan`` warns, above ``data.max_epochs`` it refuses (``data/budget.py``).
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from parcae_runner.config.compose import compose_many
 from parcae_runner.config.errors import ConfigError, ConfigErrors
 from parcae_runner.config.hardware import HARDWARE, carbon_intensity_kg_per_kwh
 from parcae_runner.config.schema import Precision
+from parcae_runner.data.budget import Availability, availability, check_epochs
 from parcae_runner.launch.sweep_file import Point, Sweep, name_point
 from parcae_runner.models.flops import model_costs
 from parcae_runner.runs import RunDirectory, RunStatus
@@ -43,6 +47,9 @@ class PlannedRun:
     kwh: float
     co2_kg: float
     status: str  # of an existing run directory: new | done | failed | running | ...
+    data_tokens: int = 0  # training tokens the data offers (an estimate until prepared)
+    epochs: float = 0.0
+    data_estimated: bool = False
 
     @property
     def run_dir(self) -> RunDirectory:
@@ -139,11 +146,18 @@ def check_cluster_fits(cfg: DictConfig) -> list[ConfigError]:
     return errors
 
 
-def estimate(point: Point, cfg: DictConfig) -> PlannedRun:
+def _data_availability(cfg: DictConfig, seen: dict[str, Availability]) -> Availability:
+    key = json.dumps(OmegaConf.to_container(cfg.data, resolve=True), sort_keys=True)
+    if key not in seen:
+        seen[key] = availability(OmegaConf.to_object(cfg.data))  # type: ignore[arg-type]
+    return seen[key]
 
-    # the actual vocabulary can be a little smaller than asked on a small corpus; plan with the request
-    params, non_emb, fpt = model_costs(cfg)
+
+def estimate(point: Point, cfg: DictConfig, data: Availability) -> PlannedRun:
+    """Cost of one run; raises ``DataError`` when it would repeat its data more than ``data.max_epochs`` times."""
+    params, non_emb, fpt = model_costs(cfg, data.model_vocab_size)
     tokens = cfg.train.max_steps * cfg.train.batch_size * cfg.data.seq_len
+    epochs = check_epochs(point.name, tokens, data.tokens, float(cfg.data.max_epochs), data.estimate)
     flops = tokens * fpt
     hw = HARDWARE[cfg.cluster.gpu_type]
     precision = str(cfg.train.precision) if cfg.train.precision != Precision.AUTO else Precision.BF16_MIXED
@@ -151,7 +165,9 @@ def estimate(point: Point, cfg: DictConfig) -> PlannedRun:
     kwh = gpu_hours * hw.power_w / 1000 * cfg.cluster.pue
     co2 = kwh * carbon_intensity_kg_per_kwh(cfg.cluster.country_iso_code)
     status = RunDirectory.for_config(cfg).read_run().status or RunStatus.NEW
-    return PlannedRun(point, cfg, params, non_emb, tokens, flops, gpu_hours, kwh, co2, status)
+    return PlannedRun(
+        point, cfg, params, non_emb, tokens, flops, gpu_hours, kwh, co2, status, data.tokens, epochs, data.estimate
+    )
 
 
 def plan_sweep(sweep: Sweep, extra: list[str] | None = None) -> list[PlannedRun]:
@@ -170,6 +186,7 @@ def plan_sweep(sweep: Sweep, extra: list[str] | None = None) -> list[PlannedRun]
                 errors.append(InvalidPoint(p.name, exc))
                 cfgs.append(None)
     planned = []
+    seen: dict[str, Availability] = {}
     for point, cfg in zip(points, cfgs, strict=True):
         if cfg is None:
             continue
@@ -181,7 +198,7 @@ def plan_sweep(sweep: Sweep, extra: list[str] | None = None) -> list[PlannedRun]
         except ConfigErrors as exc:
             errors.extend(InvalidPoint(point.name, e) for e in exc.errors)
             continue
-        planned.append(estimate(point, cfg))
+        planned.append(estimate(point, cfg, _data_availability(cfg, seen)))
     names = [r.point.name for r in planned]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         errors.append(ConfigError("params", dup, "two grid points get the same run name; sweep distinct values"))
@@ -201,12 +218,14 @@ def _human(x: float) -> str:
 
 def format_plan(sweep: Sweep, runs: list[PlannedRun]) -> str:
     """A table, one row per run, and the totals."""
-    header = ("run", "params", "tokens", "FLOPs", "GPU-h", "kWh", "kg CO2", "status")
+    header = ("run", "params", "tokens", "data", "epochs", "FLOPs", "GPU-h", "kWh", "kg CO2", "status")
     rows = [
         (
             r.point.name,
             _human(r.params),
             _human(r.tokens),
+            ("~" if r.data_estimated else "") + _human(r.data_tokens),
+            f"{r.epochs:.3g}",
             _human(r.flops),
             f"{r.gpu_hours:.3g}",
             f"{r.kwh:.3g}",
@@ -220,6 +239,8 @@ def format_plan(sweep: Sweep, runs: list[PlannedRun]) -> str:
         "total (to run)",
         "",
         _human(sum(r.tokens for r in todo)),
+        "",
+        "",
         _human(sum(r.flops for r in todo)),
         f"{sum(r.gpu_hours for r in todo):.3g}",
         f"{sum(r.kwh for r in todo):.3g}",

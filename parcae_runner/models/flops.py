@@ -82,13 +82,22 @@ def arch_costs(arch_cfg: Mapping[str, Any], size: str, vocab: int, seq_len: int)
     return _costs(json.dumps(dict(arch_cfg), sort_keys=True), size, int(vocab), int(seq_len))
 
 
-def model_costs(cfg: DictConfig) -> tuple[int, int, float]:
+def planning_vocab_size(cfg: DictConfig) -> int:
+    """The model vocabulary a config asks for: ``data.vocab_size`` rounded up to ``data.pad_vocab_multiple`` (the
+    prepared data's real figure can be a little smaller for a small corpus)."""
+    vocab = cfg.data.vocab_size
+    if vocab is None:
+        raise ValueError("data.vocab_size is null: the model's vocabulary is known once the tokenizer is loaded")
+    multiple = int(cfg.data.get("pad_vocab_multiple") or 1)
+    return -(-int(vocab) // multiple) * multiple
+
+
+def model_costs(cfg: DictConfig, vocab_size: int | None = None) -> tuple[int, int, float]:
     """(parameters, non-embedding parameters, training FLOPs per token) of a run config's model,
-    built once per distinct architecture config on the meta device. The vocabulary is the one asked
-    for (a small corpus can give slightly fewer tokens)."""
-    return arch_costs(
-        OmegaConf.to_container(cfg.arch, resolve=True), cfg.size.name, cfg.data.vocab_size, cfg.data.seq_len
-    )
+    built once per distinct architecture config on the meta device, at ``vocab_size`` (default: the
+    config's :func:`planning_vocab_size`)."""
+    vocab = vocab_size if vocab_size is not None else planning_vocab_size(cfg)
+    return arch_costs(OmegaConf.to_container(cfg.arch, resolve=True), cfg.size.name, vocab, cfg.data.seq_len)
 
 
 def apply_flop_budget(cfg: DictConfig) -> None:

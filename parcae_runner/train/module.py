@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import DataLoader
 
+from parcae_runner.config.schema import DataOrder
 from parcae_runner.config.validate import gradient_accumulation
 from parcae_runner.data import PreparedData, StepSampler, TokenChunks, validation_indices
 from parcae_runner.eval.scoring import loss_and_bpb, score_chunks
@@ -91,7 +92,7 @@ class LanguageModelModule(L.LightningModule):
 
     def train_dataloader(self) -> DataLoader:
         t = self.cfg.train
-        dataset = TokenChunks(self.data.train, self.cfg.data.seq_len)
+        dataset = TokenChunks(self.data.train, self.cfg.data.seq_len, self.cfg.data.chunk_overlap)
         sampler = StepSampler(
             num_chunks=len(dataset),
             data_seed=self.cfg.data.seed,
@@ -101,6 +102,7 @@ class LanguageModelModule(L.LightningModule):
             rank=self.trainer.global_rank,
             start_step=self.trainer.global_step,
             end_step=t.max_steps,
+            shuffle=self.cfg.data.order == DataOrder.SHUFFLED,
         )
         self.train_loader = ResumableLoader(
             dataset, batch_size=t.micro_batch_size, sampler=sampler, num_workers=t.num_workers
@@ -120,7 +122,7 @@ class LanguageModelModule(L.LightningModule):
     def _evaluate_at(self, max_batches: int, forward_kwargs: dict) -> dict[str, float]:
         """Every rank takes its share of the chunks; sums are reduced across ranks so the result
         does not depend on the number of devices."""
-        dataset = TokenChunks(self.data.val, self.cfg.data.seq_len)
+        dataset = TokenChunks(self.data.val, self.cfg.data.seq_len, self.cfg.data.chunk_overlap)
         world, rank = self.trainer.world_size, self.trainer.global_rank
         indices = validation_indices(len(dataset), max_batches * self.cfg.train.micro_batch_size)[rank::world]
         was_training = self.model.training

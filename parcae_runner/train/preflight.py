@@ -9,6 +9,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from parcae_runner.config.validate import validate_run_config
+from parcae_runner.data import PreparedData, TokenChunks, check_epochs
 from parcae_runner.eval.tasks import check_task_data, check_task_names, go_offline, task_metadata
 
 
@@ -24,3 +25,15 @@ def check_eval_data(cfg: DictConfig) -> None:
     if cfg.train.eval.tasks:
         go_offline(download=False)
         check_task_data([str(t) for t in cfg.train.eval.tasks], task_metadata(cfg))
+
+
+def training_tokens(cfg: DictConfig, data: PreparedData) -> tuple[int, int]:
+    """``(needed, available)``: tokens the run's steps consume, and tokens its training windows hold."""
+    windows = len(TokenChunks(data.train, cfg.data.seq_len, cfg.data.chunk_overlap))
+    return cfg.train.max_steps * cfg.train.batch_size * cfg.data.seq_len, windows * cfg.data.seq_len
+
+
+def check_data_budget(cfg: DictConfig, data: PreparedData) -> float:
+    """Warn when the run repeats its data, refuse (``DataError``, exit 2) above ``data.max_epochs``."""
+    needed, available = training_tokens(cfg, data)
+    return check_epochs(str(cfg.run_name or cfg.arch.name), needed, available, float(cfg.data.max_epochs))

@@ -33,7 +33,7 @@ from parcae_runner.train.energy import EnergyMeter
 from parcae_runner.train.eval_callback import EvalAtCheckpoints
 from parcae_runner.train.metrics import MetricsSink, PeriodicEvaluation, TrainMetrics
 from parcae_runner.train.module import LanguageModelModule
-from parcae_runner.train.preflight import check_eval_data, validate
+from parcae_runner.train.preflight import check_data_budget, check_eval_data, validate
 from parcae_runner.train.requeue import RequeueOnSignal, requeue_job, slurm_job_id
 from parcae_runner.util.log import log
 
@@ -179,10 +179,11 @@ def train(cfg: DictConfig, on_done: Callable[[RunDirectory], None] | None = None
         return run_dir
 
     _match_threads_to_allocation()
-    data = prepare_data(cfg.data, progress=cfg.train.progress)
     check_eval_data(cfg)
+    data = prepare_data(cfg.data, progress=cfg.train.progress)
+    check_data_budget(cfg, data)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    model = build_model(cfg.arch, cfg.size.name, data.vocab_size)
+    model = build_model(cfg.arch, cfg.size.name, data.model_vocab_size)
 
     resume = latest_resumable(run_dir.checkpoints)
     if cfg.train.init_from and not resume:
@@ -262,9 +263,13 @@ def _start_attempt(
         data={
             "dir": str(data.dir),
             "vocab_size": data.vocab_size,
-            "hash": data.meta.get("content_hash"),
-            "train_tokens": int(len(data.train)),
-            "val_tokens": int(len(data.val)),
+            "model_vocab_size": data.model_vocab_size,
+            "eos_id": data.eos_id,
+            "source": data.meta.get("source_description"),
+            "tokenizer_sha256": data.meta.get("tokenizer_sha256"),
+            "hash": data.dir.name.rsplit("-", 1)[-1],
+            "train_tokens": int(data.train.tokens),
+            "val_tokens": int(data.val.tokens),
         },
         started_at=record.started_at or started,
         error=None,

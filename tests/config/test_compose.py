@@ -12,8 +12,13 @@ def test_every_group_option_composes():
         assert group_options(group), f"launch_configs/{group}/ is empty"
         for option in group_options(group):
             overrides = [f"{group}={option}"]
-            if group == "data" and option == "text_files":
+            # the options with a required value (???) get one, so the rest of the option is what is validated
+            if group == "data" and option in ("text_files", "jsonl", "parquet", "pretokenized"):
                 overrides.append(f"data.path={config_dir()}")
+            if group == "data" and option == "hf":
+                overrides.append("data.dataset=some/dataset")
+            if group == "data" and option == "pretokenized":
+                overrides.append("data.tokenizer=EleutherAI/gpt-neox-20b")
             cfg = compose_run_config(overrides)
             if group != "size":
                 validate_run_config(cfg)

@@ -37,7 +37,7 @@ def test_token_chunks_pickle_a_memmap_by_path(tmp_path: Path) -> None:
     blob = pickle.dumps(ds)
     assert len(blob) < 2_000
     copy = pickle.loads(blob)
-    assert isinstance(copy.tokens, np.memmap)
+    assert isinstance(copy.tokens, np.memmap) and isinstance(copy.shards[0], np.memmap)
     assert all(torch.equal(a, b) for a, b in zip(copy[7], ds[7], strict=True))
     # a slice of a memmap is sent as data: reopening it by path would read the wrong tokens
     part = TokenChunks(np.memmap(path, dtype=np.uint16, mode="r")[10:500], seq_len=64)
@@ -55,9 +55,60 @@ def test_sample_order_is_a_permutation_per_epoch() -> None:
     whole = np.concatenate([epoch0, epoch1, sample_order(7, n, 2 * n, n)])
     assert np.array_equal(sample_order(7, n, 30, 50), whole[30:80])
     assert np.array_equal(sample_order(7, n, 5, 0), np.empty(0, dtype=np.int64))
-    # the documented recipe, spelled out
-    expected = np.random.Generator(np.random.PCG64([7, 1])).permutation(n)
-    assert np.array_equal(epoch1, expected)
+    # the documented recipe, spelled out in plain Python integers
+    assert epoch1.tolist() == [_feistel_reference(7, 1, n, i) for i in range(n)]
+    assert sample_order(7, n, n, n, shuffle=False).tolist() == list(range(n))
+
+
+M64 = (1 << 64) - 1
+
+
+def _splitmix(x: int) -> int:
+    x = (x + 0x9E3779B97F4A7C15) & M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & M64
+    return x ^ (x >> 31)
+
+
+def _feistel_reference(seed: int, epoch: int, n: int, i: int) -> int:
+    """order.py's docstring as a loop: 6 Feistel rounds over 2h bits, splitmix64 round function, cycle walking."""
+    key = _splitmix(_splitmix(seed) ^ epoch)
+    keys = []
+    for r in range(6):
+        key = _splitmix(key ^ r)
+        keys.append(key)
+    half = max(1, ((n - 1).bit_length() + 1) // 2)
+    mask = (1 << half) - 1
+    x = i
+    while True:
+        left, right = x >> half, x & mask
+        for k in keys:
+            left, right = right, left ^ (_splitmix(right ^ k) & mask)
+        x = (left << half) | right
+        if x < n:
+            return x
+
+
+def test_sample_order_scales_to_a_1e11_token_corpus() -> None:
+    # about 4.9e7 windows of 2,048 tokens: one step's samples are drawn without any table of the corpus
+    n = 10**11 // 2048
+    step = sample_order(3, n, 10**9, 512)
+    assert step.min() >= 0 and step.max() < n and len(set(step.tolist())) == 512
+    assert step.tolist()[:4] == [_feistel_reference(3, 10**9 // n, n, (10**9 + i) % n) for i in range(4)]
+
+
+def test_token_chunks_over_shards_never_cross_a_shard() -> None:
+    shards = [np.arange(0, 50, dtype=np.uint16), np.arange(100, 109, dtype=np.uint16), np.arange(200, 233)]
+    ds = TokenChunks(shards, seq_len=8)
+    # 49 // 8 = 6 windows, 8 // 8 = 1, 32 // 8 = 4
+    assert len(ds) == 11
+    assert ds[5][1].tolist() == list(range(41, 49))
+    assert ds[6][0].tolist() == list(range(100, 108)) and ds[6][1].tolist() == list(range(101, 109))
+    assert ds[7][0].tolist() == list(range(200, 208))
+    # disjoint windows of seq_len + 1 (GPT-NeoX samples): 50 // 9 = 5, 9 // 9 = 1, 33 // 9 = 3
+    disjoint = TokenChunks(shards, seq_len=8, overlap=False)
+    assert len(disjoint) == 9
+    assert disjoint[1][0].tolist() == list(range(9, 17)) and disjoint[5][1].tolist() == list(range(101, 109))
 
 
 def test_different_data_seed_gives_a_different_order() -> None:

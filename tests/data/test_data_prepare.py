@@ -49,7 +49,7 @@ def _forbid_training(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(prepare, "train_tokenizer", fail)
 
 
-def _decode_docs(data: PreparedData, stream: np.ndarray) -> list[str]:
+def _decode_docs(data: PreparedData, stream: object) -> list[str]:
     tok = Tokenizer.from_file(str(data.tokenizer_path))
     ids = np.asarray(stream).tolist()
     assert ids[0] == EOT_ID
@@ -64,15 +64,20 @@ def _decode_docs(data: PreparedData, stream: np.ndarray) -> list[str]:
 
 
 def test_prepare_writes_streams_that_decode_to_the_documents(corpus_dir: Path, tmp_path: Path) -> None:
-    cfg = _cfg(corpus_dir, tmp_path)
+    cfg = _cfg(corpus_dir, tmp_path, docs_per_shard=40)
     data = prepare_data(cfg, progress=False)
     assert data.dir.parent == tmp_path and data.dir.name.startswith("text_files-") and len(data.dir.name) == 27
-    assert sorted(p.name for p in data.dir.iterdir()) == sorted(prepare.FILES)
+    shards = len(data.meta["shards"])
+    assert shards == -(-(len(_paragraphs()) + 1) // 40) > 2
+    expected = {"tokenizer.json", "token_bytes.npy", "manifest.json"}
+    for k in range(shards):
+        expected |= {f"train-{k:05d}.bin", f"val-{k:05d}.bin", f"shard-{k:05d}.json"}
+    assert {p.name for p in data.dir.iterdir()} == expected
     assert data.train.dtype == data.val.dtype == np.uint16 and data.meta["dtype"] == "uint16"
-    assert isinstance(data.train, np.memmap)
-    assert data.vocab_size == data.meta["vocab_size"] <= 512
+    assert all(isinstance(s, np.memmap) for s in data.train if len(s))
+    assert data.vocab_size == data.meta["vocab_size"] <= 512 == data.model_vocab_size
     assert data.token_bytes.shape == (data.vocab_size,)
-    assert data.train.max() < data.vocab_size
+    assert np.asarray(data.train).max() < data.vocab_size
 
     from parcae_runner.data.corpus import text_file_documents
 
@@ -81,14 +86,14 @@ def test_prepare_writes_streams_that_decode_to_the_documents(corpus_dir: Path, t
     assert _decode_docs(data, data.val) == val_docs
     for split, docs, stream in (("train", train_docs, data.train), ("val", val_docs, data.val)):
         assert data.meta[split]["docs"] == len(docs)
-        assert data.meta[split]["tokens"] == len(stream)
+        assert data.meta[split]["tokens"] == stream.tokens == sum(s[split]["tokens"] for s in data.meta["shards"])
         # EOT is the only 0-byte token, so bytes == the documents' UTF-8 bytes
         assert data.meta[split]["bytes"] == sum(len(d.encode("utf-8")) for d in docs)
         assert int((np.asarray(stream) == EOT_ID).sum()) == len(docs)
 
     reopened = load_prepared(data.dir)
     assert reopened.meta == data.meta
-    assert np.array_equal(reopened.train, data.train)
+    assert np.array_equal(np.asarray(reopened.train), np.asarray(data.train))
 
 
 def test_second_call_uses_the_cache(corpus_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -102,7 +107,7 @@ def test_second_call_uses_the_cache(corpus_dir: Path, tmp_path: Path, monkeypatc
     assert elapsed < 2.0
     # seq_len and the data seed do not change the tokens, so they share the directory
     assert prepare_data(_cfg(corpus_dir, tmp_path, seq_len=17, seed=99), progress=False).dir == first.dir
-    assert [p.name for p in tmp_path.iterdir()] == [first.dir.name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [first.dir.name, first.dir.name + ".lock"]
 
 
 def test_what_changes_tokens_changes_the_directory(corpus_dir: Path, tmp_path: Path) -> None:
@@ -126,18 +131,16 @@ def test_val_and_train_hold_different_documents(corpus_dir: Path, tmp_path: Path
     assert 0.1 < data.meta["val"]["docs"] / (data.meta["val"]["docs"] + data.meta["train"]["docs"]) < 0.3
 
 
-def test_split_is_stable_and_never_leaves_val_empty() -> None:
+def test_split_is_stable_per_document() -> None:
     docs = [f"document number {i}" for i in range(200)]
     train, val = split_documents(docs, 0.1)
     assert split_documents(list(reversed(docs)), 0.1) == (list(reversed(train)), list(reversed(val)))
     assert sorted(train + val) == sorted(docs) and not set(train) & set(val)
-    # duplicates always land together
+    assert 5 < len(val) < 40
+    # duplicates always land together; val_fraction=0 puts nothing in val
     dup_train, dup_val = split_documents(docs + docs, 0.1)
     assert not set(dup_train) & set(dup_val)
-    # a tiny corpus still gets one val document; val_fraction=0 gets none
-    assert [len(s) for s in split_documents(docs[:3], 0.01)] == [2, 1]
-    assert [len(s) for s in split_documents(docs[:3], 0.0)] == [3, 0]
-    assert [len(s) for s in split_documents(docs[:1], 0.5)] == [1, 0]
+    assert split_documents(docs, 0.0) == (docs, [])
 
 
 def test_token_dtype() -> None:
@@ -149,25 +152,27 @@ def test_token_dtype() -> None:
 
 def test_empty_val_split_opens(corpus_dir: Path, tmp_path: Path) -> None:
     data = prepare_data(_cfg(corpus_dir, tmp_path, val_fraction=0.0), progress=False)
-    assert len(data.val) == 0 and data.meta["val"] == {"docs": 0, "tokens": 0, "bytes": 0}
+    assert data.val.tokens == 0 and data.meta["val"] == {"docs": 0, "tokens": 0, "bytes": 0}
 
 
-def test_losing_the_race_uses_the_winner(corpus_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_second_preparer_waits_and_uses_the_first_ones_result(corpus_dir: Path, tmp_path: Path) -> None:
+    import threading
+
+    from parcae_runner.data.prepare import plan_data
+    from parcae_runner.util.files import exclusive_lock
+
     cfg = _cfg(corpus_dir, tmp_path)
-    real_build = prepare._build
-
-    def build_then_lose(cfg: DataConfig, docs: list[str], digest: str, out: Path, progress: bool) -> None:
-        real_build(cfg, docs, digest, out, progress)
-        # another process renames its finished copy into place first
-        winner = tmp_path / f"{cfg.source}-{digest[:16]}"
-        shutil.copytree(out, winner)
-        (winner / "winner").write_text("theirs")
-
-    monkeypatch.setattr(prepare, "_build", build_then_lose)
-    data = prepare_data(cfg, progress=False)
-    assert (data.dir / "winner").exists()
-    # our temp copy is gone
-    assert [p.name for p in tmp_path.iterdir()] == [data.dir.name]
+    final = plan_data(cfg).final
+    results: list[PreparedData] = []
+    with exclusive_lock(final.with_name(final.name + ".lock"), "test"):
+        waiter = threading.Thread(target=lambda: results.append(prepare_data(cfg, progress=False)))
+        waiter.start()
+        waiter.join(timeout=1.0)
+        # blocked on the lock: nothing prepared yet
+        assert waiter.is_alive() and not final.exists() and not results
+    waiter.join(timeout=60)
+    assert results and results[0].dir == final
+    assert sorted(p.name for p in tmp_path.iterdir()) == [final.name, final.name + ".lock"]
 
 
 def test_progress_goes_to_stderr(corpus_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -175,7 +180,7 @@ def test_progress_goes_to_stderr(corpus_dir: Path, tmp_path: Path, capsys: pytes
     prepare_data(_cfg(corpus_dir, tmp_path), progress=True)
     out, err = capsys.readouterr()
     assert out == ""
-    assert "tokenizing" in err and "using cached" in err
+    assert "training a gpt2 tokenizer" in err and "using prepared" in err
 
 
 def test_bad_config_names_the_key(corpus_dir: Path, tmp_path: Path) -> None:
