@@ -164,7 +164,11 @@ def _final_step(run: RunRecord, by_step: dict[int, dict[str, Any]]) -> int:
 def _run_flops_per_token(run: RunRecord, config: dict[str, Any] | None) -> float:
     if config is None:
         return math.nan
-    vocab = run.data_info.get("vocab_size") or (config.get("data") or {}).get("vocab_size")
+    vocab = (
+        run.data_info.get("model_vocab_size")
+        or run.data_info.get("vocab_size")
+        or (config.get("data") or {}).get("vocab_size")
+    )
     seq_len = (config.get("data") or {}).get("seq_len")
     if vocab and seq_len and isinstance(config.get("arch"), dict):
         return flops_per_token(config["arch"], str(run.size or config["size"]["name"]), vocab, seq_len)

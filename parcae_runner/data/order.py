@@ -15,9 +15,12 @@ the domain is at most 4x the range, an index walks about 4 times at worst on ave
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-FEISTEL_ROUNDS = 6
+# four rounds of a pseudorandom function make a strong pseudorandom permutation (Luby & Rackoff 1988)
+FEISTEL_ROUNDS = 4
 _M64 = (1 << 64) - 1
 # splitmix64 (Steele, Lea & Flood 2014): the finaliser of java.util.SplittableRandom, a strong 64-bit mixer
 _GAMMA = 0x9E3779B97F4A7C15
@@ -40,20 +43,21 @@ def _mix(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-def _round_keys(data_seed: int, epoch: int) -> list[int]:
+@functools.lru_cache(maxsize=64)
+def _round_keys(data_seed: int, epoch: int) -> tuple[int, ...]:
     key = _mix_scalar(_mix_scalar(data_seed) ^ epoch)
     keys = []
     for r in range(FEISTEL_ROUNDS):
         key = _mix_scalar(key ^ r)
         keys.append(key)
-    return keys
+    return tuple(keys)
 
 
 def _half_bits(num_chunks: int) -> int:
     return max(1, ((num_chunks - 1).bit_length() + 1) // 2)
 
 
-def _encrypt(x: np.ndarray, keys: list[int], half: int) -> np.ndarray:
+def _encrypt(x: np.ndarray, keys: tuple[int, ...], half: int) -> np.ndarray:
     mask = np.uint64((1 << half) - 1)
     shift = np.uint64(half)
     left, right = x >> shift, x & mask
@@ -91,8 +95,10 @@ def sample_order(data_seed: int, num_chunks: int, start: int, count: int, shuffl
     epochs, positions = np.divmod(samples, num_chunks)
     if not shuffle:
         return positions
+    if count and epochs[0] == epochs[-1]:  # the usual case: the whole step in one epoch
+        return permute(data_seed, int(epochs[0]), num_chunks, positions)
     out = np.empty(count, dtype=np.int64)
-    for epoch in np.unique(epochs).tolist():  # a step spans one epoch, two at a boundary
+    for epoch in np.unique(epochs).tolist():  # a step that spans an epoch boundary
         here = epochs == epoch
         out[here] = permute(data_seed, int(epoch), num_chunks, positions[here])
     return out

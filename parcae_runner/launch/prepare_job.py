@@ -7,6 +7,7 @@ went. Everything that can be wrong with the input is checked here first, before 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -52,4 +53,6 @@ def prepare_command(cfg: DictConfig) -> Path:
     executor.update_parameters(**_slurm_parameters(cfg.cluster))
     job = executor.submit(_prepare, data)
     log(f"preparing {plan.source.describe()} as Slurm job {job.job_id} (log: {folder / str(job.job_id)}); waiting")
+    # while polling, submitit warns on every call where Slurm has no accounting (sacct); the job's state is enough
+    logging.getLogger("submitit").setLevel(logging.ERROR)
     return Path(job.result())

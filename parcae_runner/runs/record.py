@@ -163,7 +163,8 @@ class RunRecord(JsonRecord):
 
     @property
     def data_info(self) -> dict[str, Any]:
-        """The prepared data: dir, vocab_size, hash, train_tokens, val_tokens (``"data"`` on disk;
+        """The prepared data: dir, vocab_size (the tokenizer's), model_vocab_size (the embedding's, padded), eos_id,
+        source, tokenizer_sha256, hash, train_tokens, val_tokens (``"data"`` on disk;
         the attribute ``data`` is the whole record)."""
         return self.data.get("data") or {}
 

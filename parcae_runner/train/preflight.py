@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 from parcae_runner.config.validate import validate_run_config
 from parcae_runner.data import PreparedData, TokenChunks, check_epochs
 from parcae_runner.eval.tasks import check_task_data, check_task_names, go_offline, task_metadata
+from parcae_runner.runs import run_name
 
 
 def validate(cfg: DictConfig) -> None:
@@ -36,4 +37,4 @@ def training_tokens(cfg: DictConfig, data: PreparedData) -> tuple[int, int]:
 def check_data_budget(cfg: DictConfig, data: PreparedData) -> float:
     """Warn when the run repeats its data, refuse (``DataError``, exit 2) above ``data.max_epochs``."""
     needed, available = training_tokens(cfg, data)
-    return check_epochs(str(cfg.run_name or cfg.arch.name), needed, available, float(cfg.data.max_epochs))
+    return check_epochs(run_name(cfg), needed, available, float(cfg.data.max_epochs))

@@ -71,10 +71,10 @@ def _splitmix(x: int) -> int:
 
 
 def _feistel_reference(seed: int, epoch: int, n: int, i: int) -> int:
-    """order.py's docstring as a loop: 6 Feistel rounds over 2h bits, splitmix64 round function, cycle walking."""
+    """order.py's docstring as a loop: 4 Feistel rounds over 2h bits, splitmix64 round function, cycle walking."""
     key = _splitmix(_splitmix(seed) ^ epoch)
     keys = []
-    for r in range(6):
+    for r in range(4):
         key = _splitmix(key ^ r)
         keys.append(key)
     half = max(1, ((n - 1).bit_length() + 1) // 2)

@@ -38,6 +38,8 @@ CASES = [
     (["train.max_steps=-5"], "train.max_steps=-5", "must be a positive number"),
     (["train.batch_size=10", "train.micro_batch_size=4"], "train.batch_size=10", "multiple of train.micro_batch_size"),
     (["data=text_files", "data.path=/no/such/corpus"], "data.path=/no/such/corpus", "no such file or directory"),
+    # a run that would see the corpus thousands of times: refused, with the numbers
+    (["train.max_steps=100000"], "run pythia-debug-s0 would repeat its data", "above data.max_epochs=4"),
 ]
 
 
