@@ -111,6 +111,7 @@ bench: setup slurm-up
 	$(BIN)/python bench/sweep_submit.py --out bench/out/sweep_submit.json
 	$(BIN)/python bench/kernels.py --out bench/out/kernels.json
 	$(BIN)/python bench/collect.py --out bench/out/collect.json
+	$(BIN)/python bench/data.py --out bench/out/data.json
 
 ## the image's dependency lock, from pyproject.toml (torch and triton come from the base image; see docker/)
 # resolved against PyPI as it was at LOCK_DATE, for every Python the package supports: bump the date to update.

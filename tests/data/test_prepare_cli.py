@@ -180,3 +180,35 @@ def test_prepare_progress_and_result(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "preparing embedded" in err and "prepared" in err
     tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
     assert tok.get_vocab_size() == manifest["vocab_size"] == 512
+
+
+def test_hub_name_is_read_from_the_hf_cache(tmp_path: Path) -> None:
+    """A hub name resolves through huggingface_hub's cache layout under HF_HOME, with no network."""
+    import os
+
+    hf_home = tmp_path / "hf"
+    snapshot = hf_home / "hub" / "models--parcae-tests--tiny-tokenizer" / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0123abcd")
+    train_tokenizer(embedded_documents()[:200], 700).save(str(snapshot / "tokenizer.json"))
+    (snapshot / "tokenizer_config.json").write_text(json.dumps({"eos_token": "<|endoftext|>"}))
+    env = {**os.environ, "HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1"}
+    args = [
+        "prepare",
+        "data.tokenizer=parcae-tests/tiny-tokenizer",
+        "data.vocab_size=null",
+        f"data.cache_dir={tmp_path}",
+    ]
+    result = subprocess.run(
+        [sys.executable, "-m", "parcae_runner.cli", *args], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    manifest = json.loads((Path(result.stdout.strip().splitlines()[-1]) / "manifest.json").read_text())
+    assert manifest["vocab_size"] == 700 and manifest["model_vocab_size"] == 768 and manifest["eos_id"] == 0
+    # absent from that cache: exit 2 with the download command
+    args[1] = "data.tokenizer=parcae-tests/absent-tokenizer"
+    result = subprocess.run(
+        [sys.executable, "-m", "parcae_runner.cli", *args], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 2 and "hf download parcae-tests/absent-tokenizer" in result.stderr
