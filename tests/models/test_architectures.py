@@ -100,7 +100,7 @@ def test_meta_then_materialise(name, arch_config):
         model = build_model(cfg, "debug", 64)
         model(torch.zeros(1, 8, dtype=torch.long))
     if not hasattr(model, "init_weights"):
-        pytest.skip(f"{name} has no init_weights")
+        pytest.skip(f"not applicable: {name} has no init_weights")
     model.to_empty(device="cpu")
     torch.manual_seed(0)
     model.init_weights()
