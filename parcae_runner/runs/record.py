@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Generic, TypeVar, overload
 
-from parcae_runner.util.files import atomic_write_json
+from parcae_runner.util.files import atomic_write_json, exclusive_lock
 
 RUN_FILE = "run.json"
 SWEEP_FILE = "sweep.json"
@@ -107,9 +107,17 @@ class JsonRecord(Mapping[str, Any]):
         atomic_write_json(self.path, self.data)
 
     def update(self, **fields: Any) -> JsonRecord:
-        """Merge ``fields`` in and write the record (atomically); returns it."""
-        self.data.update(fields)
-        self.write()
+        """Merge ``fields`` into the record on disk and write it (atomically); returns it, now equal to the file.
+
+        Read-modify-write under an exclusive lock (``.<file>.lock`` beside it), re-reading the file inside it: a
+        writer holding an older copy (training) and another process (``eval`` beside a live run) never lose each
+        other's fields."""
+        assert self.path is not None, "a record read from a folder knows where it is written"
+        with exclusive_lock(self.path.with_name(f".{self.path.name}.lock"), f"updating {self.path.name}"):
+            on_disk = json.loads(self.path.read_text()) if self.path.exists() else {}
+            # the file wins over this copy for keys another writer changed; keys only this copy has are kept
+            self.data = {**self.data, **on_disk, **fields}
+            self.write()
         return self
 
     def __getitem__(self, key: str) -> Any:

@@ -6,6 +6,7 @@ so bad input never costs a user what a previous attempt left there.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -27,6 +28,7 @@ from parcae_runner.config.validate import gradient_accumulation
 from parcae_runner.data import PreparedData, prepare_data
 from parcae_runner.models import build_model, count_parameters
 from parcae_runner.runs import RESUME_FILE, RunDirectory, RunRecord, RunStatus, latest_resumable, run_name
+from parcae_runner.runs.lock import run_lock
 from parcae_runner.runs.provenance import hardware_info as provenance_hardware_info
 from parcae_runner.train.checkpointing import CheckpointSchedule, checkpoint_steps
 from parcae_runner.train.energy import EnergyMeter
@@ -185,14 +187,38 @@ def train(cfg: DictConfig, on_done: Callable[[RunDirectory], None] | None = None
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     model = build_model(cfg.arch, cfg.size.name, data.model_vocab_size)
 
-    resume = latest_resumable(run_dir.checkpoints)
-    if cfg.train.init_from and not resume:
+    if cfg.train.init_from and not latest_resumable(run_dir.checkpoints):
         from parcae_runner.models.hf import InitMismatch, init_from_hf
 
         try:
             init_from_hf(model, cfg.train.init_from)
         except InitMismatch as e:  # bad input, said the way every config error is (exit 2)
             raise ConfigError(e.key, e.value, e.allowed) from None
+    # every input is checked by now; from here on this process is the run's only trainer (ranks > 0 follow rank 0)
+    with run_lock(run_dir.path) if _is_first_rank() else contextlib.nullcontext():
+        return _train_locked(cfg, run_dir, model, data, on_done)
+
+
+def _is_first_rank() -> bool:
+    """Before Lightning starts: is this the process of global rank 0 (Slurm task 0, or the launching process)?"""
+    for var in ("SLURM_PROCID", "RANK", "LOCAL_RANK"):
+        if os.environ.get(var) not in (None, ""):
+            return int(os.environ[var]) == 0
+    return True
+
+
+def _train_locked(
+    cfg: DictConfig,
+    run_dir: RunDirectory,
+    model: torch.nn.Module,
+    data: PreparedData,
+    on_done: Callable[[RunDirectory], None] | None,
+) -> RunDirectory:
+    record = run_dir.read_run()  # again, under the lock: a previous holder may have finished it meanwhile
+    if record.status == RunStatus.DONE:
+        log(f"already finished: {run_dir.path}")
+        return run_dir
+    resume = latest_resumable(run_dir.checkpoints)
     attempt = _start_attempt(cfg, run_dir, record, model, data, resume)
 
     _quiet_lightning()

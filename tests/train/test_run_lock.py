@@ -1,0 +1,69 @@
+"""One trainer per run directory, and run.json writers that never lose each other's fields."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from parcae_runner.runs import RunDirectory
+from parcae_runner.runs.lock import LOCK_FILE, run_lock
+
+
+def _train(overrides: list[str]) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "parcae_runner.cli", "train", *overrides]
+    return subprocess.run(cmd, capture_output=True, text=True)
+
+
+def _run_dir(overrides: list[str]) -> Path:
+    results = Path(next(o for o in overrides if o.startswith("results_dir=")).split("=", 1)[1])
+    return results / "single" / "pythia-debug-s0"
+
+
+def test_a_second_launch_exits_2_naming_the_holder(fast_overrides: list[str]) -> None:
+    run_dir = _run_dir(fast_overrides)
+    with run_lock(run_dir):
+        result = _train([*fast_overrides, "train.max_steps=3"])
+    assert result.returncode == 2, result.stderr[-2000:]
+    message = result.stderr.strip().splitlines()[-1]
+    assert f"is being trained by host {os.uname().nodename}, pid {os.getpid()}" in message
+    # it wrote nothing: no config, no record, no checkpoint
+    assert sorted(p.name for p in run_dir.iterdir()) == [LOCK_FILE]
+
+
+def test_a_dead_holders_lock_is_taken_over(fast_overrides: list[str]) -> None:
+    run_dir = _run_dir(fast_overrides)
+    run_dir.mkdir(parents=True)
+    # what a SIGKILLed trainer leaves: its identity in the file, no flock (the kernel dropped it with the process)
+    (run_dir / LOCK_FILE).write_text(json.dumps({"host": "node7", "pid": 4242, "slurm_job_id": "991"}))
+    result = _train([*fast_overrides, "train.max_steps=3", "train.progress=true"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "taking over the lock of pythia-debug-s0 from Slurm job 991, host node7, pid 4242" in result.stderr
+    assert RunDirectory(run_dir).read_run().status == "done"
+    assert (run_dir / LOCK_FILE).read_text() == ""  # released cleanly
+
+
+def _writer(folder: str, key: str, n: int) -> None:
+    rd = RunDirectory(Path(folder))
+    stale = rd.read_run()  # a long-lived copy, as training holds one
+    for i in range(n):
+        stale.update(**{key: i})
+
+
+def test_concurrent_run_json_writers_lose_nothing(tmp_path: Path) -> None:
+    rd = RunDirectory(tmp_path / "run")
+    rd.path.mkdir()
+    rd.update_run(status="running")
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(rd.path), f"writer{i}", 150)) for i in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+        assert p.exitcode == 0
+    record = rd.read_run()
+    assert record["status"] == "running"
+    assert [record[f"writer{i}"] for i in range(3)] == [149, 149, 149]
