@@ -366,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from parcae_runner.config.errors import ConfigError, ConfigErrors
+    from parcae_runner.config.errors import ConfigError, ConfigErrors, RunStopped
     from parcae_runner.data import DataError
 
     if not sys.stderr.isatty():
@@ -385,6 +385,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ConfigErrors, DataError) as exc:
         print(f"parcae-runner: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except RunStopped as exc:
+        print(f"parcae-runner: run stopped: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         print("parcae-runner: interrupted", file=sys.stderr)
         return EXIT_FAILURE

@@ -9,7 +9,7 @@ from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
 
-SAMPLE = '''
+SAMPLE = """
 import shutil
 import pytest
 
@@ -22,7 +22,7 @@ def test_not_for_this_architecture():
 
 def test_plain():
     assert 1 + 1 == 2
-'''
+"""
 
 
 def _run(tmp_path: Path, switch: str | None) -> subprocess.CompletedProcess[str]:

@@ -22,3 +22,7 @@ class ConfigErrors(ValueError):
     def __init__(self, errors: list[ConfigError]):
         self.errors = errors
         super().__init__("\n".join(str(e) for e in errors))
+
+
+class RunStopped(RuntimeError):
+    """A run that ended on purpose short of its last step (it diverged): one line, exit code 1, no traceback."""

@@ -157,6 +157,17 @@ class EvalDuringTraining:
 
 
 @dataclass
+class DivergenceConfig:
+    """When a run counts as diverged (train/divergence.py). Steps with a non-finite loss or gradient are always
+    skipped, not applied; this many in a row stop the run."""
+
+    max_skipped_in_a_row: int = 10
+    # Parcae's loss_guardrail: a training loss above this after guardrail_after_steps stops the run; null: off
+    loss_guardrail: float | None = None
+    guardrail_after_steps: int = 100
+
+
+@dataclass
 class TrainConfig:
     max_steps: int = 200
     # a compute budget in training FLOPs (models/flops.py convention); when set, it decides
@@ -184,6 +195,7 @@ class TrainConfig:
     log_interval: int = 10
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     eval: EvalDuringTraining = field(default_factory=EvalDuringTraining)
+    divergence: DivergenceConfig = field(default_factory=DivergenceConfig)
     # auto | cpu | gpu; devices per node (``auto`` = all visible)
     accelerator: str = "auto"
     devices: Any = "auto"

@@ -33,6 +33,7 @@ class RunStatus(enum.StrEnum):
     INTERRUPTED = "interrupted"
     TERMINATED = "terminated"  # SIGTERM: scancel, or the time limit without the warning signal
     FAILED = "failed"
+    DIVERGED = "diverged"  # non-finite steps in a row or the loss guardrail: see train/divergence.py
     LOST = "lost"  # its job left the queue without writing a final status (status)
     DONE = "done"
 

@@ -14,10 +14,6 @@ import lightning as L
 import torch
 
 
-class NonFiniteLoss(RuntimeError):
-    """The training loss became NaN or infinite: the run stops instead of burning GPU-hours."""
-
-
 def _eta(seconds: float) -> str:
     seconds = int(max(seconds, 0))
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
@@ -79,17 +75,19 @@ class TrainMetrics(L.Callback):
         if step % self.log_interval == 0:
             # Lightning hands callbacks the loss already divided by the accumulation steps
             loss_value = self._loss_sum.item()
-            if not math.isfinite(loss_value):
-                raise NonFiniteLoss(f"training loss is {loss_value} at step {step}")
             now = time.perf_counter()
             t0, s0 = self._window_start
             rate = (step - s0) / max(now - t0, 1e-9)
             record = {
                 "train/loss": loss_value,
+                "train/skipped_steps": getattr(pl_module, "skipped_steps", 0),
                 "train/lr": trainer.optimizers[0].param_groups[0]["lr"],
                 "train/tokens": step * self.tokens_per_step,
                 "train/tokens_per_s": rate * self.tokens_per_step,
             }
+            if not math.isfinite(loss_value):
+                # not a number to plot or summarise: that step was skipped (train/divergence.py) and is counted
+                del record["train/loss"]
             # looped models: depth drawn and state telemetry of the last micro-batch
             telemetry = getattr(pl_module.model, "last_telemetry", None) or {}
             record.update({k: v for k, v in telemetry.items() if k.count("/") == 1})

@@ -31,6 +31,7 @@ from parcae_runner.runs import RESUME_FILE, RunDirectory, RunRecord, RunStatus, 
 from parcae_runner.runs.lock import run_lock
 from parcae_runner.runs.provenance import hardware_info as provenance_hardware_info
 from parcae_runner.train.checkpointing import CheckpointSchedule, checkpoint_steps
+from parcae_runner.train.divergence import Diverged, DivergenceGuard
 from parcae_runner.train.energy import EnergyMeter
 from parcae_runner.train.eval_callback import EvalAtCheckpoints
 from parcae_runner.train.metrics import MetricsSink, PeriodicEvaluation, TrainMetrics
@@ -314,6 +315,8 @@ def _status_after_signal(attempt: int, max_requeues: int) -> RunStatus:
 
 
 def _failure_status(exc: BaseException) -> tuple[RunStatus, str]:
+    if isinstance(exc, Diverged):
+        return RunStatus.DIVERGED, str(exc)
     if isinstance(exc, KeyboardInterrupt):
         return RunStatus.INTERRUPTED, "KeyboardInterrupt"
     # SIGTERM: scancel, or the time limit passed without the warning signal being acted on
@@ -340,6 +343,12 @@ def _make_trainer(
         EvalAtCheckpoints(sink, run_dir, cfg, steps),
         checkpoints,
         requeue,
+        DivergenceGuard(
+            run_dir.checkpoints,
+            t.divergence.max_skipped_in_a_row,
+            t.divergence.loss_guardrail,
+            t.divergence.guardrail_after_steps,
+        ),
     ]
     energy = None
     if cfg.logger.codecarbon:
