@@ -141,7 +141,8 @@ class CheckpointConfig:
     save_last: bool = True
     # how many of the newest checkpoints keep the optimizer/trainer state needed to resume;
     # older ones keep weights only (a Parc-style every-10-steps schedule would otherwise fill disks)
-    keep_resume_state: int = 1
+    # 2: when the newest is found corrupt at resume, the one before it still resumes the run
+    keep_resume_state: int = 2
 
 
 @dataclass

@@ -9,6 +9,7 @@ into place (:class:`parcae_runner.train.checkpointing.CheckpointSchedule`), so a
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,11 +39,43 @@ def list_checkpoints(root: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def latest_resumable(root: Path) -> tuple[int, Path] | None:
-    """The newest checkpoint that carries trainer state, or None."""
+def file_digest(path: Path) -> dict[str, Any]:
+    """``{"bytes", "sha256"}`` of a checkpoint file, as ``meta.json`` records it."""
+    with open(path, "rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    return {"bytes": path.stat().st_size, "sha256": digest}
+
+
+def verify_checkpoint(path: Path) -> str | None:
+    """``None`` when every file ``meta.json`` lists is there with its size and sha256; else what is wrong.
+
+    Checkpoints written before ``meta.json`` listed its files are taken as they are."""
+    try:
+        meta = read_meta(path)
+    except (OSError, json.JSONDecodeError) as exc:
+        return f"{META_FILE} unreadable ({exc})"
+    for name, expected in (meta.get("files") or {}).items():
+        file = path / name
+        if not file.is_file():
+            return f"{name} is missing"
+        if file.stat().st_size != expected["bytes"]:
+            return f"{name} has {file.stat().st_size} bytes, {expected['bytes']} were written"
+        if file_digest(file)["sha256"] != expected["sha256"]:
+            return f"{name} does not match its sha256"
+    return None
+
+
+def latest_resumable(root: Path, verify: bool = False) -> tuple[int, Path] | None:
+    """The newest checkpoint that carries trainer state, or None. ``verify``: check its files against
+    ``meta.json`` and fall back to the previous one, with a warning naming the bad one, when they do not match."""
+    from parcae_runner.util.log import log
+
     for step, path in reversed(list_checkpoints(root)):
         if (path / RESUME_FILE).exists():
-            return step, path
+            problem = verify_checkpoint(path) if verify else None
+            if problem is None:
+                return step, path
+            log(f"warning: {path} is corrupt ({problem}); resuming from an older checkpoint")
     return None
 
 

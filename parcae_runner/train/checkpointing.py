@@ -1,7 +1,8 @@
 """Checkpoints on a schedule, written atomically as ``checkpoints/checkpoint-N/``.
 
 Each checkpoint folder holds ``model.safetensors`` (weights, what exports and evals read),
-``meta.json`` (step, tokens, time) and, for the newest ``keep_resume_state`` checkpoints,
+``meta.json`` (step, tokens, time, and the size and sha256 of each file, checked at resume) and,
+for the newest ``keep_resume_state`` checkpoints,
 ``trainer_state.ckpt`` (Lightning's full state: optimizer, scheduler, loop counters) from which a
 killed run resumes. The folder is built under a temporary name and renamed into place, so a
 folder named ``checkpoint-N`` is always complete. Reading them: :mod:`parcae_runner.runs.checkpoints`.
@@ -9,6 +10,7 @@ folder named ``checkpoint-N`` is always complete. Reading them: :mod:`parcae_run
 
 from __future__ import annotations
 
+import errno
 import shutil
 import time
 from pathlib import Path
@@ -16,8 +18,28 @@ from pathlib import Path
 import lightning as L
 from safetensors.torch import save_model
 
-from parcae_runner.runs.checkpoints import META_FILE, PREFIX, RESUME_FILE, WEIGHTS_FILE, list_checkpoints
+from parcae_runner.config.errors import RunStopped
+from parcae_runner.runs.checkpoints import (
+    META_FILE,
+    PREFIX,
+    RESUME_FILE,
+    WEIGHTS_FILE,
+    file_digest,
+    list_checkpoints,
+)
 from parcae_runner.util.files import atomic_write_json, fsync_dir, fsync_file
+
+
+class DiskFull(RunStopped):
+    """No space left while writing a checkpoint: the run stops, earlier checkpoints intact."""
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    """ENOSPC/EDQUOT, whether raised as OSError or wrapped by a writer (safetensors' Rust, torch's zip writer)."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc)
+    return "No space left on device" in text or "Disk quota exceeded" in text or "file write failed" in text
 
 
 def pythia_steps(max_steps: int, every: int) -> list[int]:
@@ -64,6 +86,21 @@ class CheckpointSchedule(L.Callback):
                 self.save(trainer, pl_module)
 
     def save(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Path:
+        try:
+            return self._save(trainer, pl_module)
+        except Exception as exc:
+            if not _is_disk_full(exc):
+                raise
+            # the half-built folder goes; every checkpoint already renamed into place is untouched
+            shutil.rmtree(self.root / f".tmp-{PREFIX}{trainer.global_step}", ignore_errors=True)
+            previous = list_checkpoints(self.root)
+            kept = f"{previous[-1][1].name} is intact" if previous else "no earlier checkpoint exists"
+            raise DiskFull(
+                f"the disk under {self.root} is full while writing {PREFIX}{trainer.global_step}; "
+                f"{kept}: free space, then run the same command again to resume"
+            ) from None
+
+    def _save(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Path:
         step = trainer.global_step
         final = self.root / f"{PREFIX}{step}"
         tmp = self.root / f".tmp-{PREFIX}{step}"
@@ -76,7 +113,8 @@ class CheckpointSchedule(L.Callback):
         if trainer.is_global_zero:
             # save_model stores a tied tensor (embedding = head) once; load it back with load_model
             save_model(pl_module.model, str(tmp / WEIGHTS_FILE), metadata={"step": str(step)})
-            meta = {"step": step, "tokens": step * self.tokens_per_step, "time": time.time()}
+            files = {name: file_digest(tmp / name) for name in (RESUME_FILE, WEIGHTS_FILE)}
+            meta = {"step": step, "tokens": step * self.tokens_per_step, "time": time.time(), "files": files}
             for f in (tmp / RESUME_FILE, tmp / WEIGHTS_FILE):
                 fsync_file(f)
             atomic_write_json(tmp / META_FILE, meta)

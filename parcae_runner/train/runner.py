@@ -22,7 +22,7 @@ import torch
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf
 
-from parcae_runner.config.errors import ConfigError
+from parcae_runner.config.errors import ConfigError, RunStopped
 from parcae_runner.config.schema import Precision, WandbMode
 from parcae_runner.config.validate import gradient_accumulation
 from parcae_runner.data import PreparedData, prepare_data
@@ -219,7 +219,7 @@ def _train_locked(
     if record.status == RunStatus.DONE:
         log(f"already finished: {run_dir.path}")
         return run_dir
-    resume = latest_resumable(run_dir.checkpoints)
+    resume = latest_resumable(run_dir.checkpoints, verify=True)
     attempt = _start_attempt(cfg, run_dir, record, model, data, resume)
 
     _quiet_lightning()
@@ -317,6 +317,8 @@ def _status_after_signal(attempt: int, max_requeues: int) -> RunStatus:
 def _failure_status(exc: BaseException) -> tuple[RunStatus, str]:
     if isinstance(exc, Diverged):
         return RunStatus.DIVERGED, str(exc)
+    if isinstance(exc, RunStopped):
+        return RunStatus.FAILED, str(exc)
     if isinstance(exc, KeyboardInterrupt):
         return RunStatus.INTERRUPTED, "KeyboardInterrupt"
     # SIGTERM: scancel, or the time limit passed without the warning signal being acted on
