@@ -263,6 +263,8 @@ class LoggerConfig:
     tags: list[str] = field(default_factory=list)
     codecarbon: bool = True
     measure_power_secs: float = 15.0
+    # the energy so far is written to disk this often, so a SIGKILLed attempt loses at most this much of it
+    energy_flush_secs: float = 60.0
 
 
 @dataclass

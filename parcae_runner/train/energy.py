@@ -3,17 +3,29 @@
 One tracker per node (local rank 0): codecarbon measures the whole machine, so a tracker per
 rank would count a node's energy once per GPU. Node 0 writes ``emissions.csv``, node N writes
 ``emissions-node<N>.csv``; the per-node totals are summed across nodes at the end.
+
+Energy that survives a kill: every ``logger.energy_flush_secs`` the tracker is flushed (a row in the CSV) and the
+attempt's energy so far is written to ``energy/attempt-<A>-node<N>.json`` (atomically). A SIGKILLed attempt writes
+no final record, so the next attempt finds its file and counts it (:func:`unrecorded_attempts`): at most one
+interval of energy is lost.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
+
+from parcae_runner.util.files import atomic_write_json
+
+ENERGY_DIR = "energy"
 
 
 @dataclass
@@ -33,9 +45,20 @@ class EnergyMeter(L.Callback):
     """Starts codecarbon when training starts and stops it when training ends (or fails)."""
 
     def __init__(
-        self, run_dir: Path, country_iso_code: str, region: str | None, measure_power_secs: float, project_name: str
+        self,
+        run_dir: Path,
+        country_iso_code: str,
+        region: str | None,
+        measure_power_secs: float,
+        project_name: str,
+        attempt: int = 1,
+        flush_secs: float = 60.0,
     ):
         self.run_dir = run_dir
+        self.attempt = attempt
+        self.flush_secs = flush_secs
+        self._last_flush = 0.0
+        self._node = self._start_step = self._step = 0
         self.country_iso_code = country_iso_code
         self.region = region
         self.measure_power_secs = measure_power_secs
@@ -66,6 +89,42 @@ class EnergyMeter(L.Callback):
             gpu_ids=os.environ.get("CUDA_VISIBLE_DEVICES"),
         )
         self.tracker.start()
+        self._node = trainer.node_rank
+        self._start_step = self._step = trainer.global_step
+        self._last_flush = time.monotonic()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._step = trainer.global_step
+        if self.tracker is not None and time.monotonic() - self._last_flush >= self.flush_secs:
+            self.flush()
+
+    def _file(self) -> Path:
+        return self.run_dir / ENERGY_DIR / f"attempt-{self.attempt}-node{self._node}.json"
+
+    def flush(self) -> None:
+        """Write the attempt's energy so far (codecarbon's CSV row, and our per-attempt file)."""
+        self._last_flush = time.monotonic()
+        self.tracker.flush()
+        try:
+            data = self.tracker._prepare_emissions_data()  # the totals flush() just wrote; no public getter
+        except Exception:  # a codecarbon without it: the CSV row is still there
+            return
+        self._write(data, final=False)
+
+    def _write(self, data: Any, final: bool) -> None:
+        atomic_write_json(
+            self._file(),
+            {
+                "attempt": self.attempt,
+                "node": self._node,
+                "start_step": self._start_step,
+                "step": self._step,
+                "energy_kwh": float(data.energy_consumed),
+                "co2_kg": float(data.emissions),
+                "time": time.time(),
+                "final": final,
+            },
+        )
 
     def stop(self, trainer: L.Trainer | None = None) -> EnergyReading:
         """Stop metering (idempotent) and return this attempt's totals, summed over nodes."""
@@ -74,6 +133,7 @@ class EnergyMeter(L.Callback):
             data = self.tracker.final_emissions_data
             self.tracker = None
             if data is not None:
+                self._write(data, final=True)
                 self.reading = EnergyReading(
                     energy_kwh=float(data.energy_consumed),
                     co2_kg=float(data.emissions),
@@ -98,3 +158,34 @@ class EnergyMeter(L.Callback):
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self.stop()
+
+
+def unrecorded_attempts(run_dir: Path, recorded: set[int]) -> list[dict]:
+    """Attempts with energy files but no entry in ``run.json`` (killed before they could write one), as history
+    entries: their last flushed energy summed over nodes, status ``killed``."""
+    totals: dict[int, dict] = {}
+    for path in sorted((Path(run_dir) / ENERGY_DIR).glob("attempt-*-node*.json")):
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        attempt = int(rec["attempt"])
+        if attempt in recorded:
+            continue
+        entry = totals.setdefault(
+            attempt,
+            {
+                "attempt": attempt,
+                "status": "killed",
+                "start_step": rec.get("start_step"),
+                "energy_kwh": 0.0,
+                "co2_kg": 0.0,
+            },
+        )
+        entry["end_step"] = rec.get("step")
+        entry["energy_kwh"] += float(rec["energy_kwh"])
+        entry["co2_kg"] += float(rec["co2_kg"])
+        entry["ended_at"] = max(entry.get("ended_at", 0.0), float(rec.get("time", 0.0)))
+        # wall time of a killed attempt is unknown (its start was not recorded with it): counted as 0
+        entry["duration_s"] = 0.0
+    return [totals[a] for a in sorted(totals)]

@@ -32,7 +32,7 @@ from parcae_runner.runs.lock import run_lock
 from parcae_runner.runs.provenance import hardware_info as provenance_hardware_info
 from parcae_runner.train.checkpointing import CheckpointSchedule, checkpoint_steps
 from parcae_runner.train.divergence import Diverged, DivergenceGuard
-from parcae_runner.train.energy import EnergyMeter
+from parcae_runner.train.energy import EnergyMeter, unrecorded_attempts
 from parcae_runner.train.eval_callback import EvalAtCheckpoints
 from parcae_runner.train.metrics import MetricsSink, PeriodicEvaluation, TrainMetrics
 from parcae_runner.train.module import LanguageModelModule
@@ -223,7 +223,9 @@ def _train_locked(
     attempt = _start_attempt(cfg, run_dir, record, model, data, resume)
 
     _quiet_lightning()
-    trainer, energy, requeue = _make_trainer(cfg, run_dir, data, attempt.record.wandb_id, attempt.tokens_per_step)
+    trainer, energy, requeue = _make_trainer(
+        cfg, run_dir, data, attempt.record.wandb_id, attempt.tokens_per_step, attempt.number
+    )
     module = LanguageModelModule(model, cfg, data)
     status, error = RunStatus.DONE, None
     try:
@@ -273,7 +275,11 @@ def _start_attempt(
     run_dir.truncate_metrics(start_step if resume else -1)
     attempt = record.attempts + 1
     started = time.time()
+    # attempts killed before they could record themselves (SIGKILL) left their energy so far in energy/
+    recorded = {int(h.get("attempt", 0)) for h in record.attempt_history} | {attempt}
+    history = [*record.attempt_history, *unrecorded_attempts(run_dir.path, recorded)]
     record = run_dir.update_run(
+        attempt_history=history,
         status=RunStatus.RUNNING,
         run_name=run_name(cfg),
         sweep=cfg.sweep,
@@ -328,7 +334,7 @@ def _failure_status(exc: BaseException) -> tuple[RunStatus, str]:
 
 
 def _make_trainer(
-    cfg: DictConfig, run_dir: RunDirectory, data: PreparedData, wandb_id: str, tokens_per_step: int
+    cfg: DictConfig, run_dir: RunDirectory, data: PreparedData, wandb_id: str, tokens_per_step: int, attempt: int
 ) -> tuple[L.Trainer, EnergyMeter | None, RequeueOnSignal]:
     t = cfg.train
     sink = MetricsSink(run_dir.metrics_file, progress=t.progress)
@@ -360,6 +366,8 @@ def _make_trainer(
             cfg.cluster.region,
             cfg.logger.measure_power_secs,
             project_name=run_name(cfg),
+            attempt=attempt,
+            flush_secs=cfg.logger.energy_flush_secs,
         )
         callbacks.append(energy)
     trainer = L.Trainer(
@@ -438,7 +446,7 @@ def _finish(
         step=step,
         tokens=step * tokens_per_step,
         attempt_history=history,
-        duration_s=sum(h["duration_s"] for h in history),
+        duration_s=sum(h.get("duration_s", 0.0) for h in history),
         energy_kwh=sum(h["energy_kwh"] for h in history),
         co2_kg=sum(h["co2_kg"] for h in history),
         tokens_per_s=steps_this_attempt * tokens_per_step / max(ended - started, 1e-9),
