@@ -35,12 +35,19 @@ def _mix_scalar(x: int) -> int:
     return x ^ (x >> 31)
 
 
+_G = np.uint64(_GAMMA)
+_S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
+
+
 def _mix(x: np.ndarray) -> np.ndarray:
-    # uint64 array arithmetic wraps modulo 2**64, as the mixer wants
-    x = x + np.uint64(_GAMMA)
-    x = (x ^ (x >> np.uint64(30))) * _MUL1
-    x = (x ^ (x >> np.uint64(27))) * _MUL2
-    return x ^ (x >> np.uint64(31))
+    # uint64 array arithmetic wraps modulo 2**64, as the mixer wants; in place after the first copy (the hot loop)
+    x = x + _G
+    x ^= x >> _S30
+    x *= _MUL1
+    x ^= x >> _S27
+    x *= _MUL2
+    x ^= x >> _S31
+    return x
 
 
 @functools.lru_cache(maxsize=64)
