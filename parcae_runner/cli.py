@@ -32,8 +32,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     from parcae_runner.launch.prepare_job import prepare_command
+    from parcae_runner.train.preflight import validate
 
     cfg = _compose(args)
+    validate(cfg)
     print(prepare_command(cfg))
     return EXIT_OK
 

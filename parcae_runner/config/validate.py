@@ -75,6 +75,25 @@ def _validate_cluster(errors: list[ConfigError], cfg: DictConfig) -> None:
         errors.append(ConfigError("cluster.image", c.image, f"cluster.container={c.container} needs an image"))
 
 
+def _check_init_from(folder: str, arch: str) -> list[ConfigError]:
+    """The folder's Hugging Face model type must be the one ``arch`` imports (before any file is written)."""
+    import json
+
+    from parcae_runner.models.registry import ARCHITECTURES
+
+    try:
+        found = json.loads((Path(folder) / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return [ConfigError("train.init_from", folder, "its config.json is not a JSON object")]
+    spec = ARCHITECTURES.get(arch)
+    expected = spec.hf_model_type if spec is not None else None
+    if expected is None:
+        return [ConfigError("train.init_from", folder, f"arch={arch} has no Hugging Face import")]
+    if found != expected:
+        return [ConfigError("train.init_from", folder, f"holds a {found!r} model; arch={arch} imports {expected!r}")]
+    return []
+
+
 def validate_run_config(cfg: DictConfig, check_tasks: Callable[[list[str]], None] | None = None) -> None:
     """Raise :class:`ConfigErrors` listing every bad value in ``cfg``.
 
@@ -130,6 +149,10 @@ def validate_run_config(cfg: DictConfig, check_tasks: Callable[[list[str]], None
 
     if t.init_from is not None and not (Path(t.init_from) / "config.json").is_file():
         errors.append(ConfigError("train.init_from", t.init_from, "not an exported folder (no config.json)"))
+    elif t.init_from is not None:
+        errors.extend(_check_init_from(str(t.init_from), str(cfg.arch.name)))
+    _positive(errors, cfg, "train.divergence.max_skipped_in_a_row")
+    _positive(errors, cfg, "train.divergence.guardrail_after_steps", allow_zero=True)
 
     d = cfg.data
     _one_of(errors, cfg, "data.source", choices(DataSource))

@@ -12,6 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from parcae_runner.config.errors import ConfigError
 from parcae_runner.runs import RunDirectory, SweepRecord
 
 TOOL = "parcae-runner"
@@ -64,7 +65,7 @@ def _read(run_dir: Path) -> tuple[RunDirectory, DictConfig, dict[str, Any], list
     cfg = rd.read_config()
     run = rd.read_run()
     if cfg is None or not run:
-        raise FileNotFoundError(f"{run_dir}: not a run directory (needs config.yaml and run.json)")
+        raise ConfigError("run_dir", str(run_dir), "not a run directory (needs config.yaml and run.json)")
     return rd, cfg, run, rd.read_metrics()
 
 
