@@ -90,6 +90,23 @@ def test_approach3_recovers_exponents(grid):
     print(f"approach 3: alpha {fit['alpha']:.4f} (true {ALPHA}), beta {fit['beta']:.4f} (true {BETA}), CI {fit['ci']}")
 
 
+def test_approach3_huber_resists_outliers_that_least_squares_does_not(grid):
+    """Why approach 3 uses Huber: a few diverged or mis-logged runs (losses far too high) drag a squared-error fit
+    away from the truth; the Huber fit (delta 1e-3, Hoffmann et al.) barely moves. delta=10 makes the same
+    objective plain least squares over these residuals (all of them are far below 10)."""
+    corrupted = grid["val_loss"].to_numpy().copy()
+    rng = np.random.default_rng(3)
+    bad = rng.choice(len(corrupted), size=4, replace=False)
+    corrupted[bad] += 1.5
+    huber = fit_parametric(grid["params"], grid["tokens"], corrupted, n_boot=0, seed=0)
+    squares = fit_parametric(grid["params"], grid["tokens"], corrupted, delta=10.0, n_boot=0, seed=0)
+    huber_err = abs(huber["alpha"] - ALPHA) + abs(huber["beta"] - BETA)
+    squares_err = abs(squares["alpha"] - ALPHA) + abs(squares["beta"] - BETA)
+    print(f"alpha+beta error with 4 outliers: huber {huber_err:.4f}, least squares {squares_err:.4f}")
+    assert huber_err < 0.04, huber
+    assert squares_err > 3 * huber_err and squares_err > 0.05, squares
+
+
 def test_approach3_too_few_points(grid):
     few = grid.iloc[:6]  # one budget: 6 points, 6 sizes
     with pytest.raises(FitError, match=r"approach 3 needs at least 10 finite \(N, D, L\) points .* got 6 points"):
