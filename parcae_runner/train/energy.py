@@ -18,7 +18,6 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import torch
@@ -92,6 +91,8 @@ class EnergyMeter(L.Callback):
         self._node = trainer.node_rank
         self._start_step = self._step = trainer.global_step
         self._last_flush = time.monotonic()
+        # the attempt is on record from its first moment, even if it is killed before the first flush
+        self._record(0.0, 0.0, final=False)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._step = trainer.global_step
@@ -109,9 +110,9 @@ class EnergyMeter(L.Callback):
             data = self.tracker._prepare_emissions_data()  # the totals flush() just wrote; no public getter
         except Exception:  # a codecarbon without it: the CSV row is still there
             return
-        self._write(data, final=False)
+        self._record(float(data.energy_consumed), float(data.emissions), final=False)
 
-    def _write(self, data: Any, final: bool) -> None:
+    def _record(self, energy_kwh: float, co2_kg: float, final: bool) -> None:
         atomic_write_json(
             self._file(),
             {
@@ -119,8 +120,8 @@ class EnergyMeter(L.Callback):
                 "node": self._node,
                 "start_step": self._start_step,
                 "step": self._step,
-                "energy_kwh": float(data.energy_consumed),
-                "co2_kg": float(data.emissions),
+                "energy_kwh": energy_kwh,
+                "co2_kg": co2_kg,
                 "time": time.time(),
                 "final": final,
             },
@@ -133,7 +134,7 @@ class EnergyMeter(L.Callback):
             data = self.tracker.final_emissions_data
             self.tracker = None
             if data is not None:
-                self._write(data, final=True)
+                self._record(float(data.energy_consumed), float(data.emissions), final=True)
                 self.reading = EnergyReading(
                     energy_kwh=float(data.energy_consumed),
                     co2_kg=float(data.emissions),
