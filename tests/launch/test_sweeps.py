@@ -146,7 +146,8 @@ def test_profile_larger_than_partition_exit_2(slurm_cluster, tmp_path, small):
         out = cli("sweep", str(sweep), "cluster=slurm_local", override)
         assert out.returncode == 2, out.stderr
         assert key in out.stderr and "node" in out.stderr
-    assert squeue_ids() == before
+    # nothing new was submitted (jobs of earlier tests may have left the queue meanwhile)
+    assert squeue_ids() <= before
 
 
 def test_cancelled_run_resumes_alone(slurm_cluster, tmp_path, small):

@@ -13,6 +13,7 @@ from parcae_runner.util.files import atomic_write, atomic_write_json, atomic_wri
 # every status string run.json, plan and status have ever used
 STATUSES = (
     "new",
+    "diverged",
     "pending",
     "running",
     "requeued",
