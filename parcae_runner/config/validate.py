@@ -75,6 +75,14 @@ def _validate_cluster(errors: list[ConfigError], cfg: DictConfig) -> None:
         errors.append(ConfigError("cluster.image", c.image, f"cluster.container={c.container} needs an image"))
 
 
+def _path_exists(path: str, source: str) -> bool:
+    """A file or folder; for pretokenized data also a Megatron prefix (``<prefix>.bin`` / ``<prefix>.idx``)."""
+    p = Path(path).expanduser()
+    if p.exists():
+        return True
+    return source == DataSource.PRETOKENIZED and any(p.with_name(p.name + s).exists() for s in (".bin", ".idx"))
+
+
 def _check_init_from(folder: str, arch: str) -> list[ConfigError]:
     """The folder's Hugging Face model type must be the one ``arch`` imports (before any file is written)."""
     import json
@@ -173,7 +181,7 @@ def validate_run_config(cfg: DictConfig, check_tasks: Callable[[list[str]], None
     needs_path = (DataSource.TEXT_FILES, DataSource.JSONL, DataSource.PARQUET, DataSource.PRETOKENIZED)
     if d.source in needs_path and d.path is None:
         errors.append(ConfigError("data.path", d.path, f"required with data.source={d.source}: a file or folder"))
-    elif d.source in needs_path and not Path(d.path).expanduser().exists():
+    elif d.source in needs_path and not _path_exists(str(d.path), str(d.source)):
         errors.append(ConfigError("data.path", d.path, "no such file or directory"))
     if d.source == DataSource.HF and not d.dataset:
         errors.append(ConfigError("data.dataset", d.dataset, "required with data.source=hf: a hub name or a folder"))
