@@ -33,7 +33,12 @@ def test_sigkilled_attempt_energy_is_summed(fast_overrides: list[str]) -> None:
     flushed = rd.path / "energy" / "attempt-1-node0.json"
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 180
-    while not (flushed.exists() and (rd.checkpoints / "checkpoint-5" / "meta.json").exists()):
+
+    def flushed_energy() -> float:
+        # The file exists from the attempt's first moment (with 0 kWh); wait for a flush that measured something.
+        return json.loads(flushed.read_text())["energy_kwh"] if flushed.exists() else 0.0
+
+    while not (flushed_energy() > 0 and (rd.checkpoints / "checkpoint-5" / "meta.json").exists()):
         assert proc.poll() is None, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
         assert time.time() < deadline, "no energy flushed within 180 s"
         time.sleep(0.05)
