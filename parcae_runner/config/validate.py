@@ -126,8 +126,13 @@ def validate_run_config(cfg: DictConfig, check_tasks: Callable[[list[str]], None
         except ConfigError as exc:
             errors.append(ConfigError("train.eval.tasks", exc.value, exc.allowed))
 
-    if t.init_from is not None and not (Path(t.init_from) / "config.json").is_file():
-        errors.append(ConfigError("train.init_from", t.init_from, "not an exported folder (no config.json)"))
+    if t.init_from is not None and not (
+        (Path(t.init_from) / "config.json").is_file()
+        or (str(t.init_from).endswith(".pth") and Path(t.init_from).is_file())
+    ):
+        errors.append(
+            ConfigError("train.init_from", t.init_from, "not an exported folder (no config.json) nor a BlinkDL .pth")
+        )
 
     d = cfg.data
     _one_of(errors, cfg, "data.source", choices(DataSource))

@@ -48,11 +48,24 @@ class RWKV7HParams:
     # WKV implementation: "auto" (Triton on CUDA, else reference), "triton" or "reference"
     kernel_impl: str = "auto"
     tie_embeddings: bool = False
+    # LoRA ranks of the decay, in-context rate, value residual and gate; 0 = BlinkDL's rule for d_model
+    # (set to load a published checkpoint made with other ranks)
+    decay_lora: int = 0
+    iclr_lora: int = 0
+    value_lora: int = 0
+    gate_lora: int = 0
 
 
 def lora_rank(mult: float, c: int, power: float = 0.5) -> int:
     """BlinkDL's LoRA size rule: ``max(32, round(mult * C^power / 32) * 32)``."""
     return max(32, int(round(mult * c**power / 32)) * 32)
+
+
+def lora_ranks(hp: RWKV7HParams, c: int) -> tuple[int, int, int, int]:
+    """(decay, in-context rate, value, gate) LoRA ranks at width ``c``: the hparams', else BlinkDL's rule."""
+    rule = (lora_rank(1.8, c), lora_rank(1.8, c), lora_rank(1.3, c), lora_rank(0.6, c, 0.8))
+    given = (hp.decay_lora, hp.iclr_lora, hp.value_lora, hp.gate_lora)
+    return tuple(g if g > 0 else r for g, r in zip(given, rule, strict=True))  # type: ignore[return-value]
 
 
 def time_shift(x: Tensor) -> Tensor:
@@ -69,13 +82,13 @@ def _ortho(x: Tensor, scale: float) -> None:
 class RWKV7TimeMix(nn.Module):
     """x070 time mixing (``att``): ``[B, T, C], v_first -> [B, T, C], v_first``."""
 
-    def __init__(self, d_model: int, head_size: int, layer_id: int, kernel_impl: str) -> None:
+    def __init__(self, hp: RWKV7HParams, d_model: int, head_size: int, layer_id: int) -> None:
         super().__init__()
-        c, self.head_size, self.layer_id, self.kernel_impl = d_model, head_size, layer_id, kernel_impl
+        c, self.head_size, self.layer_id, self.kernel_impl = d_model, head_size, layer_id, hp.kernel_impl
         self.n_heads = c // head_size
         for name in ("x_r", "x_w", "x_k", "x_v", "x_a", "x_g", "w0", "a0", "k_k", "k_a"):
             setattr(self, name, nn.Parameter(torch.empty(1, 1, c)))
-        d_w, d_a, d_v, d_g = lora_rank(1.8, c), lora_rank(1.8, c), lora_rank(1.3, c), lora_rank(0.6, c, 0.8)
+        d_w, d_a, d_v, d_g = lora_ranks(hp, c)
         self.w1, self.w2 = nn.Parameter(torch.empty(c, d_w)), nn.Parameter(torch.empty(d_w, c))
         self.a1, self.a2 = nn.Parameter(torch.empty(c, d_a)), nn.Parameter(torch.empty(d_a, c))
         if layer_id > 0:  # layer 0 has no value residual (the package ignores its v0/v1/v2)
@@ -176,7 +189,7 @@ class RWKV7Block(nn.Module):
         super().__init__()
         self.ln1 = nn.LayerNorm(d_model, eps=hp.norm_eps)
         self.ln2 = nn.LayerNorm(d_model, eps=hp.norm_eps)
-        self.att = RWKV7TimeMix(d_model, head_size, layer_id, hp.kernel_impl)
+        self.att = RWKV7TimeMix(hp, d_model, head_size, layer_id)
         self.ffn = RWKV7ChannelMix(d_model, hp.ffn_mult * d_model, layer_id)
 
     def forward(self, x: Tensor, v_first: Tensor | None) -> tuple[Tensor, Tensor]:
