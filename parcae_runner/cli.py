@@ -151,6 +151,19 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_distill(args: argparse.Namespace) -> int:
+    if args.sweep:
+        from parcae_runner.distill.sweep import run_sweep
+
+        print(run_sweep(args.sweep, args.variant, args.overrides))
+        return EXIT_OK
+    from parcae_runner.distill.config import load_config
+    from parcae_runner.distill.pipeline import distill
+
+    print(distill(load_config(args.overrides)))
+    return EXIT_OK
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from parcae_runner.export.run_export import export_run
 
@@ -351,6 +364,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_commands(sub)
     _add_analysis_commands(sub)
     _add_checkpoint_commands(sub)
+    p = sub.add_parser("distill", help="distil a GQA transformer teacher into an RWKV-7 TimeMix student (cxa076)")
+    p.add_argument("--sweep", help="a sweep file (sweeps/distill.yaml): run its grid, then the report")
+    p.add_argument("--variant", help="a variant of the sweep file (demo)")
+    p.add_argument("overrides", nargs="*", help="distill overrides, e.g. teacher=<hf folder> norm=none seed=1")
+    p.set_defaults(func=cmd_distill)
     return parser
 
 
