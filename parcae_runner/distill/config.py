@@ -13,6 +13,7 @@ from parcae_runner.config.errors import ConfigError
 from parcae_runner.distill.timemix import NORMS
 
 STAGES = ("1", "2", "both")
+TOKENIZERS = ("data", "teacher")
 # the teacher the CPU demo trains first (a small Qwen2-style GQA model)
 DEMO_TEACHER = "demo"
 
@@ -21,6 +22,8 @@ DEMO_TEACHER = "demo"
 class DistillConfig:
     # a Hugging Face folder of a Qwen2 / Qwen3 / Llama / Mistral causal LM, or "demo"
     teacher: str = DEMO_TEACHER
+    # "data": the project's tokenizer of data.* (the demo); "teacher": the teacher folder's own tokenizer
+    tokenizer: str = "data"
     # GroupNorm (cxa073 ln_x) or NoNorm (cxa076: y * N^-1/2)
     norm: str = "groupnorm"
     # per-head RMSNorm on r and k (cxa076r; inherits Qwen3's q_norm / k_norm)
@@ -67,6 +70,8 @@ def load_config(overrides: list[str]) -> DistillConfig:
 def check(cfg: DistillConfig) -> None:
     if cfg.norm not in NORMS:
         raise ConfigError("distill.norm", cfg.norm, f"choose one of: {', '.join(NORMS)}")
+    if cfg.tokenizer not in TOKENIZERS or (cfg.tokenizer == "teacher" and cfg.teacher == DEMO_TEACHER):
+        raise ConfigError("distill.tokenizer", cfg.tokenizer, "choose data, or teacher with a teacher folder")
     if str(cfg.stage) not in STAGES:
         raise ConfigError("distill.stage", cfg.stage, f"choose one of: {', '.join(STAGES)}")
     for key in ("stage1_steps", "stage2_steps", "batch_size", "eval_every", "eval_batches"):

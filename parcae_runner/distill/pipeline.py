@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from parcae_runner.config.errors import ConfigError
 from parcae_runner.distill import student as st
 from parcae_runner.distill.config import DEMO_TEACHER, DistillConfig, run_name
-from parcae_runner.distill.data import heldout_batches, prepare
+from parcae_runner.distill.data import heldout_batches, prepare, tokenize_with
 from parcae_runner.distill.run import Recorder, run_stage1, run_stage2
 from parcae_runner.distill.teacher_demo import ensure_demo_teacher
 from parcae_runner.runs import RunDirectory, RunStatus
@@ -41,7 +41,15 @@ def setup(cfg: DistillConfig) -> dict[str, Any]:
     """Everything a run needs, checked before anything of the run is written."""
     if cfg.teacher != DEMO_TEACHER:
         st.check_teacher_folder(cfg.teacher)  # before the data is prepared: a bad folder fails fast
-    data, seq_len = prepare(cfg.data)
+    if cfg.tokenizer == "teacher":
+        try:
+            data, seq_len = tokenize_with(cfg.teacher, cfg.data)
+        except (OSError, ValueError) as e:
+            raise ConfigError(
+                "distill.tokenizer", "teacher", f"the teacher folder has no usable tokenizer ({e})"
+            ) from None
+    else:
+        data, seq_len = prepare(cfg.data)
     folder = _teacher_folder(cfg, data, seq_len)
     tconfig = st.check_teacher_folder(folder)
     _check_student_shape(cfg, tconfig)

@@ -9,12 +9,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from parcae_runner.data import PreparedData
-from parcae_runner.distill.data import train_batch
+from parcae_runner.distill.data import TokenStreams, train_batch
 from parcae_runner.util.log import log
 
 
-def ensure_demo_teacher(folder: Path, data: PreparedData, seq_len: int, steps: int) -> Path:
+def ensure_demo_teacher(folder: Path, data: TokenStreams, seq_len: int, steps: int) -> Path:
     """Train and save the demo teacher into ``folder`` unless it is there already; returns ``folder``."""
     if (folder / "config.json").is_file():
         return folder

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from parcae_runner.cli import main
+from parcae_runner.distill.data import _heldout as _is_heldout
 from parcae_runner.distill.sweep import expand
 from parcae_runner.runs import open_run
 
@@ -107,3 +108,35 @@ def test_sweep_file_expands_norm_by_seed():
     want = {(f"norm={n}", f"seed={s}") for n in ("groupnorm", "none") for s in (0, 1)}
     assert {(p[-2], p[-1]) for p in points} == want
     assert "teacher=demo" in points[0]
+
+
+def test_teacher_tokenizer_streams_and_run(tmp_path, data_cache, capsys):
+    """tokenizer=teacher: the documents of data.* tokenised by the tokenizer saved with the teacher."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    from parcae_runner.distill.data import tokenize_with
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(40):
+        (docs / f"d{i}.txt").write_text(f"document {i}: " + " ".join(f"word{j * i % 17}" for j in range(60)))
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train([str(p) for p in docs.iterdir()], trainers.BpeTrainer(vocab_size=120, special_tokens=["<unk>", "<eos>"]))
+    teacher = save_teacher(tmp_path / "teacher")
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", unk_token="<unk>")
+    fast.save_pretrained(teacher)
+    fast = transformers.AutoTokenizer.from_pretrained(teacher)  # as the run reads it back
+    data = {"source": "text_files", "path": str(docs), "seq_len": 16}
+    streams, seq_len = tokenize_with(str(teacher), data)
+    assert seq_len == 16 and streams.vocab_size == len(fast) and len(streams.val) > 0
+    eos = fast.eos_token_id
+    assert (streams.train == eos).sum() + (streams.val == eos).sum() == 40  # one EOS after every document
+    # documents keep their order: the first training document's tokens start the training stream
+    split = [p for p in sorted(docs.iterdir()) if not _is_heldout(p.read_text())]
+    first = fast(split[0].read_text(), add_special_tokens=False)["input_ids"]
+    assert streams.train[: len(first)].tolist() == first
+    args = ["tokenizer=teacher", "stage1_steps=1", "stage2_steps=1", "eval_every=1", "eval_batches=1", "batch_size=2"]
+    rc = main(["distill", f"results_dir={tmp_path / 'results'}", f"teacher={teacher}", "data.source=text_files",
+               f"data.path={docs}", "data.seq_len=16", "kernel_impl=reference", *args])  # fmt: skip
+    assert rc == 0, capsys.readouterr().err
