@@ -93,7 +93,8 @@ class Cxa076TimeMix(nn.Module):
         v = self.repeat_kv(self.value(x).view(bsz, t, self.h_kv, n))
         if self.r_norm is not None:
             r, k = self.r_norm(r), self.k_norm(k)
-        w_tilde = (-F.softplus(-(self.w0 + torch.tanh(x @ self.w1) @ self.w2)) - 0.5).view(bsz, t, h, n)
+        # fp32 decay under autocast too (decays near 1 compound over the sequence)
+        w_tilde = (-F.softplus(-(self.w0 + torch.tanh(x @ self.w1) @ self.w2).float()) - 0.5).view(bsz, t, h, n)
         if v_first is None:
             v_first = v
         else:
@@ -101,7 +102,7 @@ class Cxa076TimeMix(nn.Module):
         a = torch.sigmoid(self.a0 + (x @ self.a1) @ self.a2).view(bsz, t, h, n)
         g = torch.sigmoid(x @ self.g1) @ self.g2  # [B, T, H*N]
         kk = F.normalize(k, dim=-1, p=2.0)
-        k = k * (1 - w_tilde + a)
+        k = k * (1 - w_tilde + a).to(k.dtype)
         y = wkv7(r, -torch.exp(w_tilde), k, v, -kk, kk * a, impl=self.kernel_impl)  # [B, T, H, N]
         if self.ln_x is not None:
             y = self.ln_x(y.reshape(bsz * t, h * n)).view(bsz, t, h, n)

@@ -142,8 +142,9 @@ class RWKV7TimeMix(nn.Module):
         xx = time_shift(x) - x
         xr, xw, xk, xv, xa, xg = (x + xx * mu for mu in (self.x_r, self.x_w, self.x_k, self.x_v, self.x_a, self.x_g))
         r, k, v = self.receptance(xr), self.key(xk), self.value(xv)
-        # log decay -exp(w~) with w~ = -softplus(-z) - 0.5, i.e. -e^-0.5 sigmoid(z) (the package's CPU form)
-        log_w = -math.exp(-0.5) * torch.sigmoid(self.w0 + torch.tanh(xw @ self.w1) @ self.w2)
+        # log decay -exp(w~) with w~ = -softplus(-z) - 0.5, i.e. -e^-0.5 sigmoid(z) (the package's CPU form); fp32
+        # under autocast too: decays near 1 compound over the sequence (the package also casts before the sigmoid)
+        log_w = -math.exp(-0.5) * torch.sigmoid((self.w0 + torch.tanh(xw @ self.w1) @ self.w2).float())
         if v_first is None:
             v_first = v
         else:
