@@ -20,7 +20,8 @@ DEMO_TEACHER = "demo"
 
 @dataclass
 class DistillConfig:
-    # a Hugging Face folder of a Qwen2 / Qwen3 / Llama / Mistral causal LM, or "demo"
+    # a Hugging Face folder of a Qwen2 / Qwen3 / Llama / Mistral causal LM, a run directory of this project (its
+    # newest HF export), or "demo"
     teacher: str = DEMO_TEACHER
     # "data": the project's tokenizer of data.* (the demo); "teacher": the teacher folder's own tokenizer
     tokenizer: str = "data"

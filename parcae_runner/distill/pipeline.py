@@ -40,6 +40,8 @@ def _teacher_folder(cfg: DistillConfig, data: Any, seq_len: int) -> str:
 def setup(cfg: DistillConfig) -> dict[str, Any]:
     """Everything a run needs, checked before anything of the run is written."""
     if cfg.teacher != DEMO_TEACHER:
+        cfg.teacher = st.resolve_teacher(cfg.teacher)
+    if cfg.teacher != DEMO_TEACHER:
         st.check_teacher_folder(cfg.teacher)  # before the data is prepared: a bad folder fails fast
     if cfg.tokenizer == "teacher":
         try:

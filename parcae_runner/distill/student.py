@@ -23,6 +23,18 @@ from parcae_runner.distill.timemix import Cxa076TimeMix
 DECODERS = ("qwen2", "qwen3", "llama", "mistral")
 
 
+def resolve_teacher(teacher: str) -> str:
+    """The HF folder ``teacher`` names: itself, or for a run directory of this project its newest export
+    (``<run>/hf/checkpoint-N``, written by ``parcae-runner export``)."""
+    path = Path(teacher)
+    if not (path / "run.json").is_file():
+        return teacher
+    exports = [p for p in (path / "hf").glob("checkpoint-*") if (p / "config.json").is_file()]
+    if not exports:
+        raise ConfigError("distill.teacher", teacher, "a run without an HF export: run `parcae-runner export` first")
+    return str(max(exports, key=lambda p: int(p.name.rsplit("-", 1)[-1])))
+
+
 def check_teacher_folder(folder: str) -> Any:
     """The teacher's ``transformers`` config; ConfigError (exit 2) when the folder is missing, is not a GQA decoder
     we know, or its query heads are not a multiple of its key/value heads."""

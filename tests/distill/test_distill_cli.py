@@ -48,7 +48,17 @@ def bad_gqa_folder(folder: Path) -> Path:
 
 @pytest.mark.parametrize(
     "case",
-    ["missing", "not-decoder", "heads", "student-layers", "student-width", "stage2-alone", "stage2-unfinished"],
+    [
+        "missing",
+        "not-decoder",
+        "heads",
+        "student-layers",
+        "student-width",
+        "stage2-alone",
+        "stage2-unfinished",
+        "run-without-export",
+        "run-exporting-gpt-neox",
+    ],
 )
 def test_bad_input_exits_2_and_writes_nothing(case, tmp_path, data_cache, capsys):
     teachers = tmp_path / "teachers"
@@ -69,6 +79,15 @@ def test_bad_input_exits_2_and_writes_nothing(case, tmp_path, data_cache, capsys
         extra = [f"teacher={teachers / 'gpt2'}"]
     if case == "heads":
         extra = [f"teacher={bad_gqa_folder(teachers / 'gqa')}"]
+    if case.startswith("run-"):
+        run = tmp_path / "runs" / "pythia-debug-s0"
+        run.mkdir(parents=True)
+        (run / "run.json").write_text('{"status": "done"}')
+        if case == "run-exporting-gpt-neox":  # the project's pythia exports as GPT-NeoX: no q/k/v/o, not GQA
+            config = transformers.GPTNeoXConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                                intermediate_size=32, vocab_size=600)  # fmt: skip
+            transformers.GPTNeoXForCausalLM(config).save_pretrained(run / "hf" / "checkpoint-4")
+        extra = [f"teacher={run}"]
     if case == "stage2-unfinished":
         (tmp_path / "half" / "student").mkdir(parents=True)  # a run dir whose stage 1 never saved its student
     capsys.readouterr()  # the set-up's own output (transformers' progress bars)
@@ -140,3 +159,15 @@ def test_teacher_tokenizer_streams_and_run(tmp_path, data_cache, capsys):
     rc = main(["distill", f"results_dir={tmp_path / 'results'}", f"teacher={teacher}", "data.source=text_files",
                f"data.path={docs}", "data.seq_len=16", "kernel_impl=reference", *args])  # fmt: skip
     assert rc == 0, capsys.readouterr().err
+
+
+def test_a_run_directory_teacher_is_its_newest_export(tmp_path):
+    from parcae_runner.distill.student import check_teacher_folder, resolve_teacher
+
+    run = tmp_path / "run"
+    for step in (4, 12, 8):
+        save_teacher(run / "hf" / f"checkpoint-{step}")
+    (run / "run.json").write_text('{"status": "done"}')
+    folder = resolve_teacher(str(run))
+    assert folder == str(run / "hf" / "checkpoint-12") and check_teacher_folder(folder).model_type == "qwen2"
+    assert resolve_teacher(str(tmp_path / "hf-folder")) == str(tmp_path / "hf-folder")
