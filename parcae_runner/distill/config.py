@@ -14,6 +14,7 @@ from parcae_runner.distill.timemix import NORMS
 
 STAGES = ("1", "2", "both")
 TOKENIZERS = ("data", "teacher")
+WANDB_MODES = ("disabled", "offline", "online")
 # the teacher the CPU demo trains first (a small Qwen2-style GQA model)
 DEMO_TEACHER = "demo"
 
@@ -48,6 +49,9 @@ class DistillConfig:
     kernel_impl: str = "auto"
     # demo teacher: training steps on the data before distillation
     demo_teacher_steps: int = 200
+    # wandb: "disabled", "offline" (under <run_dir>/wandb; `wandb sync` later) or "online" (needs WANDB_API_KEY)
+    wandb: str = "disabled"
+    wandb_project: str = "parcae-runner"
     results_dir: str = "results"
     sweep: str = "distill"
     run_name: str | None = None
@@ -78,6 +82,8 @@ def check(cfg: DistillConfig) -> None:
     for key in ("stage1_steps", "stage2_steps", "batch_size", "eval_every", "eval_batches"):
         if getattr(cfg, key) < 1:
             raise ConfigError(f"distill.{key}", getattr(cfg, key), "must be >= 1")
+    if cfg.wandb not in WANDB_MODES:
+        raise ConfigError("distill.wandb", cfg.wandb, f"choose one of: {', '.join(WANDB_MODES)}")
     if cfg.temperature <= 0:
         raise ConfigError("distill.temperature", cfg.temperature, "must be > 0")
     if str(cfg.stage) == "2":

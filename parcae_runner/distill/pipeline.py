@@ -13,7 +13,7 @@ from parcae_runner.config.errors import ConfigError
 from parcae_runner.distill import student as st
 from parcae_runner.distill.config import DEMO_TEACHER, DistillConfig, run_name
 from parcae_runner.distill.data import heldout_batches, prepare, tokenize_with
-from parcae_runner.distill.run import Recorder, run_stage1, run_stage2
+from parcae_runner.distill.run import Recorder, run_stage1, run_stage2, start_wandb
 from parcae_runner.distill.teacher_demo import ensure_demo_teacher
 from parcae_runner.runs import RunDirectory, RunStatus
 from parcae_runner.util.log import log
@@ -79,7 +79,8 @@ def distill(cfg: DistillConfig) -> Path:
     rd.write_config(OmegaConf.create({"distill": asdict(cfg), "teacher_folder": ctx["teacher_folder"]}))
     rd.metrics_file.write_text("")
     rd.update_run(status=RunStatus.RUNNING, kind="distill")
-    rec = Recorder(rd)
+    wandb_run = start_wandb(rd, cfg.wandb, cfg.wandb_project, run_name(cfg), cfg.sweep, asdict(cfg))
+    rec = Recorder(rd, wandb_run)
     (rd.path / STUDENT_DIR).mkdir(exist_ok=True)
     try:
         step = 0
@@ -91,7 +92,9 @@ def distill(cfg: DistillConfig) -> Path:
             torch.save(ctx["student"].state_dict(), rd.path / STUDENT_DIR / "stage2.pt")
     except BaseException:
         rd.update_run(status=RunStatus.FAILED)
+        rec.close(ok=False)
         raise
+    rec.close(ok=True)
     summary = summarize(rec.records)
     rd.update_run(status=RunStatus.DONE, step=rec.records[-1]["step"], metrics=summary)
     rd.card_file.write_text(card_text(cfg, ctx["teacher_folder"], summary))

@@ -24,15 +24,31 @@ from parcae_runner.runs.metrics import format_records
 
 
 class Recorder:
-    """Appends metric records to ``metrics.jsonl`` and keeps them for the summary."""
+    """Appends metric records to ``metrics.jsonl`` (and wandb, when on) and keeps them for the summary."""
 
-    def __init__(self, rd: RunDirectory) -> None:
-        self.rd, self.records = rd, []
+    def __init__(self, rd: RunDirectory, wandb_run: Any = None) -> None:
+        self.rd, self.records, self.wandb_run = rd, [], wandb_run
 
     def add(self, record: dict[str, Any]) -> None:
         self.records.append(record)
         with open(self.rd.metrics_file, "a") as f:
             f.write(format_records([record]))
+        if self.wandb_run is not None:
+            self.wandb_run.log({k: v for k, v in record.items() if k != "step"}, step=record["step"])
+
+    def close(self, ok: bool) -> None:
+        if self.wandb_run is not None:
+            self.wandb_run.finish(exit_code=0 if ok else 1)
+
+
+def start_wandb(rd: RunDirectory, mode: str, project: str, name: str, group: str, config: dict) -> Any:
+    """An offline or online wandb run writing under ``<run_dir>/wandb`` (None when disabled)."""
+    if mode == "disabled":
+        return None
+    import wandb
+
+    settings = wandb.Settings(console="off", silent=True)
+    return wandb.init(dir=rd.path, mode=mode, project=project, name=name, group=group, config=config, settings=settings)
 
 
 @torch.no_grad()

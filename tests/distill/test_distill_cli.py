@@ -101,7 +101,7 @@ def test_bad_input_exits_2_and_writes_nothing(case, tmp_path, data_cache, capsys
 def test_short_run_writes_a_run_directory(tmp_path, data_cache, capsys):
     teacher = save_teacher(tmp_path / "teacher")
     args = ["norm=none", "stage1_steps=3", "stage2_steps=2", "eval_every=2", "eval_batches=1", "batch_size=2"]
-    rc = main(distill_args(tmp_path, data_cache, f"teacher={teacher}", "kernel_impl=reference", *args))
+    rc = main(distill_args(tmp_path, data_cache, f"teacher={teacher}", "kernel_impl=reference", "wandb=offline", *args))
     assert rc == 0, capsys.readouterr().err
     rd, cfg, run = open_run(tmp_path / "results" / "distill" / "none-s0")
     assert run.status == "done" and cfg.distill.norm == "none"
@@ -110,6 +110,7 @@ def test_short_run_writes_a_run_directory(tmp_path, data_cache, capsys):
     assert {"train/l2", "train/l2_layer0", "train/l2_layer1", "val/kl", "val/top1"} <= set(records[0])
     assert records[-1]["stage"] == 2 and "val/kl" in records[-1] and "train/kl" in records[-1]
     assert run["metrics"]["kl_final"] == records[-1]["val/kl"]
+    assert list((rd.path / "wandb").glob("offline-run-*/run-*.wandb"))  # the same records, for `wandb sync`
     card = rd.card_file.read_text()
     assert str(teacher) in card and "stage 1" in card and "stage 2" in card and f"{records[-1]['val/kl']:.4f}" in card
     # stage 2 alone continues that finished stage 1
