@@ -11,16 +11,28 @@ import numpy as np
 from parcae_runner.runs import RunDirectory, RunStatus
 
 
+def _finished(root: Path) -> list[RunDirectory]:
+    runs = [RunDirectory(p) for p in sorted(root.iterdir()) if (p / "run.json").is_file()]
+    return [rd for rd in runs if rd.read_run().status == RunStatus.DONE and rd.read_run().get("kind") == "distill"]
+
+
 def collect(root: Path) -> dict[str, dict[str, list[tuple[int, float]]]]:
     """norm -> run name -> [(step, val/kl)] for the finished distillation runs under ``root``."""
     curves: dict[str, dict[str, list[tuple[int, float]]]] = defaultdict(dict)
-    for path in sorted(p for p in root.iterdir() if (p / "run.json").is_file()):
-        rd = RunDirectory(path)
-        if rd.read_run().status != RunStatus.DONE or rd.read_run().get("kind") != "distill":
-            continue
+    for rd in _finished(root):
         norm = rd.read_config()["distill"]["norm"]
-        curves[norm][path.name] = [(r["step"], r["val/kl"]) for r in rd.read_metrics() if "val/kl" in r]
+        curves[norm][rd.path.name] = [(r["step"], r["val/kl"]) for r in rd.read_metrics() if "val/kl" in r]
     return curves
+
+
+def stage_boundary(root: Path) -> int | None:
+    """The last stage-1 step of the runs under ``root`` (None without a stage 1 followed by a stage 2)."""
+    for rd in _finished(root):
+        records = rd.read_metrics()
+        ends = [r["step"] for r in records if r.get("stage") == 1]
+        if ends and any(r.get("stage") == 2 for r in records):
+            return max(ends)
+    return None
 
 
 def write_report(root: Path) -> Path:
@@ -43,6 +55,9 @@ def write_report(root: Path) -> Path:
             lines.append(
                 f"| {norm} | {name} | {c[0][1]:.4f} | {c[-1][1]:.4f} | {c[0][1] / max(c[-1][1], 1e-12):.1f}x |"
             )
+    boundary = stage_boundary(root)
+    if boundary is not None:
+        ax.axvline(boundary, color="grey", linestyle=":", label="stage 1 | stage 2")
     ax.set_yscale("log")
     ax.set_xlabel("step (stage 1, then stage 2)")
     ax.set_ylabel("held-out KL(teacher || student)")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from parcae_runner.distill.report import collect
+from parcae_runner.distill.report import collect, stage_boundary
 from parcae_runner.distill.sweep import run_sweep
 from parcae_runner.runs import open_run
 
@@ -41,7 +41,7 @@ def test_demo_sweep_runs_both_norms_and_draws_the_report(tmp_path, data_cache):
         assert run.status == "done" and run["metrics"]["kl_final"] < run["metrics"]["kl_start"]
     curves = collect(root)
     assert sorted(curves) == ["groupnorm", "none"] and all(len(runs) == 2 for runs in curves.values())
-    assert [s for s, _ in curves["none"]["none-s0"]] == [0, 2, 4, 6, 8]
+    assert [s for s, _ in curves["none"]["none-s0"]] == [0, 2, 4, 6, 8] and stage_boundary(root) == 4
     assert (root / "report" / "distill.png").stat().st_size > 1000
     table = (root / "report" / "distill.md").read_text()
     assert table.count("| groupnorm |") == 2 and table.count("| none |") == 2
