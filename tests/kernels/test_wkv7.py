@@ -93,15 +93,16 @@ TRITON_CASES = [
 ]
 
 
+@pytest.mark.parametrize("forward", ["chunk", "step"])
 @pytest.mark.parametrize("case", TRITON_CASES, ids=str)
-def test_triton_matches_reference(case: Case, rel, tol) -> None:
+def test_triton_matches_reference(case: Case, forward: str, rel, tol) -> None:
     pytest.importorskip("triton")
     inp = make_inputs(case, seed=1)
     leaves = [x.detach().requires_grad_() if x is not None else None for x in inp]
     used = [x for x in leaves if x is not None]
     results = {}
     for impl in ("reference", "triton"):
-        y, final = wkv7(*leaves[:6], state=leaves[6], return_state=True, impl=impl)
+        y, final = wkv7(*leaves[:6], state=leaves[6], return_state=True, impl=impl, forward=forward)
         g = torch.Generator().manual_seed(2)
         gy = torch.randn(y.shape, generator=g).to(y.dtype)
         gs = torch.randn(final.shape, generator=g)
@@ -119,6 +120,22 @@ def test_triton_matches_reference(case: Case, rel, tol) -> None:
         limits["d" + name] = max(tol[leaf.dtype], 1e-4)
     bad = {k: e for k, e in errors.items() if not e <= limits[k]}
     assert not bad, f"relative errors over tolerance: {bad} (all: {errors})"
+
+
+def test_auto_forward_falls_back_to_steps_for_strong_decay(rel) -> None:
+    """A log decay below -5 would overflow the chunk's exp(-cumsum(w)) scaling: "auto" runs the per-step kernel."""
+    pytest.importorskip("triton")
+    from parcae_runner.kernels.wkv7.triton import use_chunked_forward
+
+    r, w, k, v, a, b, _ = make_inputs(Case(1, 20, 1, 4), seed=5)
+    assert use_chunked_forward(w, "auto")
+    w = w.clone()
+    w[0, 3] = -30.0  # exp(30 * 16) is inf in fp32
+    assert not use_chunked_forward(w, "auto")
+    want = wkv7(r, w, k, v, a, b, impl="reference")
+    assert rel(wkv7(r, w, k, v, a, b, impl="triton"), want) < 2e-5
+    with pytest.raises(ValueError, match="forward='fast'"):
+        wkv7(r, w, k, v, a, b, impl="triton", forward="fast")
 
 
 def test_triton_state_continuation(rel) -> None:

@@ -21,6 +21,7 @@ def wkv7(
     state: Tensor | None = None,
     return_state: bool = False,
     impl: str = "auto",
+    forward: str = "auto",
 ) -> Tensor | tuple[Tensor, Tensor]:
     """RWKV-7 WKV: ``S_t = S_{t-1}(diag(exp(w_t)) + a_t b_t^T) + v_t k_t^T``, ``y_t = S_t r_t`` per head.
 
@@ -31,6 +32,9 @@ def wkv7(
     Args:
         impl: "auto" (Triton when the inputs are on CUDA and triton imports, else reference), "triton"
             (CUDA tensors, or CPU tensors with TRITON_INTERPRET=1), or "reference".
+        forward: the Triton forward: "chunk" (chunks of 16 steps as matrix products, a triangular solve for the
+            rank-1 corrections), "step" (one step at a time) or "auto" (chunked unless some log decay < -5, where
+            the chunk's exp(-cumsum(w)) scaling would leave fp32). The backward is per-step either way.
 
     Returns:
         y ``[B, T, H, N]`` in r's dtype, or (y, final state ``[B, H, N, N]`` fp32) if return_state.
@@ -42,5 +46,5 @@ def wkv7(
     check_wkv7_shapes(r, w, k, v, a, b, state)
     check_interpretable(r)
     start = initial_wkv7_state(r) if state is None else state.to(torch.float32)
-    y, final = WKV7Fn.apply(r, w, k, v, a, b, start)
+    y, final = WKV7Fn.apply(r, w, k, v, a, b, start, forward)
     return (y, final) if return_state else y
