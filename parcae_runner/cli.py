@@ -225,8 +225,13 @@ def cmd_fit(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from parcae_runner.analysis.collect import collect
     from parcae_runner.analysis.report import build_report
+    from parcae_runner.distill.report import collect as distill_runs
+    from parcae_runner.distill.report import write_report
 
     root = _results_folder(args.sweep, args.results)
+    if distill_runs(root):  # a distillation sweep: held-out KL against step per norm
+        log(f"report: {(write_report(root) / 'distill.md').resolve()}")
+        return EXIT_OK
     index = build_report(root, collect(root))
     log(f"report: {index.resolve()}")
     return EXIT_OK

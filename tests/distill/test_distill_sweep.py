@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from parcae_runner.cli import main
 from parcae_runner.distill.report import collect, stage_boundary
 from parcae_runner.distill.sweep import run_sweep
 from parcae_runner.runs import open_run
@@ -45,6 +46,9 @@ def test_demo_sweep_runs_both_norms_and_draws_the_report(tmp_path, data_cache):
     assert (root / "report" / "distill.png").stat().st_size > 1000
     table = (root / "report" / "distill.md").read_text()
     assert table.count("| groupnorm |") == 2 and table.count("| none |") == 2
+    # `parcae-runner report` on a distillation sweep draws the same report
+    (root / "report" / "distill.md").unlink()
+    assert main(["report", str(root)]) == 0 and (root / "report" / "distill.md").read_text() == table
     # a second call finds every run done and only redraws the report
     before = (root / "none-s0" / "metrics.jsonl").read_text()
     run_sweep(SWEEP, "demo", extra)
