@@ -161,6 +161,19 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_distill(args: argparse.Namespace) -> int:
+    if args.sweep:
+        from parcae_runner.distill.sweep import run_sweep
+
+        print(run_sweep(args.sweep, args.variant, args.overrides))
+        return EXIT_OK
+    from parcae_runner.distill.config import load_config
+    from parcae_runner.distill.pipeline import distill
+
+    print(distill(load_config(args.overrides)))
+    return EXIT_OK
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from parcae_runner.export.run_export import export_run
 
@@ -222,8 +235,13 @@ def cmd_fit(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from parcae_runner.analysis.collect import collect
     from parcae_runner.analysis.report import build_report
+    from parcae_runner.distill.report import collect as distill_runs
+    from parcae_runner.distill.report import write_report
 
     root = _results_folder(args.sweep, args.results)
+    if distill_runs(root):  # a distillation sweep: held-out KL against step per norm
+        log(f"report: {(write_report(root) / 'distill.md').resolve()}")
+        return EXIT_OK
     index = build_report(root, collect(root))
     log(f"report: {index.resolve()}")
     return EXIT_OK
@@ -332,7 +350,7 @@ def _add_checkpoint_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir")
     p.add_argument("--checkpoint", type=int, help="the step to export (default: the newest)")
     p.add_argument("--all-checkpoints", action="store_true", help="one folder per checkpoint, named checkpoint-N")
-    p.add_argument("--format", default="hf", help="hf (default)")
+    p.add_argument("--format", default="hf", help="hf (default) or blinkdl (rwkv7: a .pth for the rwkv package)")
     p.add_argument("--out", help="output folder (default: <run_dir>/hf/checkpoint-N)")
     p.set_defaults(func=cmd_export)
 
@@ -364,6 +382,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_commands(sub)
     _add_analysis_commands(sub)
     _add_checkpoint_commands(sub)
+    p = sub.add_parser("distill", help="distil a GQA transformer teacher into an RWKV-7 TimeMix student (cxa076)")
+    p.add_argument("--sweep", help="a sweep file (sweeps/distill.yaml): run its grid, then the report")
+    p.add_argument("--variant", help="a variant of the sweep file (demo)")
+    p.add_argument("overrides", nargs="*", help="distill overrides, e.g. teacher=<hf folder> norm=none seed=1")
+    p.set_defaults(func=cmd_distill)
     return parser
 
 

@@ -102,6 +102,20 @@ def _check_init_from(folder: str, arch: str) -> list[ConfigError]:
     return []
 
 
+def _check_init_source(source: str, arch: str) -> list[ConfigError]:
+    """``train.init_from`` is an exported Hugging Face folder of ``arch``'s model type, or (rwkv7 only) a BlinkDL
+    ``rwkv`` package ``.pth`` file."""
+    if source.endswith(".pth"):
+        if not Path(source).is_file():
+            return [ConfigError("train.init_from", source, "no such BlinkDL .pth file")]
+        if arch != "rwkv7":
+            return [ConfigError("train.init_from", source, f"a BlinkDL .pth initialises arch=rwkv7, not arch={arch}")]
+        return []
+    if not (Path(source) / "config.json").is_file():
+        return [ConfigError("train.init_from", source, "not an exported folder (no config.json) nor a BlinkDL .pth")]
+    return _check_init_from(source, arch)
+
+
 def validate_run_config(cfg: DictConfig, check_tasks: Callable[[list[str]], None] | None = None) -> None:
     """Raise :class:`ConfigErrors` listing every bad value in ``cfg``.
 
@@ -155,10 +169,8 @@ def validate_run_config(cfg: DictConfig, check_tasks: Callable[[list[str]], None
         except ConfigError as exc:
             errors.append(ConfigError("train.eval.tasks", exc.value, exc.allowed))
 
-    if t.init_from is not None and not (Path(t.init_from) / "config.json").is_file():
-        errors.append(ConfigError("train.init_from", t.init_from, "not an exported folder (no config.json)"))
-    elif t.init_from is not None:
-        errors.extend(_check_init_from(str(t.init_from), str(cfg.arch.name)))
+    if t.init_from is not None:
+        errors.extend(_check_init_source(str(t.init_from), str(cfg.arch.name)))
     _positive(errors, cfg, "train.divergence.max_skipped_in_a_row")
     _positive(errors, cfg, "train.divergence.guardrail_after_steps", allow_zero=True)
 

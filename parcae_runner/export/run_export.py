@@ -1,5 +1,7 @@
 """Export a run's checkpoints as Hugging Face folders (a run starts from one through ``models.hf.init_from_hf``).
 
+``--format blinkdl`` (rwkv7 runs) writes ``<run_dir>/blinkdl/checkpoint-N.pth`` for BlinkDL's ``rwkv`` package.
+
 ``parcae-runner export <run_dir> --format hf`` -> ``<run_dir>/hf/checkpoint-N/`` (or ``--out``):
 ``config.json``, ``model.safetensors``, the run's tokenizer and, when the run has one, its model
 card as ``README.md``; ``--all-checkpoints`` writes one folder per checkpoint, named as the Parc
@@ -18,7 +20,7 @@ from parcae_runner.runs import PREFIX, checkpoint_path, list_checkpoints, open_r
 from parcae_runner.runs.checkpoints import load_checkpoint_model
 from parcae_runner.util.log import log
 
-FORMATS = ("hf",)
+FORMATS = ("hf", "blinkdl")
 
 
 def export_run(
@@ -39,6 +41,9 @@ def export_run(
     written = []
     for step, path in chosen:
         model = load_checkpoint_model(rd, cfg, run, path)
+        if fmt == "blinkdl":
+            written.append(_export_blinkdl(model, Path(out) if out else rd.path / "blinkdl", step, all_checkpoints))
+            continue
         _, exporter = exporter_for(model)
         context = {exporter.CONTEXT_KEY: int(cfg.data.seq_len)} if exporter.CONTEXT_KEY else {}
         target = root / f"{PREFIX}{step}" if (all_checkpoints or out is None) else root
@@ -53,4 +58,17 @@ def export_run(
         )
         log(f"exported {PREFIX}{step} -> {target}")
         written.append(target)
+    return written
+
+
+def _export_blinkdl(model: object, root: Path, step: int, all_checkpoints: bool) -> Path:
+    """``<root>/checkpoint-N.pth`` (or ``root`` itself as the file when one checkpoint goes to ``--out``)."""
+    from parcae_runner.models.rwkv7.blinkdl import save_pth
+
+    target = root / f"{PREFIX}{step}.pth" if (all_checkpoints or root.suffix != ".pth") else root
+    try:
+        written = save_pth(model, target)  # type: ignore[arg-type]
+    except ValueError as e:
+        raise ConfigError("--format", "blinkdl", str(e)) from None
+    log(f"exported {PREFIX}{step} -> {written}")
     return written

@@ -96,6 +96,24 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message="The `srun` command is available")
 
 
+def _init_from(model: Any, source: str) -> None:
+    """Weights from an exported HF folder, or a BlinkDL ``rwkv`` package ``.pth`` file (rwkv7)."""
+    from parcae_runner.models.hf import InitMismatch, init_from_hf
+
+    try:
+        if source.endswith(".pth"):
+            from parcae_runner.models.rwkv7.blinkdl import init_from_pth
+
+            try:
+                init_from_pth(model, source)
+            except ValueError as e:
+                raise InitMismatch(source, str(e)) from None
+        else:
+            init_from_hf(model, source)
+    except InitMismatch as e:  # bad input, said the way every config error is (exit 2)
+        raise ConfigError(e.key, e.value, e.allowed) from None
+
+
 def _match_threads_to_allocation() -> None:
     """Inside a Slurm job use the CPUs it was given: torch defaults to every core of the node,
     and two jobs sharing a node would then each run twice as many threads as there are cores."""
@@ -189,12 +207,7 @@ def train(cfg: DictConfig, on_done: Callable[[RunDirectory], None] | None = None
     model = build_model(cfg.arch, cfg.size.name, data.model_vocab_size)
 
     if cfg.train.init_from and not latest_resumable(run_dir.checkpoints):
-        from parcae_runner.models.hf import InitMismatch, init_from_hf
-
-        try:
-            init_from_hf(model, cfg.train.init_from)
-        except InitMismatch as e:  # bad input, said the way every config error is (exit 2)
-            raise ConfigError(e.key, e.value, e.allowed) from None
+        _init_from(model, str(cfg.train.init_from))
     # every input is checked by now; from here on this process is the run's only trainer (ranks > 0 follow rank 0)
     with run_lock(run_dir.path) if _is_first_rank() else contextlib.nullcontext():
         return _train_locked(cfg, run_dir, model, data, on_done)

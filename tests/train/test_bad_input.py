@@ -31,7 +31,7 @@ def existing_run(fast_overrides) -> tuple[list[str], Path, dict[str, bytes]]:
 
 
 CASES = [
-    (["arch=gpt5"], "arch=gpt5", "choose one of: gpt, mamba, parcae, pythia, rwkv4"),
+    (["arch=gpt5"], "arch=gpt5", "choose one of: gpt, mamba, parcae, pythia, rwkv4, rwkv7"),
     (["size=13b"], "size=13b", "choose one of"),
     (["optimizer=lion"], "optimizer=lion", "not a config group or key"),
     (["train.max_stepz=10"], "train.max_stepz=10", "allowed keys of train: max_steps"),

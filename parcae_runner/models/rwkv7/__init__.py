@@ -1,0 +1,16 @@
+"""RWKV-7 x070: the `rwkv7` architecture (model, sizes; BlinkDL ``rwkv`` package export in ``blinkdl``)."""
+
+from parcae_runner.models.registry import Architecture, register
+from parcae_runner.models.rwkv7.model import RWKV7HParams, RWKV7Model
+from parcae_runner.models.rwkv7.sizes import SIZES
+
+CITATION = """@article{peng2025rwkv7,
+  title = {{RWKV-7} "Goose" with Expressive Dynamic State Evolution},
+  author = {Peng, Bo and Zhang, Ruichong and Goldstein, Daniel and Alcaide, Eric and others},
+  journal = {arXiv preprint arXiv:2503.14456},
+  year = {2025}
+}"""
+
+DESCRIPTION = "RWKV-7 x070 (generalized delta-rule WKV, value residual, static token shift), untied embeddings"
+
+ARCH = register(Architecture("rwkv7", RWKV7HParams, SIZES, RWKV7Model, DESCRIPTION, citation=CITATION))
