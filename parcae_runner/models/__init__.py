@@ -4,8 +4,8 @@ Importing this package registers every built-in architecture, then the modules n
 ``$PARCAE_EXTRA_ARCHS`` (see :mod:`parcae_runner.models.registry`).
 """
 
-# importing registers "gpt", "mamba", "parcae", "pythia", "rwkv4"
-from parcae_runner.models import gpt, mamba, parcae, pythia, rwkv4  # noqa: F401
+# importing registers each architecture
+from parcae_runner.models import bloom, gpt, gpt2, llama, mamba, mistral, parcae, pythia, rwkv4  # noqa: F401
 from parcae_runner.models.registry import (
     ARCHITECTURES,
     Architecture,

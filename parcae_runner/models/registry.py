@@ -17,8 +17,8 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
@@ -44,6 +44,14 @@ class Architecture:
     hf_model_type: str | None = None
     # BibTeX of the paper behind the architecture, for the model card (None: the card cites none)
     citation: str | None = None
+    # check(hparams, dims, seq_len) -> (errors, warnings): errors are (key, value, what is allowed), run by the
+    # config validation before anything is written (bad input, exit 2); warnings are sentences it logs
+    check: Callable[..., tuple[list, list[str]]] | None = None
+    # size -> (published parameter count, the vocabulary it was counted at): the paper's size table, checked by
+    # tests/models/test_architectures.py instead of the ladder
+    published: Mapping[str, tuple[float, int]] = field(default_factory=dict)
+    # sizes that ``plan`` estimates but ``train`` refuses (too large for this project's studies, e.g. LLaMA 7B)
+    plan_only: frozenset[str] = frozenset()
 
 
 class UnknownArchitecture(KeyError):
