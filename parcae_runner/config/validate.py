@@ -15,7 +15,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from parcae_runner.config.errors import ConfigError, ConfigErrors
 from parcae_runner.config.hardware import HARDWARE, known_countries
-from parcae_runner.util.log import log
 from parcae_runner.config.schema import (
     CheckpointSchedule,
     Container,
@@ -25,6 +24,7 @@ from parcae_runner.config.schema import (
     Schedule,
     WandbMode,
 )
+from parcae_runner.util.log import log
 
 
 def choices(kind: type[enum.StrEnum]) -> tuple[str, ...]:

@@ -69,10 +69,10 @@ ARCHITECTURES: dict[str, Architecture] = {}
 
 
 def _check(arch: Architecture) -> None:
-    for field in ("description", "citation", "hf_model_type"):
-        value = getattr(arch, field)
+    for attr in ("description", "citation", "hf_model_type"):
+        value = getattr(arch, attr)
         if value is not None and not isinstance(value, str):
-            raise TypeError(f"architecture {arch.name!r}: {field} must be a string, not {type(value).__name__}")
+            raise TypeError(f"architecture {arch.name!r}: {attr} must be a string, not {type(value).__name__}")
     if not dataclasses.is_dataclass(arch.hparams_cls):
         raise TypeError(f"architecture {arch.name!r}: hparams_cls must be a dataclass")
     fields = dataclasses.fields(arch.hparams_cls)
