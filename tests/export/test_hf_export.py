@@ -48,6 +48,10 @@ def test_the_parc_architectures_have_exporters():
         "pythia": "gpt_neox",
         "mamba": "mamba",
         "rwkv4": "rwkv",
+        "gpt2": "gpt2",
+        "llama": "llama",
+        "mistral": "mistral",
+        "bloom": "bloom",
     }
 
 
@@ -124,8 +128,10 @@ def test_untied_mamba_and_overrides(tmp_path):
 
 
 def test_import_rejects_unknown_model_types(tmp_path):
-    transformers.GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=16).save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match="gpt2"):
+    transformers.OPTConfig(num_hidden_layers=1, hidden_size=8, num_attention_heads=2, vocab_size=16).save_pretrained(
+        tmp_path
+    )
+    with pytest.raises(ValueError, match="'opt'"):
         import_hf(tmp_path)
 
 
