@@ -5,7 +5,17 @@ Importing this package registers every built-in architecture, then the modules n
 """
 
 # importing registers each architecture
-from parcae_runner.models import bloom, gpt, gpt2, llama, mamba, mistral, parcae, pythia, rwkv4  # noqa: F401
+from parcae_runner.models import (  # noqa: F401
+    bloom,
+    gpt2,
+    llama,
+    mamba,
+    mistral,
+    parcae,
+    parcae_baseline,
+    pythia,
+    rwkv4,
+)
 from parcae_runner.models.registry import (
     ARCHITECTURES,
     Architecture,

@@ -24,6 +24,8 @@ from typing import Any
 
 from torch import nn
 
+from parcae_runner.util.log import log
+
 
 @dataclass(frozen=True)
 class Architecture:
@@ -107,6 +109,25 @@ def register(arch: Architecture) -> Architecture:
 
 EXTRA_ARCHS_ENV = "PARCAE_EXTRA_ARCHS"
 
+# old name -> (current name, deprecation note): a renamed architecture keeps loading under its old name
+ALIASES: dict[str, tuple[str, str]] = {}
+
+
+def alias(old: str, new: str, note: str) -> None:
+    """Make ``old`` a deprecated alias of the registered architecture ``new``."""
+    if new not in ARCHITECTURES or old in ARCHITECTURES:
+        raise ValueError(f"alias {old!r} -> {new!r}: {new!r} must be registered and {old!r} must not")
+    ALIASES[old] = (new, note)
+
+
+def canonical_name(name: str) -> str:
+    """``name``, or the architecture a deprecated alias stands for (logging the deprecation note)."""
+    if isinstance(name, str) and name in ALIASES and name not in ARCHITECTURES:
+        new, note = ALIASES[name]
+        log(f"warning: {note}")
+        return new
+    return name
+
 
 def dims_table(keys: tuple[str, ...], rows: Mapping[str, tuple[int, ...]]) -> dict[str, dict[str, int]]:
     """A ``sizes`` table from one tuple per size: ``dims_table(("n_layers", "d_model"), {"debug": (2, 64)})``."""
@@ -123,7 +144,7 @@ def import_extra_architectures() -> list[str]:
 
 def get_architecture(name: str) -> Architecture:
     try:
-        return ARCHITECTURES[name]
+        return ARCHITECTURES[canonical_name(name)]
     except (KeyError, TypeError):
         allowed = ", ".join(sorted(ARCHITECTURES)) or "(none registered)"
         raise UnknownArchitecture(f"unknown architecture arch.name={name!r}; allowed: {allowed}") from None
@@ -150,6 +171,7 @@ def make_hparams(arch_cfg: Mapping[str, Any] | Any) -> tuple[Architecture, Any]:
     if "name" not in values:
         raise ValueError("arch.name is missing: the arch config must say which architecture to build")
     arch = get_architecture(values["name"])
+    values["name"] = arch.name
     if isinstance(arch_cfg, arch.hparams_cls):
         return arch, arch_cfg
     allowed = [f.name for f in dataclasses.fields(arch.hparams_cls)]

@@ -24,7 +24,7 @@ NAMES = sorted(ARCHITECTURES)
 # Pythia's TOTAL count at vocab 50304 within 10% (`debug` is tiny, `parc` is each study's published model).
 LADDER_VOCAB, LADDER_TOLERANCE = 50304, 0.10
 NOT_ON_LADDER = ("debug", "parc")
-# Parcae's table (gpt, parcae): the size names are totals at Parcae's tokenizer's vocabulary, counting the
+# Parcae's table (parcae_baseline, parcae): the size names are totals at Parcae's tokenizer's vocabulary, counting the
 # tied embedding once and the value-embedding tables, within 15%.
 NAMED_VOCAB, NAMED_TOLERANCE = 32768, 0.15
 
