@@ -6,6 +6,7 @@ Importing this package registers every built-in architecture, then the modules n
 
 # importing registers each architecture
 from parcae_runner.models import (  # noqa: F401
+    backpack,
     bloom,
     gpt2,
     llama,

@@ -51,9 +51,11 @@ def attention_bias(t: int, device: torch.device, slopes: Tensor | None, window: 
 class Attention(nn.Module):
     """``[B, T, C] -> [B, T, C]`` with separate q, k, v and output projections (HF LLaMA's layout)."""
 
-    def __init__(self, d_model: int, n_heads: int, n_kv_heads: int, bias: bool) -> None:
+    def __init__(self, d_model: int, n_heads: int, n_kv_heads: int, bias: bool, scale: float | None = None) -> None:
         super().__init__()
         self.n_heads, self.n_kv_heads = n_heads, n_kv_heads
+        # score scale (None: 1/sqrt(head_dim)); the Backpack's GPT-2 body also divides by the layer number
+        self.scale = scale
         self.head_dim = d_model // n_heads
         self.q = nn.Linear(d_model, n_heads * self.head_dim, bias=bias)
         self.k = nn.Linear(d_model, n_kv_heads * self.head_dim, bias=bias)
@@ -72,7 +74,7 @@ class Attention(nn.Module):
             rep = self.n_heads // self.n_kv_heads
             k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)  # [B, H, T, D]
         if bias is None:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # [B, H, T, D]
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale)  # [B, H, T, D]
         else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=self.scale)
         return self.o(y.transpose(1, 2).reshape(B, T, -1))

@@ -47,11 +47,13 @@ class Block(nn.Module):
     GPT-NeoX, PaLM): ``x + attn(ln1 x) + mlp(ln2 x)``; post-norm serial (Vaswani et al.):
     ``ln1(x + attn x)`` then ``ln2(x + mlp x)``."""
 
-    def __init__(self, hp: TransformerHParams, d_model: int, n_heads: int, n_kv_heads: int) -> None:
+    def __init__(
+        self, hp: TransformerHParams, d_model: int, n_heads: int, n_kv_heads: int, attn_scale: float | None = None
+    ) -> None:
         super().__init__()
         self.parallel, self.post = hp.residual == "parallel", hp.norm_position == "post"
         self.ln1 = make_norm(hp, d_model)
-        self.attn = Attention(d_model, n_heads, n_kv_heads, hp.bias)
+        self.attn = Attention(d_model, n_heads, n_kv_heads, hp.bias, attn_scale)
         self.ln2 = make_norm(hp, d_model)
         self.mlp = FeedForward(hp, d_model)
 
