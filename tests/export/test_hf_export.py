@@ -63,8 +63,8 @@ def test_registered_model_type_is_the_mappings_own(name):
 
 
 def test_architectures_without_hf_mapping_refuse_export(tmp_path):
-    with pytest.raises(ValueError, match="no HF exporter for architecture 'gpt'"):
-        export_hf(build_model({"name": "gpt"}, "debug", 64), tmp_path)
+    with pytest.raises(ValueError, match="no HF exporter for architecture 'parcae_baseline'"):
+        export_hf(build_model({"name": "parcae_baseline"}, "debug", 64), tmp_path)
 
 
 @pytest.mark.parametrize("name", ["pythia", "mamba", "rwkv4"])
