@@ -43,7 +43,9 @@ def export_hf(
     out = Path(out_dir)
     arch_name = getattr(getattr(model, "hparams", None), "name", None)
     if arch_name not in hf_mappings() and has_remote_code(str(arch_name)):
-        export_remote(model, str(arch_name), out, bos_token_id=bos_token_id, eos_token_id=eos_token_id)
+        export_remote(
+            model, str(arch_name), out, bos_token_id=bos_token_id, eos_token_id=eos_token_id, **config_overrides
+        )
         _finish(out, tokenizer_path, bos_token_id, eos_token_id, card_text)
         return out
     _, exporter = exporter_for(model)

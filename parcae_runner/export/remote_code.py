@@ -80,7 +80,8 @@ def export_remote(model: nn.Module, arch_name: str, out: Path, **overrides: Any)
 
     out.mkdir(parents=True, exist_ok=True)
     remote_config(model, arch_name, **overrides).save_pretrained(out)
-    for path in sorted((REMOTE_DIR / arch_name).glob("*.py")):
+    # the architecture's files, and the blocks they share (imported relatively, as transformers allows)
+    for path in sorted([*(REMOTE_DIR / arch_name).glob("*.py"), *(REMOTE_DIR / "shared").glob("*.py")]):
         shutil.copyfile(path, out / path.name)
     # save_model keeps one name of a tied tensor (the embedding); the shipped model re-ties its head
     save_model(model, str(out / "model.safetensors"), metadata={"format": "pt"})

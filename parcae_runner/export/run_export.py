@@ -70,6 +70,7 @@ def _context(model, seq_len: int) -> dict[str, int]:
     """The training context under the HF config key that holds it (stock exports that have one)."""
     name = model.hparams.name
     if name not in hf_mappings():
-        return {}
+        # the shipped configs name it as generic tools (lm-eval's max_length) look for it
+        return {"max_position_embeddings": seq_len}
     exporter = exporter_for(model)[1]
     return {exporter.CONTEXT_KEY: seq_len} if exporter.CONTEXT_KEY else {}

@@ -11,29 +11,38 @@ import pytest
 import torch
 
 from parcae_runner.export.remote_code import REMOTE_DIR
-from parcae_runner.models import build_model
+from parcae_runner.models import ARCHITECTURES, build_model
 
 transformers = pytest.importorskip("transformers")
 
 from parcae_runner.export.hf import export_hf  # noqa: E402
 
 
-def _backpack(size: str = "debug", vocab: int = 97) -> torch.nn.Module:
+def _backpack(size: str = "debug", vocab: int = 97, name: str = "backpack", **options) -> torch.nn.Module:
     torch.manual_seed(0)
-    model = build_model({"name": "backpack"}, size, vocab).eval()
+    model = build_model({"name": name, **options}, size, vocab).eval()
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.02 * torch.randn_like(p))
     return model
 
 
-@pytest.mark.parametrize("size", ["debug", "14m"])
-def test_backpack_loads_with_trust_remote_code_and_matches(size, tmp_path):
-    model = _backpack(size)
+CLASSES = {
+    "backpack": "ParcaeBackpackForCausalLM",
+    "parcae_baseline": "ParcaeBaselineForCausalLM",
+    "parcae": "ParcaeForCausalLM",
+}
+
+
+@pytest.mark.parametrize(
+    "name,size", [("backpack", "debug"), ("backpack", "14m"), ("parcae_baseline", "debug"), ("parcae", "debug")]
+)
+def test_loads_with_trust_remote_code_and_matches(name, size, tmp_path):
+    model = _backpack(size, name=name)
     export_hf(model, tmp_path, bos_token_id=0, eos_token_id=0)
-    assert {p.name for p in tmp_path.iterdir()} >= {"config.json", "model.safetensors", "modeling_backpack.py"}
+    assert {p.name for p in tmp_path.iterdir()} >= {"config.json", "model.safetensors", f"modeling_{name}.py"}
     hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path, trust_remote_code=True).eval()
-    assert type(hf).__name__ == "ParcaeBackpackForCausalLM"
+    assert type(hf).__name__ == CLASSES[name]
     tokens = torch.randint(0, 97, (2, 13))
     with torch.no_grad():
         assert (model(tokens) - hf(tokens).logits).abs().max().item() < 1e-4
@@ -43,6 +52,24 @@ def test_backpack_loads_with_trust_remote_code_and_matches(size, tmp_path):
         for _ in range(5):
             seq = torch.cat([seq, model(seq)[:, -1:].argmax(-1)], dim=1)
     assert torch.equal(out, seq)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"injection": "linear", "state_init": "zero", "eval_recurrence": 3},
+        {"injection": "add", "state_init": "embed", "value_embeddings": False, "tie_embeddings": False},
+    ],
+)
+def test_parcae_variants_match_at_their_eval_depth(options, tmp_path):
+    model = _backpack(name="parcae", **options)
+    export_hf(model, tmp_path, bos_token_id=0, eos_token_id=0)
+    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path, trust_remote_code=True).eval()
+    tokens = torch.randint(0, 97, (2, 11))
+    with torch.no_grad():
+        assert (model(tokens) - hf(tokens).logits).abs().max().item() < 1e-4
+        # another depth, asked per call on both sides
+        assert (model(tokens, num_steps=5) - hf(tokens, num_steps=5).logits).abs().max().item() < 1e-4
 
 
 def test_shipped_modeling_files_import_only_torch_and_transformers():
@@ -98,7 +125,7 @@ def _export(run_dir: str, out) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_export_command_on_a_trained_backpack_and_a_model_without_export(fast_overrides, tmp_path):
+def test_export_command_on_trained_backpack_and_parcae_runs(fast_overrides, tmp_path):
     from parcae_runner.runs import load_model
 
     run_dir = _trained_run(fast_overrides, "backpack")
@@ -111,8 +138,23 @@ def test_export_command_on_a_trained_backpack_and_a_model_without_export(fast_ov
     with torch.no_grad():
         assert (ours(tokens) - hf(tokens).logits).abs().max().item() < 1e-4
 
-    proc = _export(_trained_run(fast_overrides, "parcae_baseline"), tmp_path / "pb")
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "arch=parcae_baseline: has no HF export yet" in lines[-1]
-    assert not (tmp_path / "pb").exists()
+    looped = _trained_run(fast_overrides, "parcae")
+    proc = _export(looped, tmp_path / "pc")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "pc", trust_remote_code=True).eval()
+    ours = load_model(looped)
+    with torch.no_grad():
+        assert (ours(tokens) - hf(tokens).logits).abs().max().item() < 1e-4
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_every_architecture_exports_and_loads(name, tmp_path):
+    """No architecture leaves ``export`` with an error: a stock class or our shipped modeling file."""
+    from tests.models.conftest import reference_config
+
+    model = build_model(reference_config(name), "debug", 64).eval()
+    export_hf(model, tmp_path, bos_token_id=0, eos_token_id=0)
+    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path, trust_remote_code=True).eval()
+    tokens = torch.randint(0, 64, (1, 9))
+    with torch.no_grad():
+        assert (model(tokens) - hf(tokens).logits).abs().max().item() < 1e-4
