@@ -12,7 +12,7 @@ from parcae_runner.models import ARCHITECTURES, build_model
 transformers = pytest.importorskip("transformers")
 
 from parcae_runner.export.hf import export_hf  # noqa: E402
-from parcae_runner.models.hf import (
+from parcae_runner.models.hf import (  # noqa: E402
     InitMismatch,
     exporter_for,
     hf_mappings,
