@@ -1,5 +1,5 @@
 """lm-eval's own `hf` model on zoo exports scores like our `parcae` lm-eval model on the run: a stock class
-(LlamaForCausalLM) and a trust-remote-code folder (the Backpack)."""
+(LlamaForCausalLM) and trust-remote-code folders (the Backpack; looped Parcae at its eval depth)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ PAIRS = [
 ]
 
 
-@pytest.mark.parametrize("arch,remote", [("llama", False), ("backpack", True)])
+@pytest.mark.parametrize("arch,remote", [("llama", False), ("backpack", True), ("parcae", True)])
 def test_hf_model_on_the_export_scores_like_the_run(arch, remote, data_cache, tmp_path):
     overrides = [o for o in eval_overrides(data_cache, tmp_path) if not o.startswith(("arch=", "train.max_steps"))]
     run = train(compose_run_config([*overrides, f"arch={arch}", f"train.max_steps={STEPS}"])).path
