@@ -148,3 +148,20 @@ def test_every_family_member_is_a_transformer_model(name):
     from parcae_runner.models.transformer import TransformerModel
 
     assert isinstance(build_model({"name": name}, "debug", 61), TransformerModel)
+
+
+def test_plan_only_sizes_plan_but_do_not_train():
+    from parcae_runner.config import ConfigError
+    from parcae_runner.train.preflight import check_trainable
+
+    cfg = compose_run_config(["arch=llama", "size=llama-7b"])
+    validate_run_config(cfg)  # plan validates it
+    with pytest.raises(ConfigError, match="size=llama-7b: plan-only for llama"):
+        check_trainable(cfg)
+    check_trainable(compose_run_config(["arch=llama", "size=debug"]))
+
+
+def test_backpack_positions_must_cover_the_context():
+    assert _errors("arch=backpack", "size=debug", "data.seq_len=1024") == [
+        "arch.max_positions=512: at least data.seq_len=1024"
+    ]

@@ -13,8 +13,25 @@ CITATION = """@inproceedings{hewitt2023backpack,
   archivePrefix = {arXiv}
 }"""
 
+
+def check(hp: BackpackHParams, dims: dict[str, int], seq_len: int | None = None) -> tuple[list, list[str]]:
+    """The GPT-2 body's learned positions must cover the context."""
+    if seq_len is not None and seq_len > hp.max_positions:
+        return [("arch.max_positions", hp.max_positions, f"at least data.seq_len={seq_len}")], []
+    return [], []
+
+
 DESCRIPTION = "Backpack LM: k context-free sense vectors per token, weighted by a GPT-2 body, tied head"
 
 ARCH = register(
-    Architecture("backpack", BackpackHParams, SIZES, BackpackModel, DESCRIPTION, citation=CITATION, published=PUBLISHED)
+    Architecture(
+        "backpack",
+        BackpackHParams,
+        SIZES,
+        BackpackModel,
+        DESCRIPTION,
+        citation=CITATION,
+        check=check,
+        published=PUBLISHED,
+    )
 )
