@@ -1,5 +1,5 @@
 """lm-eval's own `hf` model on zoo exports scores like our `parcae` lm-eval model on the run: a stock class
-(LlamaForCausalLM) and trust-remote-code folders (the Backpack; looped Parcae at its eval depth)."""
+(GPT-2, LLaMA, Mistral, BLOOM) and trust-remote-code folders (the Backpack; looped Parcae at its eval depth)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,14 @@ PAIRS = [
 
 # parcae with state_init=zero: eval-mode like-init noise is drawn for the whole [B, T, d] batch, so its scores
 # depend on how a harness batches and pads requests (ours and lm-eval's hf batch differently)
-ARCHS = [("llama", False, []), ("backpack", True, []), ("parcae", True, ["arch.state_init=zero"])]
+ARCHS = [
+    ("gpt2", False, []),
+    ("llama", False, []),
+    ("mistral", False, ["arch.sliding_window=16"]),
+    ("bloom", False, []),
+    ("backpack", True, []),
+    ("parcae", True, ["arch.state_init=zero"]),
+]
 
 
 @pytest.mark.parametrize("arch,remote,extra", ARCHS, ids=[a[0] for a in ARCHS])
