@@ -181,6 +181,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_senses(args: argparse.Namespace) -> int:
+    from parcae_runner.analysis.senses import sense_table
+
+    print("\n".join(sense_table(args.run_dir, args.words, args.top, args.checkpoint)))
+    return EXIT_OK
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from parcae_runner.eval.tasks import TASKS_DIR
 
@@ -353,6 +360,13 @@ def _add_checkpoint_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", default="hf", help="hf (default) or blinkdl (rwkv7: a .pth for the rwkv package)")
     p.add_argument("--out", help="output folder (default: <run_dir>/hf/checkpoint-N)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("senses", help="backpack runs: each sense's top predicted tokens for each WORD (k rows a word)")
+    p.add_argument("run_dir")
+    p.add_argument("words", nargs="+", metavar="WORD")
+    p.add_argument("--top", type=int, default=8, help="tokens per sense (default 8)")
+    p.add_argument("--checkpoint", type=int, help="the step to read (default: the newest)")
+    p.set_defaults(func=cmd_senses)
 
     p = sub.add_parser("eval", help="evaluate a run's checkpoint(s): bpb, lambada_embedded, any lm-eval task")
     p.add_argument("run_dir", nargs="?")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -25,6 +26,7 @@ from parcae_runner.config.schema import (
     TokenizerRecipe,
     WandbMode,
 )
+from parcae_runner.util.log import log
 
 
 def choices(kind: type[enum.StrEnum]) -> tuple[str, ...]:
@@ -116,6 +118,24 @@ def _check_init_source(source: str, arch: str) -> list[ConfigError]:
     return _check_init_from(source, arch)
 
 
+def _check_arch(errors: list[ConfigError], cfg: DictConfig, arch: Any) -> None:
+    """The architecture's own checks of its hyperparameters against the size and context (``Architecture.check``);
+    its warnings are logged (a setting that has no effect is not an error)."""
+    from parcae_runner.models.registry import make_hparams
+
+    if arch.check is None:
+        return
+    try:
+        _, hparams = make_hparams(OmegaConf.to_container(cfg.arch, resolve=True))
+    except (TypeError, ValueError) as exc:
+        errors.append(ConfigError("arch", cfg.arch.name, str(exc)))
+        return
+    found, warnings = arch.check(hparams, arch.sizes[cfg.size.name], int(cfg.data.seq_len))
+    errors.extend(ConfigError(key, value, allowed) for key, value, allowed in found)
+    for warning in warnings:
+        log(f"warning: {warning}")
+
+
 def validate_run_config(cfg: DictConfig, check_tasks: Callable[[list[str]], None] | None = None) -> None:
     """Raise :class:`ConfigErrors` listing every bad value in ``cfg``.
 
@@ -133,6 +153,8 @@ def validate_run_config(cfg: DictConfig, check_tasks: Callable[[list[str]], None
         errors.append(ConfigError("arch.name", cfg.arch.name, "unknown architecture"))
     except UnknownSize:
         errors.append(ConfigError("size", cfg.size.name, f"{cfg.arch.name} has sizes: {', '.join(arch.sizes)}"))
+    else:
+        _check_arch(errors, cfg, arch)
 
     t = cfg.train
     for key in ("max_steps", "batch_size", "micro_batch_size", "lr", "log_interval", "val_interval"):

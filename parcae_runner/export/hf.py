@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from parcae_runner.data.tokenizer import EOT_ID
-from parcae_runner.models.hf import exporter_for
+from parcae_runner.export.remote_code import export_remote, has_remote_code
+from parcae_runner.models.hf import exporter_for, hf_mappings
 
 
 def export_hf(
@@ -39,8 +40,15 @@ def export_hf(
     """
     from transformers import AutoModelForCausalLM
 
-    _, exporter = exporter_for(model)
     out = Path(out_dir)
+    arch_name = getattr(getattr(model, "hparams", None), "name", None)
+    if arch_name not in hf_mappings() and has_remote_code(str(arch_name)):
+        export_remote(
+            model, str(arch_name), out, bos_token_id=bos_token_id, eos_token_id=eos_token_id, **config_overrides
+        )
+        _finish(out, tokenizer_path, bos_token_id, eos_token_id, card_text)
+        return out
+    _, exporter = exporter_for(model)
     out.mkdir(parents=True, exist_ok=True)
     config = exporter.to_hf_config(model, bos_token_id=bos_token_id, eos_token_id=eos_token_id, **config_overrides)
     # built on meta and given our tensors (assign=True): no second copy of the weights, no HF init pass
@@ -51,12 +59,17 @@ def export_hf(
     if config.tie_word_embeddings:
         hf.tie_weights()  # assign=True gave the tied names two Parameter objects; make them one again
     hf.save_pretrained(out)
+    _finish(out, tokenizer_path, bos_token_id, eos_token_id, card_text)
+    return out
 
+
+def _finish(
+    out: Path, tokenizer_path: str | Path | None, bos_token_id: int, eos_token_id: int, card_text: str | None
+) -> None:
     if tokenizer_path is not None:
         _save_tokenizer(Path(tokenizer_path), out, bos_token_id, eos_token_id)
     if card_text is not None:
         (out / "README.md").write_text(card_text)
-    return out
 
 
 def _save_tokenizer(tokenizer_path: Path, out: Path, bos_token_id: int, eos_token_id: int) -> None:

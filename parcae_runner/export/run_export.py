@@ -15,7 +15,8 @@ from pathlib import Path
 from parcae_runner.config.errors import ConfigError
 from parcae_runner.data import EOT_ID
 from parcae_runner.export.hf import export_hf
-from parcae_runner.models.hf import exporter_for
+from parcae_runner.export.remote_code import REMOTE_DIR, has_remote_code
+from parcae_runner.models.hf import exporter_for, hf_mappings
 from parcae_runner.runs import PREFIX, checkpoint_path, list_checkpoints, open_run
 from parcae_runner.runs.checkpoints import load_checkpoint_model
 from parcae_runner.util.log import log
@@ -33,6 +34,8 @@ def export_run(
     if fmt not in FORMATS:
         raise ConfigError("--format", fmt, f"choose one of: {', '.join(FORMATS)}")
     rd, cfg, run = open_run(run_dir)
+    if fmt == "hf":
+        _check_exportable(str(cfg.arch.name))
     chosen = list_checkpoints(rd.checkpoints) if all_checkpoints else [checkpoint_path(rd, checkpoint)]
     root = Path(out) if out else rd.path / "hf"
     tokenizer = Path(run.data_info["dir"]) / "tokenizer.json"
@@ -44,8 +47,7 @@ def export_run(
         if fmt == "blinkdl":
             written.append(_export_blinkdl(model, Path(out) if out else rd.path / "blinkdl", step, all_checkpoints))
             continue
-        _, exporter = exporter_for(model)
-        context = {exporter.CONTEXT_KEY: int(cfg.data.seq_len)} if exporter.CONTEXT_KEY else {}
+        context = _context(model, int(cfg.data.seq_len))
         target = root / f"{PREFIX}{step}" if (all_checkpoints or out is None) else root
         export_hf(
             model,
@@ -72,3 +74,23 @@ def _export_blinkdl(model: object, root: Path, step: int, all_checkpoints: bool)
         raise ConfigError("--format", "blinkdl", str(e)) from None
     log(f"exported {PREFIX}{step} -> {written}")
     return written
+
+
+def _check_exportable(arch_name: str) -> None:
+    """Bad input (exit 2, one line), not a traceback, for an architecture with neither export."""
+    from parcae_runner.models import get_architecture
+
+    arch = get_architecture(arch_name)
+    if arch.name not in hf_mappings() and not has_remote_code(arch.name):
+        allowed = sorted([*hf_mappings(), *(p.name for p in REMOTE_DIR.iterdir() if has_remote_code(p.name))])
+        raise ConfigError("arch", arch.name, f"has no HF export yet; runs of these export: {', '.join(allowed)}")
+
+
+def _context(model, seq_len: int) -> dict[str, int]:
+    """The training context under the HF config key that holds it (stock exports that have one)."""
+    name = model.hparams.name
+    if name not in hf_mappings():
+        # the shipped configs name it as generic tools (lm-eval's max_length) look for it
+        return {"max_position_embeddings": seq_len}
+    exporter = exporter_for(model)[1]
+    return {exporter.CONTEXT_KEY: seq_len} if exporter.CONTEXT_KEY else {}

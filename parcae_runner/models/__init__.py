@@ -4,8 +4,20 @@ Importing this package registers every built-in architecture, then the modules n
 ``$PARCAE_EXTRA_ARCHS`` (see :mod:`parcae_runner.models.registry`).
 """
 
-# importing registers "gpt", "mamba", "parcae", "pythia", "rwkv4", "rwkv7"
-from parcae_runner.models import gpt, mamba, parcae, pythia, rwkv4, rwkv7  # noqa: F401
+# importing registers each architecture
+from parcae_runner.models import (  # noqa: F401
+    backpack,
+    bloom,
+    gpt2,
+    llama,
+    mamba,
+    mistral,
+    parcae,
+    parcae_baseline,
+    pythia,
+    rwkv4,
+    rwkv7,
+)
 from parcae_runner.models.registry import (
     ARCHITECTURES,
     Architecture,

@@ -72,6 +72,9 @@ def _our_state_dict(
     """Rename an HF state dict to ours; every HF weight must find a place, and every one of ours a value."""
     with torch.device("meta"):
         model = get_architecture(arch_name).model_cls(hparams, dims, vocab_size)
+    if hasattr(mapping, "from_hf_state_dict"):
+        # a mapping that is more than renames (fused or transposed tensors) converts the whole dict
+        return mapping.from_hf_state_dict(hf_state, model)
     names = {ours: mapping.hf_name(ours) for ours in model.state_dict()}
     missing = [f"{ours} ({theirs})" for ours, theirs in names.items() if theirs not in hf_state]
     unused = sorted(set(hf_state) - set(names.values()))

@@ -17,12 +17,14 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
 from torch import nn
+
+from parcae_runner.util.log import log
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,14 @@ class Architecture:
     hf_model_type: str | None = None
     # BibTeX of the paper behind the architecture, for the model card (None: the card cites none)
     citation: str | None = None
+    # check(hparams, dims, seq_len) -> (errors, warnings): errors are (key, value, what is allowed), run by the
+    # config validation before anything is written (bad input, exit 2); warnings are sentences it logs
+    check: Callable[..., tuple[list, list[str]]] | None = None
+    # size -> (published parameter count, the vocabulary it was counted at): the paper's size table, checked by
+    # tests/models/test_architectures.py instead of the ladder
+    published: Mapping[str, tuple[float, int]] = field(default_factory=dict)
+    # sizes that ``plan`` estimates but ``train`` refuses (too large for this project's studies, e.g. LLaMA 7B)
+    plan_only: frozenset[str] = frozenset()
 
 
 class UnknownArchitecture(KeyError):
@@ -61,10 +71,10 @@ ARCHITECTURES: dict[str, Architecture] = {}
 
 
 def _check(arch: Architecture) -> None:
-    for field in ("description", "citation", "hf_model_type"):
-        value = getattr(arch, field)
+    for attr in ("description", "citation", "hf_model_type"):
+        value = getattr(arch, attr)
         if value is not None and not isinstance(value, str):
-            raise TypeError(f"architecture {arch.name!r}: {field} must be a string, not {type(value).__name__}")
+            raise TypeError(f"architecture {arch.name!r}: {attr} must be a string, not {type(value).__name__}")
     if not dataclasses.is_dataclass(arch.hparams_cls):
         raise TypeError(f"architecture {arch.name!r}: hparams_cls must be a dataclass")
     fields = dataclasses.fields(arch.hparams_cls)
@@ -99,6 +109,25 @@ def register(arch: Architecture) -> Architecture:
 
 EXTRA_ARCHS_ENV = "PARCAE_EXTRA_ARCHS"
 
+# old name -> (current name, deprecation note): a renamed architecture keeps loading under its old name
+ALIASES: dict[str, tuple[str, str]] = {}
+
+
+def alias(old: str, new: str, note: str) -> None:
+    """Make ``old`` a deprecated alias of the registered architecture ``new``."""
+    if new not in ARCHITECTURES or old in ARCHITECTURES:
+        raise ValueError(f"alias {old!r} -> {new!r}: {new!r} must be registered and {old!r} must not")
+    ALIASES[old] = (new, note)
+
+
+def canonical_name(name: str) -> str:
+    """``name``, or the architecture a deprecated alias stands for (logging the deprecation note)."""
+    if isinstance(name, str) and name in ALIASES and name not in ARCHITECTURES:
+        new, note = ALIASES[name]
+        log(f"warning: {note}")
+        return new
+    return name
+
 
 def dims_table(keys: tuple[str, ...], rows: Mapping[str, tuple[int, ...]]) -> dict[str, dict[str, int]]:
     """A ``sizes`` table from one tuple per size: ``dims_table(("n_layers", "d_model"), {"debug": (2, 64)})``."""
@@ -115,7 +144,7 @@ def import_extra_architectures() -> list[str]:
 
 def get_architecture(name: str) -> Architecture:
     try:
-        return ARCHITECTURES[name]
+        return ARCHITECTURES[canonical_name(name)]
     except (KeyError, TypeError):
         allowed = ", ".join(sorted(ARCHITECTURES)) or "(none registered)"
         raise UnknownArchitecture(f"unknown architecture arch.name={name!r}; allowed: {allowed}") from None
@@ -142,6 +171,7 @@ def make_hparams(arch_cfg: Mapping[str, Any] | Any) -> tuple[Architecture, Any]:
     if "name" not in values:
         raise ValueError("arch.name is missing: the arch config must say which architecture to build")
     arch = get_architecture(values["name"])
+    values["name"] = arch.name
     if isinstance(arch_cfg, arch.hparams_cls):
         return arch, arch_cfg
     allowed = [f.name for f in dataclasses.fields(arch.hparams_cls)]

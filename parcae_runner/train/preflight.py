@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
+from parcae_runner.config.errors import ConfigError
 from parcae_runner.config.validate import validate_run_config
 from parcae_runner.data import PreparedData, TokenChunks, check_epochs
 from parcae_runner.eval.tasks import check_task_data, check_task_names, go_offline, task_metadata
@@ -17,6 +18,15 @@ from parcae_runner.runs import run_name
 def validate(cfg: DictConfig) -> None:
     """Raise :class:`~parcae_runner.config.ConfigErrors` listing every bad value in ``cfg``."""
     validate_run_config(cfg, check_tasks=check_task_names)
+
+
+def check_trainable(cfg: DictConfig) -> None:
+    """A ``plan``-only size (e.g. LLaMA 7B) can be planned and costed but not trained: bad input, exit 2."""
+    from parcae_runner.models import get_architecture
+
+    arch = get_architecture(cfg.arch.name)
+    if cfg.size.name in arch.plan_only:
+        raise ConfigError("size", cfg.size.name, f"plan-only for {arch.name} (parcae-runner plan estimates it)")
 
 
 def check_eval_data(cfg: DictConfig) -> None:

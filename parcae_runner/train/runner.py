@@ -36,7 +36,7 @@ from parcae_runner.train.energy import EnergyMeter, unrecorded_attempts
 from parcae_runner.train.eval_callback import EvalAtCheckpoints
 from parcae_runner.train.metrics import MetricsSink, PeriodicEvaluation, TrainMetrics
 from parcae_runner.train.module import LanguageModelModule
-from parcae_runner.train.preflight import check_data_budget, check_eval_data, validate
+from parcae_runner.train.preflight import check_data_budget, check_eval_data, check_trainable, validate
 from parcae_runner.train.requeue import RequeueOnSignal, requeue_job, slurm_job_id
 from parcae_runner.util.log import log
 
@@ -192,6 +192,7 @@ def train(cfg: DictConfig, on_done: Callable[[RunDirectory], None] | None = None
 
     ``on_done(run_dir)`` runs once the run is recorded as finished (rank zero only): the model card."""
     validate(cfg)
+    check_trainable(cfg)
     run_dir = RunDirectory.for_config(cfg)
     _check_same_run(run_dir, cfg)
     record = run_dir.read_run()

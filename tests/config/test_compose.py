@@ -43,7 +43,7 @@ def test_every_preset_composes():
 @pytest.mark.parametrize(
     ("override", "key", "hint"),
     [
-        ("arch=foo", "arch", "choose one of: gpt, mamba, parcae, pythia, rwkv4, rwkv7"),
+        ("arch=foo", "arch", "choose one of: " + ", ".join(group_options("arch"))),
         ("size=13b", "size", "choose one of"),
         ("foo=bar", "foo", "not a config group or key"),
         ("train.max_stepz=3", "train.max_stepz", "allowed keys of train: max_steps"),

@@ -17,7 +17,7 @@ from parcae_runner.train.runner import train
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("arch", ["pythia", "mamba", "rwkv4"])
+@pytest.mark.parametrize("arch", ["pythia", "mamba", "rwkv4", "gpt2", "llama", "mistral", "bloom"])
 def test_trained_checkpoint_exports_with_same_logits(arch, fast_overrides, tmp_path):
     # trained weights at `debug`; random weights at `14m` are in test_hf_export.py (training a 64-layer
     # 14m Mamba through the pure-torch scan takes minutes on a CPU)

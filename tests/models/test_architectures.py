@@ -24,7 +24,7 @@ NAMES = sorted(ARCHITECTURES)
 # Pythia's TOTAL count at vocab 50304 within 10% (`debug` is tiny, `parc` is each study's published model).
 LADDER_VOCAB, LADDER_TOLERANCE = 50304, 0.10
 NOT_ON_LADDER = ("debug", "parc")
-# Parcae's table (gpt, parcae): the size names are totals at Parcae's tokenizer's vocabulary, counting the
+# Parcae's table (parcae_baseline, parcae): the size names are totals at Parcae's tokenizer's vocabulary, counting the
 # tied embedding once and the value-embedding tables, within 15%.
 NAMED_VOCAB, NAMED_TOLERANCE = 32768, 0.15
 
@@ -35,7 +35,16 @@ def _named_count(size: str) -> float | None:
 
 
 def _ladder_cases() -> list[tuple[str, str]]:
-    return [(name, size) for name in NAMES for size in ARCHITECTURES[name].sizes if size not in NOT_ON_LADDER]
+    return [
+        (name, size)
+        for name in NAMES
+        for size in ARCHITECTURES[name].sizes
+        if size not in NOT_ON_LADDER and size not in ARCHITECTURES[name].published
+    ]
+
+
+# a paper's size table (GPT-2/3, LLaMA, Mistral, BLOOM): the published count at the published vocabulary
+PUBLISHED_TOLERANCE = 0.02
 
 
 def _total(arch_cfg: dict, size: str, vocab: int) -> int:
@@ -134,3 +143,11 @@ def test_size_matches_its_ladder(name, size):
         n = _total({"name": name}, size, NAMED_VOCAB)
     print(f"\n{name} {size}: {n:,} ({n / want - 1:+.1%} vs {what})")
     assert abs(n / want - 1) <= tolerance, f"{name} {size}: {n:,} vs {what} {want:,.0f}"
+
+
+@pytest.mark.parametrize("name,size", [(n, s) for n in NAMES for s in ARCHITECTURES[n].published])
+def test_size_matches_its_paper(name, size):
+    published, vocab = ARCHITECTURES[name].published[size]
+    n = _total({"name": name}, size, vocab)
+    print(f"\n{name} {size}: {n:,} ({n / published - 1:+.2%} vs published {published:,.0f})")
+    assert abs(n / published - 1) <= PUBLISHED_TOLERANCE

@@ -117,9 +117,10 @@ def test_hf_mapping_and_model_type_go_together(monkeypatch):
 
 
 def test_citations_and_hf_mappings_are_on_the_specs():
-    assert {n for n, a in ARCHITECTURES.items() if a.hf is not None} == {"pythia", "mamba", "rwkv4"}
+    stock = {"pythia", "mamba", "rwkv4", "gpt2", "llama", "mistral", "bloom"}
+    assert {n for n, a in ARCHITECTURES.items() if a.hf is not None} == stock
     assert "biderman2023pythia" in ARCHITECTURES["pythia"].citation
-    assert ARCHITECTURES["gpt"].citation is None
+    assert ARCHITECTURES["parcae_baseline"].citation is None
 
 
 def test_register_rejects_a_description_that_is_not_text(monkeypatch):

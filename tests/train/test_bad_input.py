@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from parcae_runner.config import group_options
+
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "parcae_runner.cli", "train", *args], capture_output=True, text=True)
@@ -31,7 +33,7 @@ def existing_run(fast_overrides) -> tuple[list[str], Path, dict[str, bytes]]:
 
 
 CASES = [
-    (["arch=gpt5"], "arch=gpt5", "choose one of: gpt, mamba, parcae, pythia, rwkv4, rwkv7"),
+    (["arch=gpt5"], "arch=gpt5", "choose one of: " + ", ".join(group_options("arch"))),
     (["size=13b"], "size=13b", "choose one of"),
     (["optimizer=lion"], "optimizer=lion", "not a config group or key"),
     (["train.max_stepz=10"], "train.max_stepz=10", "allowed keys of train: max_steps"),

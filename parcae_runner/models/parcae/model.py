@@ -23,9 +23,9 @@ CPU generator that the trainer re-seeds before every optimizer step with :meth:`
 In eval mode the depth is ``eval_recurrence`` (default ``mean_recurrence``) or ``num_steps``, and like-init
 noise comes from a fixed seed, so evaluation is deterministic (Parcae redraws it every call, even in eval).
 
-How the size names count parameters: as for :mod:`parcae_runner.models.gpt`, the names are total parameters at
-vocabulary 32,768 with the tied embedding counted once and the value-embedding tables counted (they are most
-of the count); the core is counted once, not once per iteration.
+How the size names count parameters: as for :mod:`parcae_runner.models.parcae_baseline`, the names are total
+parameters at vocabulary 32,768 with the tied embedding counted once and the value-embedding tables counted (they
+are most of the count); the core is counted once, not once per iteration.
 
 Not taken from Parcae: its readout matrix ``C`` before the coda, logit soft-capping (if any), per-sequence
 depths within a batch, the KV cache, and the Muon optimizer.

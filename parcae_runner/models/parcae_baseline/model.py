@@ -1,10 +1,12 @@
-"""GPT: the non-looped baseline of Parcae (arXiv 2604.12946; ``SandyResearch/parcae``, ``parcae_lm/models/gpt``).
+"""parcae_baseline (formerly `gpt`): the non-looped baseline of Parcae.
+
+Source: arXiv 2604.12946; ``SandyResearch/parcae``, ``parcae_lm/models/gpt``.
 
 ``embed -> n_layers x QKNormBlock -> RMSNorm -> tied head``, with the blocks of
 :mod:`parcae_runner.models.layers.qk_norm_block` (pre-norm RMSNorm, QK-norm, full RoPE at base 50k, ReLU^2 MLP,
 no biases, zero-initialised output projections) and, by default, value embeddings on alternate layers.
 
-Sizes are Parcae's table: the GPT of a size has as many blocks as the Parcae model of that size has distinct
+Sizes are Parcae's table: the baseline of a size has as many blocks as the Parcae model of that size has distinct
 blocks (prelude + core + coda), at the same width and head count (head dim 128).
 
 How the size names count parameters: the names (140m, 370m, 770m, 1.3b) are *total* parameters at Parcae's
@@ -34,8 +36,8 @@ from parcae_runner.models.layers.rotary import RotaryEmbedding
 
 
 @dataclass
-class GPTHParams:
-    name: str = "gpt"
+class ParcaeBaselineHParams:
+    name: str = "parcae_baseline"
     norm_eps: float = 1e-6
     # Parcae's RoPE base
     rope_base: float = 50000.0
@@ -46,10 +48,10 @@ class GPTHParams:
     tie_embeddings: bool = True
 
 
-class GPTModel(LanguageModel):
+class ParcaeBaselineModel(LanguageModel):
     """Decoder-only LM: ``input_ids [B, T] -> logits [B, T, V]``."""
 
-    def __init__(self, hparams: GPTHParams, dims: Mapping[str, int], vocab_size: int) -> None:
+    def __init__(self, hparams: ParcaeBaselineHParams, dims: Mapping[str, int], vocab_size: int) -> None:
         super().__init__(hparams, dims, vocab_size)
         d_model, n_heads, n_layers = dims["d_model"], dims["n_heads"], dims["n_layers"]
         self.value_embeds, has_ve = value_embedding_tables(vocab_size, d_model, n_layers, hparams.value_embeddings)

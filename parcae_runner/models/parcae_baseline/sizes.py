@@ -1,8 +1,8 @@
-"""The sizes of `gpt`: dims per size name."""
+"""The sizes of `parcae_baseline`: dims per size name."""
 
 from parcae_runner.models.registry import dims_table
 
-# (n_layers, d_model, n_heads); the named sizes are Parcae's GPT baselines
+# (n_layers, d_model, n_heads); the named sizes are Parcae's non-looped baselines
 SIZES = dims_table(
     ("n_layers", "d_model", "n_heads"),
     {

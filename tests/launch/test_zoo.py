@@ -1,0 +1,61 @@
+"""The model-zoo demo: gpt2, pythia, llama, mistral, bloom and backpack x 2 seeds at `debug`, through the sweep
+machinery on the local launcher (no Slurm needed), every run done and each architecture in the report."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from parcae_runner.runs import RunDirectory
+
+from .test_sweeps import REPO
+
+pytestmark = pytest.mark.slow
+ARCHS = ("gpt2", "pythia", "llama", "mistral", "bloom", "backpack")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "parcae_runner.cli", *args]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=dict(os.environ), timeout=1200)
+
+
+def test_zoo_demo_runs_and_is_reported(tmp_path, data_cache):
+    results = tmp_path / "results"
+    # the demo variant, shortened further: the point is the machinery and the report, not the losses
+    fast = [
+        "train.max_steps=4",
+        "train.val_interval=4",
+        "train.val_batches=1",
+        "data.seq_len=32",
+        "data.vocab_size=512",
+    ]
+    out = _cli(
+        "sweep",
+        "sweeps/zoo.yaml",
+        "--variant",
+        "demo",
+        "cluster=local",
+        f"results_dir={results}",
+        f"data.cache_dir={data_cache}",
+        "logger.wandb=false",
+        "train.progress=false",
+        *fast,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    root = results / "zoo-demo"
+    jobs = json.loads((root / "sweep.json").read_text())["jobs"]
+    names = sorted(f"{a}-debug-s{s}" for a in ARCHS for s in (0, 1))
+    assert sorted(jobs) == names
+    for name in names:
+        run = RunDirectory(root / name).read_run()
+        assert run.status == "done" and run["final_val_loss"] > 0, name
+
+    report = _cli("report", str(root))
+    assert report.returncode == 0, report.stderr[-3000:]
+    html = (root / "report" / "index.html").read_text()
+    for arch in ARCHS:
+        assert f">{arch}<" in html, arch
