@@ -164,6 +164,11 @@ class ParcaeModel(LanguageModel):
         """The injection's ``A_log`` and ``dt_bias`` (norm gains are 1-D: the trainer's ndim rule skips them)."""
         return {name for name, _ in self.named_parameters() if name in ("injection.A_log", "injection.dt_bias")}
 
+    def no_muon(self) -> set[str]:
+        """Kept on AdamW under ``train.optimizer=muon``, as Parcae's MuonAdamW does: the injection (``A_log``,
+        ``dt_bias``, ``B``) and the readout ``C``."""
+        return {name for name, _ in self.named_parameters() if name.startswith(("injection.", "readout."))}
+
     # ------------------------------------------------------------------------------------------ depth
 
     def set_depth_context(self, seed: int, step: int, rank: int) -> None:
