@@ -41,13 +41,6 @@ class NsDtype(enum.StrEnum):
     FP32 = "fp32"
 
 
-class FlopsConvention(enum.StrEnum):
-    # parcae_runner/models/flops.py: every matmul (head included), lookups free
-    EXACT = "exact"
-    # Parcae's scripts/cost.py: 6 N (N without the token embedding, value-embedding tables counted), no head
-    PARCAE = "parcae"
-
-
 class CheckpointSchedule(enum.StrEnum):
     PYTHIA = "pythia"
     INTERVAL = "interval"
@@ -212,16 +205,9 @@ class MuonConfig:
 @dataclass
 class TrainConfig:
     max_steps: int = 200
-    # budgets: at most one of max_flops / max_tokens is set; it then decides max_steps (rounded to whole steps),
-    # else max_steps decides. `show` and `plan` say which (train.budget_source)
-    # training FLOPs (train.flops_convention): max_steps = budget / (FLOPs per token x tokens per step)
+    # a compute budget in training FLOPs (models/flops.py convention); when set, it decides
+    # max_steps = budget / (FLOPs per token x tokens per step), whatever max_steps says
     max_flops: float | None = None
-    # training tokens: max_steps = budget / tokens per step
-    max_tokens: float | None = None
-    # filled by composition: max_steps | max_flops | max_tokens
-    budget_source: str = "max_steps"
-    # how max_flops converts to tokens (and how plan counts FLOPs): exact | parcae (Parcae's scripts/cost.py)
-    flops_convention: str = "exact"
     # the effective batch, in sequences, summed over devices and accumulation steps
     batch_size: int = 16
     micro_batch_size: int = 16
@@ -257,10 +243,6 @@ class TrainConfig:
     progress: bool = True
     # start from the weights of an exported Hugging Face folder (same architecture and size)
     init_from: str | None = None
-    # torch.compile the model (looped models: each block, as Parcae compiles around its loop)
-    compile: bool = False
-    # recompute each block's activations in the backward pass (memory for compute; Parcae's xlarge)
-    activation_checkpointing: bool = False
 
 
 @dataclass

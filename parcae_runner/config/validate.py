@@ -19,7 +19,6 @@ from parcae_runner.config.schema import (
     Container,
     DataOrder,
     DataSource,
-    FlopsConvention,
     Launcher,
     NsCoefficients,
     NsDtype,
@@ -133,7 +132,6 @@ def validate_run_config(cfg: DictConfig, check_tasks: Callable[[list[str]], None
     if not 0 <= t.cooldown_fraction <= 1:
         errors.append(ConfigError("train.cooldown_fraction", t.cooldown_fraction, "must be in [0, 1]"))
     _one_of(errors, cfg, "train.optimizer", choices(Optimizer))
-    _one_of(errors, cfg, "train.flops_convention", choices(FlopsConvention))
     _validate_muon(errors, cfg)
     _one_of(errors, cfg, "train.precision", choices(Precision))
     _one_of(errors, cfg, "train.checkpoint.schedule", choices(CheckpointSchedule))

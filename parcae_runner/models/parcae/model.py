@@ -28,7 +28,8 @@ vocabulary 32,768 with the tied embedding counted once and the value-embedding t
 of the count); the core is counted once, not once per iteration.
 
 Not taken from Parcae: its readout matrix ``C`` before the coda, logit soft-capping (if any), per-sequence
-depths within a batch, the KV cache, and the Muon optimizer.
+depths within a batch and the KV cache. Parcae's MuonAdamW is ``train.optimizer=muon``
+(:meth:`ParcaeModel.no_muon` keeps the injection on AdamW).
 """
 
 from __future__ import annotations
