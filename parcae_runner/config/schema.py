@@ -20,6 +20,25 @@ class Schedule(enum.StrEnum):
     COSINE = "cosine"
     LINEAR = "linear"
     CONSTANT = "constant"
+    # warm-up, stable, linear decay over train.cooldown_fraction (Parcae's "trapezoid")
+    WSD = "wsd"
+
+
+class Optimizer(enum.StrEnum):
+    ADAMW = "adamw"
+    # Parcae's MuonAdamW: Muon on hidden matrices, AdamW on the rest (parcae_runner/train/optim.py)
+    MUON = "muon"
+
+
+class NsCoefficients(enum.StrEnum):
+    POLAR_EXPRESS = "polar_express"
+    KELLER = "keller"
+
+
+class NsDtype(enum.StrEnum):
+    AUTO = "auto"
+    BF16 = "bf16"
+    FP32 = "fp32"
 
 
 class CheckpointSchedule(enum.StrEnum):
@@ -169,6 +188,33 @@ class DivergenceConfig:
 
 
 @dataclass
+class MuonConfig:
+    """``train.optimizer=muon``: Muon's settings (parcae_runner/train/muon.py names the source of each).
+    Defaults are Parcae's ``optim_config`` (muon_lr, muon_momentum, muon_wd, muon_ns_steps) and its schedules."""
+
+    # null: train.lr
+    lr: float | None = None
+    momentum: float = 0.95
+    # momentum warms up linearly from momentum_start to momentum over momentum_warmup_steps updates
+    momentum_start: float = 0.85
+    momentum_warmup_steps: int = 300
+    weight_decay: float = 0.2
+    # weight decay falls linearly to 0 at train.max_steps
+    weight_decay_to_zero: bool = True
+    # decay only where update and weight agree in sign
+    cautious_weight_decay: bool = True
+    nesterov: bool = True
+    # polar_express (a quintic per iteration) | keller (3.4445, -4.7750, 2.0315)
+    ns_coefficients: str = "polar_express"
+    ns_steps: int = 5
+    # NorMuon: per-row second moments of the orthogonalised update
+    normuon: bool = True
+    beta2: float = 0.95
+    # precision of the Newton-Schulz iterations: auto (bf16 on GPU, the gradient's dtype elsewhere) | bf16 | fp32
+    ns_dtype: str = "auto"
+
+
+@dataclass
 class TrainConfig:
     max_steps: int = 200
     # a compute budget in training FLOPs (models/flops.py convention); when set, it decides
@@ -180,8 +226,13 @@ class TrainConfig:
     lr: float = 1e-3
     min_lr: float = 1e-4
     warmup_steps: int = 20
-    # cosine | constant | linear
+    # cosine | constant | linear | wsd
     schedule: str = "cosine"
+    # wsd: the fraction of max_steps over which lr decays linearly to min_lr (Parcae's trapezoid: 0.5)
+    cooldown_fraction: float = 0.5
+    # adamw | muon (Muon on hidden matrices, AdamW on the rest; train.muon)
+    optimizer: str = "adamw"
+    muon: MuonConfig = field(default_factory=MuonConfig)
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.95

@@ -21,6 +21,9 @@ from parcae_runner.config.schema import (
     DataOrder,
     DataSource,
     Launcher,
+    NsCoefficients,
+    NsDtype,
+    Optimizer,
     Precision,
     Schedule,
     TokenizerRecipe,
@@ -136,6 +139,20 @@ def _check_arch(errors: list[ConfigError], cfg: DictConfig, arch: Any) -> None:
         log(f"warning: {warning}")
 
 
+def _validate_muon(errors: list[ConfigError], cfg: DictConfig) -> None:
+    _one_of(errors, cfg, "train.muon.ns_coefficients", choices(NsCoefficients))
+    _one_of(errors, cfg, "train.muon.ns_dtype", choices(NsDtype))
+    _positive(errors, cfg, "train.muon.ns_steps")
+    for key in ("weight_decay", "momentum_warmup_steps", "momentum", "momentum_start"):
+        _positive(errors, cfg, f"train.muon.{key}", allow_zero=True)
+    if cfg.train.muon.lr is not None:
+        _positive(errors, cfg, "train.muon.lr")
+    for key in ("momentum", "momentum_start", "beta2"):
+        value = OmegaConf.select(cfg, f"train.muon.{key}")
+        if value is not None and not 0 <= value < 1:
+            errors.append(ConfigError(f"train.muon.{key}", value, "must be in [0, 1)"))
+
+
 def validate_run_config(cfg: DictConfig, check_tasks: Callable[[list[str]], None] | None = None) -> None:
     """Raise :class:`ConfigErrors` listing every bad value in ``cfg``.
 
@@ -175,6 +192,10 @@ def validate_run_config(cfg: DictConfig, check_tasks: Callable[[list[str]], None
     if t.min_lr > t.lr:
         errors.append(ConfigError("train.min_lr", t.min_lr, f"must not exceed train.lr ({t.lr})"))
     _one_of(errors, cfg, "train.schedule", choices(Schedule))
+    if not 0 <= t.cooldown_fraction <= 1:
+        errors.append(ConfigError("train.cooldown_fraction", t.cooldown_fraction, "must be in [0, 1]"))
+    _one_of(errors, cfg, "train.optimizer", choices(Optimizer))
+    _validate_muon(errors, cfg)
     _one_of(errors, cfg, "train.precision", choices(Precision))
     _one_of(errors, cfg, "train.checkpoint.schedule", choices(CheckpointSchedule))
     _positive(errors, cfg, "train.checkpoint.every")

@@ -87,7 +87,7 @@ class LanguageModelModule(L.LightningModule):
         return self.loss(x, y)
 
     def configure_optimizers(self):
-        opt, sched = build_optimizer(self.model, self.cfg.train)
+        opt, sched = build_optimizer(self.model, self.cfg.train, self.device.type)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
 
     def train_dataloader(self) -> DataLoader:

@@ -30,3 +30,13 @@ def test_no_decay_on_vectors_and_named_parameters():
     assert decay["weight_decay"] == 0.1 and keep["weight_decay"] == 0.0
     assert [p.shape for p in decay["params"]] == [torch.Size([4, 4])]
     assert len(keep["params"]) == 4  # linear bias, layernorm weight + bias, norm_scale
+
+
+def test_wsd_is_parcaes_trapezoid():
+    # warm-up 0, cooldown 0.5, min_lr 0: constant for the first half, then linear to 0
+    f = lr_lambda("wsd", lr=8e-3, min_lr=0.0, warmup_steps=0, max_steps=100, cooldown_fraction=0.5)
+    assert [f(s) for s in (0, 25, 49, 50)] == [1.0, 1.0, 1.0, 1.0]
+    assert math.isclose(f(75), 0.5) and math.isclose(f(100), 0.0)
+    assert all(f(s) >= f(s + 1) for s in range(100))
+    warm = lr_lambda("wsd", lr=1.0, min_lr=0.1, warmup_steps=10, max_steps=100, cooldown_fraction=0.2)
+    assert math.isclose(warm(0), 0.1) and warm(79) == 1.0 and math.isclose(warm(90), 0.55)

@@ -28,20 +28,33 @@ def without_timing(records: list[dict]) -> list[dict]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("arch", ["pythia", "parcae"])  # parcae: its sampled depths must repeat after resume
-def test_sigkill_then_rerun_matches_uninterrupted(arch, fast_overrides, tmp_path):
-    overrides = [o for o in fast_overrides if not o.startswith("arch=")] + [
-        f"arch={arch}",
-        "train.max_steps=150",
-        "train.batch_size=16",
-        "train.micro_batch_size=8",  # 2 accumulation steps
-        "train.checkpoint.schedule=list",
-        "train.checkpoint.steps=[20]",
-        "train.val_interval=10",
-        "train.log_interval=5",
-        "logger.codecarbon=true",
-        "logger.measure_power_secs=1",
-    ]
+@pytest.mark.parametrize(
+    "arch, recipe",
+    [
+        ("pythia", []),
+        ("parcae", []),  # its sampled depths must repeat after resume
+        # Muon's momentum and second moments, its update counter (warm-up, decay) and the WSD schedule
+        ("parcae", ["train.optimizer=muon", "train.schedule=wsd", "train.muon.momentum_warmup_steps=30"]),
+    ],
+    ids=["pythia", "parcae", "parcae-muon-wsd"],
+)
+def test_sigkill_then_rerun_matches_uninterrupted(arch, recipe, fast_overrides, tmp_path):
+    overrides = (
+        [o for o in fast_overrides if not o.startswith("arch=")]
+        + recipe
+        + [
+            f"arch={arch}",
+            "train.max_steps=150",
+            "train.batch_size=16",
+            "train.micro_batch_size=8",  # 2 accumulation steps
+            "train.checkpoint.schedule=list",
+            "train.checkpoint.steps=[20]",
+            "train.val_interval=10",
+            "train.log_interval=5",
+            "logger.codecarbon=true",
+            "logger.measure_power_secs=1",
+        ]
+    )
     results = Path(next(o for o in overrides if o.startswith("results_dir=")).split("=", 1)[1])
     subprocess.run(command(overrides, "reference"), check=True, capture_output=True)
 

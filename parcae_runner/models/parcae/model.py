@@ -28,7 +28,8 @@ parameters at vocabulary 32,768 with the tied embedding counted once and the val
 are most of the count); the core is counted once, not once per iteration.
 
 Not taken from Parcae: its readout matrix ``C`` before the coda, logit soft-capping (if any), per-sequence
-depths within a batch, the KV cache, and the Muon optimizer.
+depths within a batch and the KV cache. Parcae's MuonAdamW is ``train.optimizer=muon``
+(:meth:`ParcaeModel.no_muon` keeps the injection on AdamW).
 """
 
 from __future__ import annotations
@@ -163,6 +164,11 @@ class ParcaeModel(LanguageModel):
     def no_weight_decay(self) -> set[str]:
         """The injection's ``A_log`` and ``dt_bias`` (norm gains are 1-D: the trainer's ndim rule skips them)."""
         return {name for name, _ in self.named_parameters() if name in ("injection.A_log", "injection.dt_bias")}
+
+    def no_muon(self) -> set[str]:
+        """Kept on AdamW under ``train.optimizer=muon``, as Parcae's MuonAdamW does: the injection (``A_log``,
+        ``dt_bias``, ``B``) and the readout ``C``."""
+        return {name for name, _ in self.named_parameters() if name.startswith(("injection.", "readout."))}
 
     # ------------------------------------------------------------------------------------------ depth
 
