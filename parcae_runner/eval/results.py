@@ -35,9 +35,8 @@ def write_results(rd: RunDirectory, step: int, records: dict[str, dict[str, Any]
         path = folder / f"{key}.json"
         atomic_write_json(path, {**record, "time": time.time()})
         written.append(path)
-    summary = rd.read_run().eval
-    summary.setdefault(f"{PREFIX}{step}", {}).update({k: r["metrics"] for k, r in records.items()})
-    rd.update_run(eval=summary)
+    # merged under run.json's lock: a live training run or another eval may write it at the same moment
+    rd.read_run().merge("eval", {f"{PREFIX}{step}": {k: r["metrics"] for k, r in records.items()}})
     return written
 
 

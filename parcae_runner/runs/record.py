@@ -84,6 +84,13 @@ class Field(Generic[T]):
         return self.convert(value) if self.convert else value
 
 
+def _deep_merge(base: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in new.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
+    return out
+
+
 class JsonRecord(Mapping[str, Any]):
     """A JSON object file read as a mapping; unknown keys are kept as they are."""
 
@@ -114,10 +121,26 @@ class JsonRecord(Mapping[str, Any]):
         writer holding an older copy (training) and another process (``eval`` beside a live run) never lose each
         other's fields."""
         assert self.path is not None, "a record read from a folder knows where it is written"
-        with exclusive_lock(self.path.with_name(f".{self.path.name}.lock"), f"updating {self.path.name}"):
+        with exclusive_lock(
+            self.path.with_name(f".{self.path.name}.lock"), f"updating {self.path.name}", announce_after=2.0
+        ):
             on_disk = json.loads(self.path.read_text()) if self.path.exists() else {}
             # the file wins over this copy for keys another writer changed; keys only this copy has are kept
             self.data = {**self.data, **on_disk, **fields}
+            self.write()
+        return self
+
+    def merge(self, key: str, value: Mapping[str, Any]) -> JsonRecord:
+        """Merge the mapping ``value`` into the record's ``key`` recursively (nested mappings merged, not replaced),
+        reading what is on disk inside the same lock as :meth:`update`: two ``eval`` processes writing results of
+        different checkpoints or tasks into ``run.json``'s ``eval`` keep both."""
+        assert self.path is not None, "a record read from a folder knows where it is written"
+        with exclusive_lock(
+            self.path.with_name(f".{self.path.name}.lock"), f"updating {self.path.name}", announce_after=2.0
+        ):
+            on_disk = json.loads(self.path.read_text()) if self.path.exists() else {}
+            self.data = {**self.data, **on_disk}
+            self.data[key] = _deep_merge(self.data.get(key) or {}, value)
             self.write()
         return self
 

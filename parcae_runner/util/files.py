@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -69,18 +70,26 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 @contextlib.contextmanager
-def exclusive_lock(path: Path, what: str) -> Iterator[None]:
+def exclusive_lock(path: Path, what: str, announce_after: float = 0.0) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``path`` (created if absent, never deleted: deleting a lock file races).
 
-    Blocks while another process holds it, saying so once on stderr; the kernel releases it if the holder dies."""
+    Blocks while another process holds it, saying so once on stderr when the wait passes ``announce_after``
+    seconds (short waits for a brief holder, such as another ``run.json`` writer, are not news); the kernel releases
+    the lock if the holder dies."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(f"waiting for another process {what} ({path})", file=sys.stderr, flush=True)
-            fcntl.flock(f, fcntl.LOCK_EX)
+        deadline = time.monotonic() + announce_after
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    print(f"waiting for another process {what} ({path})", file=sys.stderr, flush=True)
+                    fcntl.flock(f, fcntl.LOCK_EX)
+                    break
+                time.sleep(0.005)
         try:
             yield
         finally:

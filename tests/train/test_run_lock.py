@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from parcae_runner.runs import RunDirectory
@@ -67,3 +68,58 @@ def test_concurrent_run_json_writers_lose_nothing(tmp_path: Path) -> None:
     record = rd.read_run()
     assert record["status"] == "running"
     assert [record[f"writer{i}"] for i in range(3)] == [149, 149, 149]
+
+
+def _eval_writer(folder: str, key: str, n: int) -> None:
+    rd = RunDirectory(Path(folder))
+    for i in range(n):
+        rd.read_run().merge("eval", {f"checkpoint-{i}": {key: {"loss": i}}})
+
+
+def test_concurrent_eval_results_merge_into_one_summary(tmp_path: Path) -> None:
+    """Evaluations of different tasks written at the same moment (the eval command twice, or beside evaluation
+    during training) each keep their entry under every checkpoint: a read-then-write outside the lock loses some."""
+    rd = RunDirectory(tmp_path / "run")
+    rd.path.mkdir()
+    rd.update_run(status="running")
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_eval_writer, args=(str(rd.path), f"task{i}", 60)) for i in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+        assert p.exitcode == 0
+    summary = rd.read_run().eval
+    assert sorted(summary) == sorted(f"checkpoint-{i}" for i in range(60))
+    assert all(sorted(entry) == ["task0", "task1", "task2"] for entry in summary.values())
+
+
+def test_eval_beside_a_live_training_run_loses_nothing(fast_overrides: list[str]) -> None:
+    """`parcae-runner eval` run again and again while the same run trains and finishes: run.json ends with the
+    trainer's final fields (status done, final step) and every evaluation's results."""
+    run_dir = _run_dir(fast_overrides)
+    rd = RunDirectory(run_dir)
+    steps = 150
+    train_cmd = [sys.executable, "-m", "parcae_runner.cli", "train", *fast_overrides, f"train.max_steps={steps}"]
+    train_cmd += ["train.checkpoint.schedule=list", "train.checkpoint.steps=[2,4]"]
+    trainer = subprocess.Popen(train_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not (rd.checkpoints / "checkpoint-4" / "meta.json").exists():
+        assert trainer.poll() is None, trainer.stderr.read()[-2000:] if trainer.stderr else ""
+        assert time.time() < deadline
+        time.sleep(0.05)
+    evals, overlapped = 0, 0
+    eval_cmd = [sys.executable, "-m", "parcae_runner.cli", "eval", str(run_dir), "--tasks", "bpb", "--limit", "2"]
+    while evals < 2 or trainer.poll() is None:
+        checkpoint = 2 + 2 * (evals % 2)
+        result = subprocess.run([*eval_cmd, "--checkpoint", str(checkpoint)], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-2000:]
+        evals += 1
+        overlapped += trainer.poll() is None
+        assert time.time() < deadline + 300
+    assert trainer.wait() == 0, trainer.stderr.read()[-2000:] if trainer.stderr else ""
+    assert overlapped >= 1  # at least one evaluation ran while the trainer was writing
+    run = rd.read_run()
+    assert run.status == "done" and run["step"] == steps
+    assert sorted(run.eval) == ["checkpoint-2", "checkpoint-4"]
+    assert all(any(key.startswith("bpb") for key in entry) for entry in run.eval.values()), run.eval
