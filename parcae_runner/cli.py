@@ -41,9 +41,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from parcae_runner.train.preflight import validate
-
     from parcae_runner.models.flops import budget_source
+    from parcae_runner.train.preflight import validate
 
     cfg = _compose(args)
     validate(cfg)

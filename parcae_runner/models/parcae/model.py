@@ -395,8 +395,9 @@ class ParcaeModel(LanguageModel):
             6 (N_pre + N_post) + (2 R + 4 k) N_loop + 6 (n_prelude + n_coda) seq_len d + (2 R + 4 k) n_core seq_len d
 
         * ``N_pre``: prelude blocks and norm and, for ``diagonal``, the injection (``B e`` is computed once per
-          forward); ``N_post``: the readout ``C``, coda blocks, final norm and the head (``vocab x d``: the tied matrix multiplies
-          once, at the output). The embedding and value-embedding tables are lookups and count nothing;
+          forward); ``N_post``: the readout ``C``, coda blocks, final norm and the head (``vocab x d``: the tied
+          matrix multiplies once, at the output). The embedding and value-embedding tables are
+          lookups and count nothing;
         * ``N_loop``: core blocks, plus the ``linear`` injection's ``2d x d`` (applied every iteration);
         * R iterations forward, k of them backward. ``num_steps`` / ``num_grad_steps`` fix R and k; by
           default they are the expectations under the training sampler, ``R = E[max(1, Poisson(mean))] =
