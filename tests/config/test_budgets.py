@@ -12,7 +12,14 @@ from parcae_runner.cli import main
 from parcae_runner.config import ConfigError, compose_run_config
 from parcae_runner.models.flops import budget_source, model_costs
 
-BASE = ["arch=parcae", "size=debug", "data.seq_len=64", "data.vocab_size=512", "train.batch_size=8", "train.micro_batch_size=8"]
+BASE = [
+    "arch=parcae",
+    "size=debug",
+    "data.seq_len=64",
+    "data.vocab_size=512",
+    "train.batch_size=8",
+    "train.micro_batch_size=8",
+]
 
 
 def test_max_tokens_decides_the_steps():
