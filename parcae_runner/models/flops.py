@@ -1,4 +1,4 @@
-"""Training FLOPs per token: the one convention used by `plan`, budgets and MFU.
+"""Training FLOPs per token: the convention used by `plan`, MFU and (by default) budgets.
 
 Convention (Kaplan et al. 2020, as in Chinchilla and Pythia): a training token costs
 ``6 * N`` for the matrix multiplies (2 forward + 4 backward per weight), where N counts the
@@ -168,9 +168,6 @@ def apply_budget(cfg: DictConfig) -> None:
     elif cfg.train.get("max_flops") is not None:
         fpt = model_costs(cfg, convention=flops_convention(cfg))[2]
         cfg.train.max_steps = max(1, round(cfg.train.max_flops / (fpt * tokens_per_step)))
-
-
-apply_flop_budget = apply_budget
 
 
 def budget_source(cfg: DictConfig) -> str:
