@@ -41,11 +41,13 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from parcae_runner.models.flops import budget_source
     from parcae_runner.train.preflight import validate
 
     cfg = _compose(args)
     validate(cfg)
     print(OmegaConf.to_yaml(cfg, resolve=True), end="")
+    print(f"# {budget_source(cfg)}")
     return EXIT_OK
 
 

@@ -161,13 +161,23 @@ def compose_run_config(overrides: list[str] | None = None, config_name: str = "c
 
 
 def _apply_budget(cfg: DictConfig) -> None:
-    from parcae_runner.models.flops import apply_flop_budget
+    from parcae_runner.models.flops import FLOPS_CONVENTIONS, apply_budget
 
+    if cfg.train.get("max_flops") is not None and cfg.train.get("max_tokens") is not None:
+        raise ConfigError(
+            "train.max_tokens", cfg.train.max_tokens, "set one budget, train.max_tokens or train.max_flops, not both"
+        )
+    if cfg.train.get("max_tokens") is not None and cfg.train.max_tokens <= 0:
+        raise ConfigError("train.max_tokens", cfg.train.max_tokens, "must be a positive number of tokens")
+    if cfg.train.get("flops_convention", "exact") not in FLOPS_CONVENTIONS:
+        raise ConfigError(
+            "train.flops_convention", cfg.train.flops_convention, f"one of: {', '.join(FLOPS_CONVENTIONS)}"
+        )
     if cfg.train.get("max_flops") is not None and cfg.train.max_flops <= 0:
         raise ConfigError("train.max_flops", cfg.train.max_flops, "must be a positive number of FLOPs")
     if cfg.train.get("max_flops") is not None and cfg.data.vocab_size is None:
         raise ConfigError("data.vocab_size", None, "train.max_flops needs the model's vocabulary: set data.vocab_size")
     try:
-        apply_flop_budget(cfg)
+        apply_budget(cfg)
     except (KeyError, ValueError):
         pass  # an unknown architecture or size: validate_run_config names it

@@ -217,9 +217,15 @@ class MuonConfig:
 @dataclass
 class TrainConfig:
     max_steps: int = 200
-    # a compute budget in training FLOPs (models/flops.py convention); when set, it decides
+    # a compute budget in training FLOPs (models/flops.py, in train.flops_convention); when set, it decides
     # max_steps = budget / (FLOPs per token x tokens per step), whatever max_steps says
     max_flops: float | None = None
+    # a budget in training tokens (Parcae's max_tokens); when set, it decides max_steps = budget / tokens per
+    # step (rounded). At most one of max_tokens and max_flops; with neither, max_steps decides
+    max_tokens: float | None = None
+    # exact: this repository's count (models/flops.py) | parcae: Parcae's scripts/cost.py (value-embedding tables
+    # counted, tied head left out, nominal R and k), so that a max_flops budget buys Parcae's tokens
+    flops_convention: str = "exact"
     # the effective batch, in sequences, summed over devices and accumulation steps
     batch_size: int = 16
     micro_batch_size: int = 16

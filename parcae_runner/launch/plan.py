@@ -30,7 +30,7 @@ from parcae_runner.config.hardware import HARDWARE, carbon_intensity_kg_per_kwh
 from parcae_runner.config.schema import Precision
 from parcae_runner.data.budget import Availability, availability, check_epochs
 from parcae_runner.launch.sweep_file import Point, Sweep, name_point
-from parcae_runner.models.flops import model_costs
+from parcae_runner.models.flops import budget_source, flops_convention, model_costs
 from parcae_runner.runs import RunDirectory, RunStatus
 from parcae_runner.train.preflight import validate
 
@@ -253,6 +253,14 @@ def format_plan(sweep: Sweep, runs: list[PlannedRun]) -> str:
     out = [f"sweep {sweep.name} ({sweep.path}): {len(runs)} runs"]
     if sweep.question:
         out.append(f"question: {sweep.question}")
+    if runs:
+        # which budget decides max_steps, and the FLOP convention of the FLOPs column (models/flops.py)
+        kinds = sorted({budget_source(r.cfg).split("=")[0] for r in runs})
+        conventions = ", ".join(sorted({flops_convention(r.cfg) for r in runs}))
+        out.append(
+            f"{', '.join(kinds)} decides train.max_steps (budgets in FLOPs: {conventions} convention); "
+            "the FLOPs column: exact convention"
+        )
     if c is not None:
         out.append(
             f"cluster {c.name}: {c.gpu_type}, mfu {c.mfu}, pue {c.pue}, grid {c.country_iso_code} "

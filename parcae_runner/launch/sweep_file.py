@@ -68,6 +68,8 @@ class Sweep:
 
 
 def _scalar(value: Any) -> str:
+    if value is None:
+        return "null"
     if isinstance(value, str) and "${" in value and not value.startswith(("'", '"')):
         # Hydra's override grammar takes a resolver interpolation (${f:a,b}) only as a quoted string
         return f'"{value}"'

@@ -59,6 +59,7 @@ def test_loads_with_trust_remote_code_and_matches(name, size, tmp_path):
     [
         {"injection": "linear", "state_init": "zero", "eval_recurrence": 3},
         {"injection": "add", "state_init": "embed", "value_embeddings": False, "tie_embeddings": False},
+        {"readout": False, "depth_sampling": "per-batch"},
     ],
 )
 def test_parcae_variants_match_at_their_eval_depth(options, tmp_path):

@@ -32,4 +32,4 @@ def test_preset_plans_and_matches_its_size_name(preset):
     assert abs(params / nominal - 1) <= 0.15, (preset.stem, params)
     assert run.tokens > 0 and run.flops > 0
     table = format_plan(sweep, [run])
-    assert f"{run.cfg.arch.name}-{run.cfg.size.name}-s0" in table and "params" in table
+    assert f"{run.cfg.arch.name}-{run.cfg.size.name}-s{run.cfg.seed}" in table and "params" in table

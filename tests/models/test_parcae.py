@@ -165,6 +165,7 @@ def _hand_rolled_loss(model, tokens: torch.Tensor, n_steps: int, n_grad: int) ->
             x = step(x)
     for _ in range(n_grad):
         x = step(x)
+    x = x @ model.readout.weight.T  # the readout C
     logits = model.lm_head(model.norm(_blocks(model.coda, x, inputs, len(model.prelude) + len(model.core))))
     return F.cross_entropy(logits.flatten(0, 1), tokens.flatten())
 
@@ -295,7 +296,7 @@ def test_eval_depth_defaults_to_mean_recurrence():
     model = build_model({"name": "parcae"}, "debug", 97).eval()
     with torch.no_grad():
         model(torch.randint(0, 97, (3, 11)))
-    assert model.last_telemetry["recurrence/num_steps"] == 4  # eval_recurrence None -> mean_recurrence
+    assert model.last_telemetry["recurrence/num_steps"] == 8  # eval_recurrence None -> mean_recurrence
 
 
 def test_eval_depth_from_hparam_or_argument():
@@ -304,7 +305,7 @@ def test_eval_depth_from_hparam_or_argument():
     with torch.no_grad():
         model(tokens)
         assert model.last_telemetry["recurrence/num_steps"] == 3
-        assert model.validation_depths() == [1, 2, 4, 8]  # 1, 2, 4, mean 4, 2 x mean
+        assert model.validation_depths() == [1, 2, 4, 8, 16]  # 1, 2, 4, mean 8, 2 x mean
         for r in (0, *model.validation_depths()):
             logits = model(tokens, num_steps=r)
             assert model.last_telemetry["recurrence/num_steps"] == r and torch.isfinite(logits).all()
@@ -351,6 +352,7 @@ def test_no_weight_decay_names_exist_and_are_not_decayed():
     [
         ({"injection": "gru"}, "arch.injection"),
         ({"state_init": "unit"}, "arch.state_init"),
+        ({"depth_sampling": "per-token"}, "arch.depth_sampling"),
         ({"mean_recurrence": 0}, "arch.mean_recurrence"),
         ({"mean_backprop_depth": 0}, "arch.mean_backprop_depth"),
     ],
@@ -364,3 +366,96 @@ def test_bad_depth_arguments():
     model = build_model({"name": "parcae"}, "debug", 97)
     with pytest.raises(ValueError, match="num_grad_steps"):
         model(torch.zeros(1, 4, dtype=torch.long), num_steps=2, num_grad_steps=3)
+
+
+# ---------------------------------------------------------------------------------- per-sequence depths
+
+
+def _all_grads(model) -> dict[str, torch.Tensor]:
+    return {n: (p.grad.clone() if p.grad is not None else torch.zeros_like(p)) for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("grad_steps", [None, (1, 4)])
+def test_sequences_of_one_batch_with_different_depths_equal_each_run_alone(grad_steps):
+    """Two sequences at T = 3 and T = 7 in one batch: the logits of each equal that sequence run alone at its T
+    (written out by hand, as above), and the batch's gradient equals the mean of the two alone-gradients, each
+    truncated to its own last k (default k = min(T, mean_backprop_depth) = 3 and 4; or as given)."""
+    torch.manual_seed(0)
+    model = build_model({"name": "parcae", "state_init": "zero", "mean_backprop_depth": 4}, "debug", 97).train()
+    _randomise(model, std=0.15)
+    tokens = torch.randint(0, 97, (2, 12))
+    steps = torch.tensor([3, 7])
+    ks = (3, 4) if grad_steps is None else grad_steps
+    model.zero_grad()
+    grad_arg = None if grad_steps is None else torch.tensor(grad_steps)
+    logits = model(tokens, num_steps=steps, num_grad_steps=grad_arg)
+    assert model.last_telemetry["recurrence/num_steps_max"] == 7
+    F.cross_entropy(logits.flatten(0, 1), tokens.flatten()).backward()
+    batch_grads = _all_grads(model)
+
+    with torch.no_grad():
+        for b, t in enumerate(steps.tolist()):
+            alone = model(tokens[b : b + 1], num_steps=t, num_grad_steps=ks[b])
+            torch.testing.assert_close(logits[b : b + 1], alone, rtol=1e-5, atol=1e-6)
+    alone_grads = []
+    for b, t in enumerate(steps.tolist()):
+        model.zero_grad()
+        _hand_rolled_loss(model, tokens[b : b + 1], t, ks[b]).backward()
+        alone_grads.append(_all_grads(model))
+    for name, g in batch_grads.items():
+        expected = (alone_grads[0][name] + alone_grads[1][name]) / 2
+        torch.testing.assert_close(g, expected, rtol=1e-4, atol=1e-6, msg=name)
+    assert sum(g.abs().sum() for n, g in batch_grads.items() if n.startswith("prelude.")) > 0
+
+
+def test_gradients_reach_only_the_last_k_iterations_of_each_sequence():
+    """Record every iteration's output; after backward, sequence b's rows carry gradient at exactly its last
+    k_b iterations (the loop is end-aligned: sequence b runs iterations T_max - T_b .. T_max - 1)."""
+    torch.manual_seed(1)
+    model = build_model({"name": "parcae", "state_init": "zero", "mean_backprop_depth": 4}, "debug", 97).train()
+    _randomise(model, std=0.15)
+    tokens = torch.randint(0, 97, (3, 9))
+    steps, ks = torch.tensor([2, 9, 6]), torch.tensor([2, 4, 1])
+    outputs = []
+    core_step = model.core_step
+
+    def recording(x, prepared, inputs):
+        out = core_step(x, prepared, inputs)
+        if out.requires_grad:
+            out.retain_grad()
+        outputs.append(out)
+        return out
+
+    model.core_step = recording
+    model(tokens, num_steps=steps, num_grad_steps=ks).square().mean().backward()
+    t_max = int(steps.max())
+    assert len(outputs) == t_max
+    for i, out in enumerate(outputs):
+        for b in range(3):
+            local = i - (t_max - int(steps[b]))  # the sequence's own iteration index, negative before it starts
+            wanted = local >= int(steps[b] - ks[b])
+            has = out.grad is not None and bool(out.grad[b].abs().sum() > 0)
+            assert has == wanted, (i, b, local)
+
+
+def test_training_draws_a_depth_per_sequence_reproducibly():
+    torch.manual_seed(0)
+    model = build_model({"name": "parcae", "state_init": "zero"}, "debug", 97).train()
+    _randomise(model, std=0.15)
+    tokens = torch.randint(0, 97, (16, 6))
+    model.set_depth_context(3, 11, 0)
+    logits = model(tokens)
+    telemetry = model.last_telemetry
+    model.set_depth_context(3, 11, 0)
+    steps, ks = model.sample_depths(16)
+    assert len(set(steps.tolist())) > 1 and bool((steps >= 1).all()) and torch.equal(ks, steps.clamp(max=4))
+    assert telemetry["recurrence/num_steps"] == pytest.approx(steps.float().mean().item())
+    assert telemetry["recurrence/num_steps_max"] == steps.max().item()
+    torch.testing.assert_close(logits, model(tokens, num_steps=steps), rtol=0, atol=0)
+    model.set_depth_context(3, 11, 0)
+    torch.testing.assert_close(logits, model(tokens), rtol=0, atol=0)  # a resume at step 11 repeats it
+    # per-batch: one draw for all
+    model = build_model({"name": "parcae", "depth_sampling": "per-batch"}, "debug", 97).train()
+    model.set_depth_context(3, 11, 0)
+    model(tokens)
+    assert model.last_telemetry["recurrence/num_steps"] == model.last_telemetry["recurrence/num_steps_max"]

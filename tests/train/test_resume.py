@@ -32,9 +32,19 @@ def without_timing(records: list[dict]) -> list[dict]:
     "arch, recipe",
     [
         ("pythia", []),
-        ("parcae", []),  # its sampled depths must repeat after resume
+        # its per-sequence depths must repeat after resume (R = 4, not Parcae's 8, to keep the test short)
+        ("parcae", ["arch.mean_recurrence=4", "arch.mean_backprop_depth=2"]),
         # Muon's momentum and second moments, its update counter (warm-up, decay) and the WSD schedule
-        ("parcae", ["train.optimizer=muon", "train.schedule=wsd", "train.muon.momentum_warmup_steps=30"]),
+        (
+            "parcae",
+            [
+                "arch.mean_recurrence=4",
+                "arch.mean_backprop_depth=2",
+                "train.optimizer=muon",
+                "train.schedule=wsd",
+                "train.muon.momentum_warmup_steps=30",
+            ],
+        ),
     ],
     ids=["pythia", "parcae", "parcae-muon-wsd"],
 )

@@ -8,18 +8,23 @@
     repeat T times:                                        # the first T - k without grad, the last k with grad
         x = inject(x, e)                                   # diagonal: A_bar * x + Delta * (B e), 0 < A_bar < 1
         x = core(x)                                        # the same core blocks every iteration
-    logits = tied_head(RMSNorm(coda(x)))
+    logits = tied_head(RMSNorm(coda(C x)))                 # C: the readout, d x d
 
 Blocks are :class:`~parcae_runner.models.layers.qk_norm_block.QKNormBlock` (pre-norm RMSNorm, QK-norm, RoPE,
 ReLU^2 MLP, no biases, zero-initialised output projections), with value embeddings on alternate layers of
 the prelude + core + coda stack (the core's tables are looked up once and reused by every iteration).
 Injections are in :mod:`parcae_runner.models.layers.injection`.
 
-Depth in training. With ``num_steps`` left as None in train mode, every forward call (one micro-batch: all its
-sequences share the draw, unlike Parcae's per-sequence draw) samples ``T = max(1, Poisson(mean_recurrence))``
-and backpropagates through the last ``k = min(T, mean_backprop_depth)`` iterations only. The draws come from a
-CPU generator that the trainer re-seeds before every optimizer step with :meth:`ParcaeModel.set_depth_context`
-(seed, step, rank), so a resumed run draws exactly the depths (and like-init noise) of an uninterrupted one.
+Depth in training. With ``num_steps`` left as None in train mode, ``T = max(1, Poisson(mean_recurrence))`` is
+drawn per sequence (``depth_sampling: per-sequence``, Parcae's ``recurrent_iteration_method: per-sequence``) or
+once per forward call (``per-batch``), and each sequence backpropagates through its own last
+``k = min(T, mean_backprop_depth)`` iterations only. A batch runs to its largest T; a sequence whose T is smaller is
+frozen (``torch.where``) while it does not run. Parcae freezes a sequence once it is done; here a sequence with T
+below the batch's largest waits, frozen, until its T iterations end where the batch's loop ends. Every sequence
+goes through the same T iterations as run alone (the blocks never mix sequences), and all the k-iterations fall in
+the batch's last ``max k`` iterations, so only those need autograd. The draws come from a CPU generator that the
+trainer re-seeds before every optimizer step with :meth:`ParcaeModel.set_depth_context` (seed, step, rank), so a
+resumed run draws exactly the depths (and like-init noise) of an uninterrupted one.
 In eval mode the depth is ``eval_recurrence`` (default ``mean_recurrence``) or ``num_steps``, and like-init
 noise comes from a fixed seed, so evaluation is deterministic (Parcae redraws it every call, even in eval).
 
@@ -27,8 +32,9 @@ How the size names count parameters: as for :mod:`parcae_runner.models.parcae_ba
 parameters at vocabulary 32,768 with the tied embedding counted once and the value-embedding tables counted (they
 are most of the count); the core is counted once, not once per iteration.
 
-Not taken from Parcae: its readout matrix ``C`` before the coda, logit soft-capping (if any), per-sequence
-depths within a batch and the KV cache. Parcae's MuonAdamW is ``train.optimizer=muon``
+The readout ``C`` (``readout``, d x d, no bias) maps the final state into the coda, as in Parcae; it starts as
+the identity (as ``B`` does), so an initialised model computes what it computed without it.
+Not taken from Parcae: logit soft-capping (if any) and the KV cache. Parcae's MuonAdamW is ``train.optimizer=muon``
 (:meth:`ParcaeModel.no_muon` keeps the injection on AdamW).
 """
 
@@ -60,8 +66,10 @@ class ParcaeHParams:
     name: str = "parcae"
     # training depth T ~ max(1, Poisson(mean_recurrence)); gradients flow through the last
     # k = min(T, mean_backprop_depth) iterations only
-    mean_recurrence: int = 4
-    mean_backprop_depth: int = 2
+    mean_recurrence: int = 8
+    mean_backprop_depth: int = 4
+    # per-sequence: every sequence of a batch draws its own T (Parcae); per-batch: one T per forward call
+    depth_sampling: str = "per-sequence"
     # iterations in eval mode when forward() gets no num_steps; None = mean_recurrence
     eval_recurrence: int | None = None
     # diagonal | linear | add (parcae_runner.models.layers.injection)
@@ -74,8 +82,11 @@ class ParcaeHParams:
     # nanochat-style value embeddings on alternate layers of prelude + core + coda
     value_embeddings: bool = True
     tie_embeddings: bool = True
+    # the readout C (d x d) between the loop and the coda, as in Parcae
+    readout: bool = True
 
 
+DEPTH_SAMPLINGS = ("per-sequence", "per-batch")
 STATE_INITS = ("like-init", "zero", "embed")
 
 
@@ -137,6 +148,7 @@ class ParcaeModel(LanguageModel):
         self.prelude_norm = nn.RMSNorm(d, eps=hparams.norm_eps)
         self.injection = INJECTIONS[hparams.injection](d)
         self.core = blocks(n_prelude, n_core)
+        self.readout = nn.Linear(d, d, bias=False) if hparams.readout else None
         self.coda = blocks(n_prelude + n_core, n_coda)
         self.norm = nn.RMSNorm(d, eps=hparams.norm_eps)
         # stack index of the first block of each part, for the value-embedding lookup
@@ -144,7 +156,7 @@ class ParcaeModel(LanguageModel):
 
         self._depth_generator = torch.Generator(device="cpu")
         self.set_depth_context(0, 0, 0)  # deterministic even if the trainer never calls it
-        self._telemetry: tuple[int, int, Tensor] | None = None
+        self._telemetry: tuple[float, float, int, Tensor] | None = None
         self._telemetry_floats: dict[str, float] | None = None
         self.finish_init()
 
@@ -159,6 +171,8 @@ class ParcaeModel(LanguageModel):
         init_norm(self.prelude_norm)
         init_norm(self.norm)
         self.injection.init_weights()
+        if self.readout is not None:
+            nn.init.eye_(self.readout.weight)
         finish_qk_norm_init(self, std)
 
     def no_weight_decay(self) -> set[str]:
@@ -186,6 +200,12 @@ class ParcaeModel(LanguageModel):
         rate = torch.tensor(float(self.hparams.mean_recurrence), device="cpu")  # even under a meta default device
         num_steps = max(1, int(torch.poisson(rate, generator=self._depth_generator).item()))
         return num_steps, min(num_steps, self.hparams.mean_backprop_depth)
+
+    def sample_depths(self, batch: int) -> tuple[Tensor, Tensor]:
+        """Per-sequence draws ``(T [batch], k [batch])`` int64 on the CPU, same law as :meth:`sample_depth`."""
+        rate = torch.full((batch,), float(self.hparams.mean_recurrence), device="cpu")
+        steps = torch.poisson(rate, generator=self._depth_generator).long().clamp_min(1)
+        return steps, steps.clamp(max=self.hparams.mean_backprop_depth)
 
     def resolve_depth(self, num_steps: int | None, num_grad_steps: int | None) -> tuple[int, int]:
         """``(T, k)`` for one forward: sampled in training when ``num_steps`` is None, else as given.
@@ -254,32 +274,81 @@ class ParcaeModel(LanguageModel):
         return self._run("core", self.injection.step(x, prepared), inputs)
 
     def decode(self, x: Tensor, inputs: LoopInputs) -> Tensor:
-        """``tied_head(RMSNorm(coda(x)))``: ``[B, T, d] -> [B, T, V]``."""
+        """``tied_head(RMSNorm(coda(C x)))``: ``[B, T, d] -> [B, T, V]``."""
+        if self.readout is not None:
+            x = self.readout(x)
         return self.lm_head(self.norm(self._run("coda", x, inputs)))
 
     # --------------------------------------------------------------------------------------- forward
 
-    def forward(self, input_ids: Tensor, num_steps: int | None = None, num_grad_steps: int | None = None) -> Tensor:
+    def forward(
+        self, input_ids: Tensor, num_steps: int | Tensor | None = None, num_grad_steps: int | Tensor | None = None
+    ) -> Tensor:
         """input_ids: ``[B, T]`` int64 -> logits ``[B, T, V]``.
 
         Runs ``num_steps`` iterations of the core, the first ``num_steps - num_grad_steps`` under
         ``torch.no_grad()``: the prelude, injection and core get gradients through the last ``num_grad_steps``
-        only (truncated backprop). Both default as :meth:`resolve_depth` says.
+        only (truncated backprop). Both default as :meth:`resolve_depth` says; in training with
+        ``depth_sampling: per-sequence`` each sequence draws its own. Either may also be given per sequence, as
+        int tensors ``[B]`` (``num_grad_steps`` None: ``min(T, mean_backprop_depth)`` in training, ``T`` in eval).
         """
-        n_steps, n_grad = self.resolve_depth(num_steps, num_grad_steps)
+        batch = input_ids.shape[0]
+        if num_steps is None and self.training and self.hparams.depth_sampling == "per-sequence":
+            steps, grads = self.sample_depths(batch)
+            if num_grad_steps is not None:
+                grads = torch.minimum(steps, torch.as_tensor(num_grad_steps).long())
+        elif isinstance(num_steps, Tensor):
+            steps = num_steps.detach().long().cpu().reshape(-1).expand(batch)
+            if num_grad_steps is None:
+                cap = self.hparams.mean_backprop_depth if self.training else None
+                grads = steps if cap is None else steps.clamp(max=cap)
+            else:
+                grads = torch.as_tensor(num_grad_steps).detach().long().cpu().reshape(-1).expand(batch)
+            if bool((steps < 0).any()) or bool((grads < 0).any()) or bool((grads > steps).any()):
+                raise ValueError(f"need 0 <= num_grad_steps <= num_steps, got {steps.tolist()}, {grads.tolist()}")
+        else:
+            n_steps, n_grad = self.resolve_depth(num_steps, num_grad_steps)
+            steps = torch.full((batch,), n_steps, dtype=torch.long)
+            grads = torch.full((batch,), n_grad, dtype=torch.long)
+        return self._loop(input_ids, steps, grads)
+
+    def _loop(self, input_ids: Tensor, steps: Tensor, grads: Tensor) -> Tensor:
+        """The forward for per-sequence depths ``steps``, ``grads`` (CPU int64 ``[B]``).
+
+        End-aligned: sequence ``b`` runs at loop iterations ``t_max - steps[b] .. t_max - 1`` and is frozen before;
+        its grad iterations are its last ``grads[b]``. Only the loop's last ``max(grads)`` iterations run under
+        autograd, and in them a sequence still in its no-grad part (never the case for sampled depths, whose
+        ``k = min(T, mean_backprop_depth)``) is detached.
+        """
+        t_max = int(steps.max()) if steps.numel() else 0
+        uniform = bool((steps == t_max).all()) and bool((grads == grads[0]).all()) if steps.numel() else True
+        k_max = int(grads.max()) if steps.numel() else 0
         inputs = self.loop_inputs(input_ids)
         e = self.encode(input_ids, inputs)  # [B, T, d]
         x = self.initial_state(e)  # [B, T, d]
         prepared = self.injection.prepare(e)
+        device = x.device
+        start = (t_max - steps).to(device)  # [B]: the first iteration sequence b runs
+        grad_start = (t_max - grads).to(device)  # [B]: its first iteration with grad
         stats = [_state_stats(x, None)]
+
+        def advance(i: int, x: Tensor) -> Tensor:
+            new = self.core_step(x, prepared, inputs)
+            if uniform:
+                return new
+            active = (start <= i).view(-1, 1, 1)
+            if torch.is_grad_enabled():
+                new = torch.where((grad_start <= i).view(-1, 1, 1), new, new.detach())
+            return torch.where(active, new, x)
+
         with torch.no_grad():
-            for _ in range(n_steps - n_grad):
-                x_prev, x = x, self.core_step(x, prepared, inputs)
+            for i in range(t_max - k_max):
+                x_prev, x = x, advance(i, x)
                 stats.append(_state_stats(x, x_prev))
-        for _ in range(n_grad):
-            x_prev, x = x, self.core_step(x, prepared, inputs)
+        for i in range(t_max - k_max, t_max):
+            x_prev, x = x, advance(i, x)
             stats.append(_state_stats(x, x_prev))
-        self._telemetry = (n_steps, n_grad, torch.stack(stats))
+        self._telemetry = (steps.float().mean().item(), grads.float().mean().item(), t_max, torch.stack(stats))
         self._telemetry_floats = None
         return self.decode(x, inputs)
 
@@ -287,7 +356,8 @@ class ParcaeModel(LanguageModel):
     def last_telemetry(self) -> dict[str, float]:
         """The recurrence of the last forward, as floats (one device sync, on first access only).
 
-        * ``recurrence/num_steps``, ``recurrence/num_grad_steps``: T and k;
+        * ``recurrence/num_steps``, ``recurrence/num_grad_steps``: T and k (means over the batch's sequences);
+          ``recurrence/num_steps_max``: the largest T, which the batch's loop ran to;
         * ``recurrence/state_norm/{i}``: RMS of the state ``x_i`` over batch, tokens and channels, ``i = 0..T``
           (``x_0`` the initial state, ``x_i`` after iteration ``i``); ``recurrence/state_norm`` = the last one;
         * ``recurrence/rel_change/{i}``: ``||x_i - x_{i-1}|| / ||x_{i-1}||`` (Frobenius over the batch),
@@ -296,9 +366,13 @@ class ParcaeModel(LanguageModel):
         if self._telemetry is None:
             return {}
         if self._telemetry_floats is None:
-            n_steps, n_grad, stats = self._telemetry
+            mean_steps, mean_grad, n_steps, stats = self._telemetry
             rms, rel = stats.double().cpu().unbind(-1)
-            out: dict[str, float] = {"recurrence/num_steps": float(n_steps), "recurrence/num_grad_steps": float(n_grad)}
+            out: dict[str, float] = {
+                "recurrence/num_steps": float(mean_steps),
+                "recurrence/num_grad_steps": float(mean_grad),
+                "recurrence/num_steps_max": float(n_steps),
+            }
             out |= {f"recurrence/state_norm/{i}": v for i, v in enumerate(rms.tolist())}
             out |= {f"recurrence/rel_change/{i}": v for i, v in enumerate(rel.tolist()) if i > 0}
             out["recurrence/state_norm"] = out[f"recurrence/state_norm/{n_steps}"]
@@ -321,14 +395,18 @@ class ParcaeModel(LanguageModel):
             6 (N_pre + N_post) + (2 R + 4 k) N_loop + 6 (n_prelude + n_coda) seq_len d + (2 R + 4 k) n_core seq_len d
 
         * ``N_pre``: prelude blocks and norm and, for ``diagonal``, the injection (``B e`` is computed once per
-          forward); ``N_post``: coda blocks, final norm and the head (``vocab x d``: the tied matrix multiplies
-          once, at the output). The embedding and value-embedding tables are lookups and count nothing;
+          forward); ``N_post``: the readout ``C``, coda blocks, final norm and the head (``vocab x d``: the tied
+          matrix multiplies once, at the output). The embedding and value-embedding tables are
+          lookups and count nothing;
         * ``N_loop``: core blocks, plus the ``linear`` injection's ``2d x d`` (applied every iteration);
         * R iterations forward, k of them backward. ``num_steps`` / ``num_grad_steps`` fix R and k; by
           default they are the expectations under the training sampler, ``R = E[max(1, Poisson(mean))] =
           mean + e^-mean`` and ``k = E[min(T, mean_backprop_depth)]`` (:func:`expected_depth`). Parcae's
           ``scripts/cost.py`` uses the nominal ``mean_recurrence`` and ``mean_backprop_depth`` instead and
-          counts the value-embedding tables as compute; it leaves the head out.
+          counts the value-embedding tables as compute; it leaves the head out: that is
+          ``train.flops_convention=parcae`` (:func:`parcae_runner.models.flops.parcae_flops_per_token`).
+        * With per-sequence depths the batch runs to its largest T; the frozen sequences' extra iterations are
+          wasted work, not counted here (nor by Parcae).
         * ``k = 0 < R`` (all iterations without grad, never sampled in training): nothing reaches the prelude,
           which then costs 2 per parameter and ``2 seq_len d`` per attention layer instead of 6.
 
@@ -347,7 +425,7 @@ class ParcaeModel(LanguageModel):
         pre_passes = 6 if prelude_backward else 2
         pre = [*self.prelude, self.prelude_norm] + ([self.injection] if per_iter is None else [])
         n_pre = _num_params(pre)
-        n_post = _num_params([*self.coda, self.norm, self.lm_head])
+        n_post = _num_params([*self.coda, self.norm, self.lm_head] + ([self.readout] if self.readout else []))
         n_loop = _num_params([*self.core] + ([per_iter] if per_iter is not None else []))
         d, n_core = self.dims["d_model"], self.dims["n_core"]
         loop_passes = 2 * num_steps + 4 * num_grad_steps
@@ -371,6 +449,8 @@ def _state_stats(x: Tensor, x_prev: Tensor | None) -> Tensor:
 def _validate(hp: ParcaeHParams) -> None:
     if hp.injection not in INJECTIONS:
         raise ValueError(f"arch.injection={hp.injection!r} is not one of: {', '.join(INJECTIONS)}")
+    if hp.depth_sampling not in DEPTH_SAMPLINGS:
+        raise ValueError(f"arch.depth_sampling={hp.depth_sampling!r} is not one of: {', '.join(DEPTH_SAMPLINGS)}")
     if hp.state_init not in STATE_INITS:
         raise ValueError(f"arch.state_init={hp.state_init!r} is not one of: {', '.join(STATE_INITS)}")
     if hp.mean_recurrence < 1:

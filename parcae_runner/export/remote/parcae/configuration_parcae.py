@@ -14,8 +14,10 @@ class ParcaeConfig(PretrainedConfig):
         n_coda: int = 2,
         d_model: int = 768,
         n_heads: int = 6,
-        mean_recurrence: int = 4,
-        mean_backprop_depth: int = 2,
+        mean_recurrence: int = 8,
+        mean_backprop_depth: int = 4,
+        depth_sampling: str = "per-sequence",
+        readout: bool = True,
         eval_recurrence: int | None = None,
         injection: str = "diagonal",
         state_init: str = "like-init",
@@ -31,6 +33,8 @@ class ParcaeConfig(PretrainedConfig):
         self.vocab_size, self.d_model, self.n_heads = vocab_size, d_model, n_heads
         self.n_prelude, self.n_core, self.n_coda = n_prelude, n_core, n_coda
         self.mean_recurrence, self.mean_backprop_depth = mean_recurrence, mean_backprop_depth
+        # depth_sampling: how training drew depths (kept for the record; this export runs at a fixed depth)
+        self.depth_sampling, self.readout = depth_sampling, readout
         self.eval_recurrence, self.injection, self.state_init = eval_recurrence, injection, state_init
         self.norm_eps, self.rope_base, self.mlp_ratio = norm_eps, rope_base, mlp_ratio
         self.value_embeddings, self.initializer_range = value_embeddings, initializer_range

@@ -2,8 +2,9 @@
 
 Parcae (arXiv 2604.12946, ``SandyResearch/parcae``): ``e = RMSNorm(prelude(embed(x)))``; a state ``x_0`` (like-init
 noise from a fixed seed in eval, zeros, or ``e``); ``R`` iterations of ``x <- core(inject(x, e))``; logits
-``head(RMSNorm(coda(x_R)))``. This file runs the eval forward: ``R = eval_recurrence`` (default: the training
-mean), or ``num_steps=`` per call. Injections: diagonal ``x <- A_bar x + Delta B e`` with
+``head(RMSNorm(coda(C x_R)))`` with the readout ``C`` (d x d; absent when ``readout`` is false). This file runs
+the eval forward: ``R = eval_recurrence`` (default: the training mean), or ``num_steps=`` per call.
+Injections: diagonal ``x <- A_bar x + Delta B e`` with
 ``A_bar = exp(-Delta exp(A_log))``, ``Delta = softplus(dt_bias)``; linear ``x <- W [x, e]``; add ``x <- x + e``.
 """
 
@@ -71,6 +72,7 @@ class ParcaeForCausalLM(PreTrainedModel, GenerationMixin):
         self.prelude_norm = nn.RMSNorm(d, eps=c.norm_eps)
         self.injection = Injection(c.injection, d)
         self.core = blocks(c.n_prelude, c.n_core)
+        self.readout = nn.Linear(d, d, bias=False) if getattr(c, "readout", False) else None
         self.coda = blocks(c.n_prelude + c.n_core, c.n_coda)
         self.norm = nn.RMSNorm(d, eps=c.norm_eps)
         self.lm_head = nn.Linear(d, c.vocab_size, bias=False)
@@ -110,6 +112,8 @@ class ParcaeForCausalLM(PreTrainedModel, GenerationMixin):
         x, prepared = self._initial_state(e), self.injection.prepare(e)
         for _ in range(num_steps):
             x = self._run("core", self.injection.step(x, prepared), cos, sin, ves)
+        if self.readout is not None:
+            x = self.readout(x)
         logits = self.lm_head(self.norm(self._run("coda", x, cos, sin, ves)))
         loss = None
         if labels is not None:
