@@ -382,6 +382,8 @@ def _make_trainer(
             project_name=run_name(cfg),
             attempt=attempt,
             flush_secs=cfg.logger.energy_flush_secs,
+            intensity_kg_per_kwh=cfg.cluster.carbon_intensity_kg_per_kwh,
+            intensity_source=cfg.cluster.carbon_intensity_source,
         )
         callbacks.append(energy)
     trainer = L.Trainer(
@@ -474,6 +476,8 @@ def _finish(
             "country": reading.country,
             "region": reading.region,
             "intensity_kg_per_kwh": reading.intensity_kg_per_kwh,
+            # codecarbon's country figure, or cluster.carbon_intensity_kg_per_kwh with its source
+            "intensity_source": reading.intensity_source,
             "cpu_model": reading.cpu_model,
             "gpu_model": reading.gpu_model,
         }
