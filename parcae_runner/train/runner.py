@@ -33,6 +33,7 @@ from parcae_runner.runs.provenance import hardware_info as provenance_hardware_i
 from parcae_runner.train.checkpointing import CheckpointSchedule, checkpoint_steps
 from parcae_runner.train.divergence import Diverged, DivergenceGuard
 from parcae_runner.train.energy import EnergyMeter, unrecorded_attempts
+from parcae_runner.train.speed import speed_up
 from parcae_runner.train.eval_callback import EvalAtCheckpoints
 from parcae_runner.train.metrics import MetricsSink, PeriodicEvaluation, TrainMetrics
 from parcae_runner.train.module import LanguageModelModule
@@ -209,6 +210,10 @@ def train(cfg: DictConfig, on_done: Callable[[RunDirectory], None] | None = None
 
     if cfg.train.init_from and not latest_resumable(run_dir.checkpoints):
         _init_from(model, str(cfg.train.init_from))
+    # in place: parameter names, checkpoints and exports are those of the plain model
+    speed_up(model, bool(cfg.train.compile), bool(cfg.train.activation_checkpointing))
+    if cfg.train.tf32:
+        torch.set_float32_matmul_precision("high")  # fp32 storage, TF32 tensor-core matmuls (Ampere and later)
     # every input is checked by now; from here on this process is the run's only trainer (ranks > 0 follow rank 0)
     with run_lock(run_dir.path) if _is_first_rank() else contextlib.nullcontext():
         return _train_locked(cfg, run_dir, model, data, on_done)
