@@ -12,7 +12,6 @@ from functools import cache
 
 from parcae_runner.config.schema import Precision
 
-
 # What a run's arithmetic runs on: fp32 (CUDA cores), tf32 (fp32 storage, TF32 tensor-core matmuls: train.tf32)
 # and bf16 (bf16/fp16 tensor cores: every mixed or half precision)
 FP32, TF32, BF16 = "fp32", "tf32", "bf16"
@@ -90,9 +89,7 @@ def _gpu(name: str, power_w: float, fp32: float, tf32: float, bf16: float, bf16_
 
 
 HARDWARE: dict[str, Hardware] = {
-    "cpu": Hardware(
-        "cpu", 65.0, {k: Throughput(1.0e11, 0.4, "a 2-core CPU box, order of magnitude") for k in KINDS}
-    ),
+    "cpu": Hardware("cpu", 65.0, {k: Throughput(1.0e11, 0.4, "a 2-core CPU box, order of magnitude") for k in KINDS}),
     # V100 data sheet (SXM2): fp32 15.7, fp16 tensor 125 TFLOP/s; no TF32 (its tf32 is plain fp32)
     "v100": _gpu("v100", 300.0, fp32=15.7e12, tf32=15.7e12, bf16=125e12),
     # A100 data sheet: fp32 19.5, TF32 156, BF16 312 TFLOP/s (dense)

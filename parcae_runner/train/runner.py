@@ -33,12 +33,12 @@ from parcae_runner.runs.provenance import hardware_info as provenance_hardware_i
 from parcae_runner.train.checkpointing import CheckpointSchedule, checkpoint_steps
 from parcae_runner.train.divergence import Diverged, DivergenceGuard
 from parcae_runner.train.energy import EnergyMeter, unrecorded_attempts
-from parcae_runner.train.speed import speed_up
 from parcae_runner.train.eval_callback import EvalAtCheckpoints
 from parcae_runner.train.metrics import MetricsSink, PeriodicEvaluation, TrainMetrics
 from parcae_runner.train.module import LanguageModelModule
 from parcae_runner.train.preflight import check_data_budget, check_eval_data, check_trainable, validate
 from parcae_runner.train.requeue import RequeueOnSignal, requeue_job, slurm_job_id
+from parcae_runner.train.speed import speed_up
 from parcae_runner.util.log import log
 
 # keys that may change between attempts of one run without changing what is trained
