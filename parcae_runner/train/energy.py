@@ -8,6 +8,10 @@ Energy that survives a kill: every ``logger.energy_flush_secs`` the tracker is f
 attempt's energy so far is written to ``energy/attempt-<A>-node<N>.json`` (atomically). A SIGKILLed attempt writes
 no final record, so the next attempt finds its file and counts it (:func:`unrecorded_attempts`): at most one
 interval of energy is lost.
+
+Carbon: codecarbon's grid figure for the profile's country, unless ``cluster.carbon_intensity_kg_per_kwh`` gives
+one (a data centre's own): then CO2 = metered energy x that figure in the attempt files and run.json, which name
+the figure and its source (codecarbon's ``emissions.csv`` keeps its own country figure).
 """
 
 from __future__ import annotations
