@@ -248,6 +248,11 @@ class TrainConfig:
     no_decay: list[str] = field(default_factory=lambda: ["bias", "norm"])
     # auto: 32 on CPU, bf16-mixed on GPU
     precision: str = "auto"
+    # with precision 32: matmuls on TF32 tensor cores (torch.set_float32_matmul_precision("high")); plan counts tf32
+    tf32: bool = False
+    # torch.compile the model (looped models: their blocks, around the loop); activation checkpointing per block
+    compile: bool = False
+    activation_checkpointing: bool = False
     val_interval: int = 50
     val_batches: int = 8
     log_interval: int = 10
@@ -300,10 +305,14 @@ class ClusterConfig:
     # codecarbon: ISO 3166-1 alpha-3 country code and optional region of the data centre
     country_iso_code: str = "USA"
     region: str | None = None
+    # grid carbon intensity, kg CO2eq per kWh: null = codecarbon's figure for country_iso_code; else this figure is
+    # used by plan and the run's meter (co2 = energy x figure), with carbon_intensity_source named in run.json/card
+    carbon_intensity_kg_per_kwh: float | None = None
+    carbon_intensity_source: str | None = None
     # a key of parcae_runner.config.hardware.HARDWARE (cpu, a100, h100, ...): used by `plan`
     gpu_type: str = "cpu"
-    # planning assumptions; null = the hardware table's value
-    mfu: float = 0.4
+    # planning assumptions; mfu null = the hardware table's measured utilisation for the run's precision
+    mfu: float | None = None
     pue: float = 1.2
     # informational; used by model cards ("infrastructure")
     infrastructure: str = "local machine"

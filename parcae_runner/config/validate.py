@@ -72,8 +72,12 @@ def _validate_cluster(errors: list[ConfigError], cfg: DictConfig) -> None:
                 "an ISO 3166-1 alpha-3 code codecarbon knows (USA, FRA, DEU, GBR, CAN, ...)",
             )
         )
-    for key in ("nodes", "cpus_per_task", "mem_gb", "time_min", "array_parallelism", "max_parallel", "mfu", "pue"):
+    for key in ("nodes", "cpus_per_task", "mem_gb", "time_min", "array_parallelism", "max_parallel", "pue"):
         _positive(errors, cfg, f"cluster.{key}")
+    # null: the hardware table's measured figure (plan); a number overrides it
+    for key in ("mfu", "carbon_intensity_kg_per_kwh"):
+        if OmegaConf.select(cfg, f"cluster.{key}") is not None:
+            _positive(errors, cfg, f"cluster.{key}", allow_zero=key != "mfu")
     for key in ("gpus_per_node", "signal_delay_s", "max_requeues"):
         _positive(errors, cfg, f"cluster.{key}", allow_zero=True)
     if c.container != Container.NONE and not c.image:

@@ -100,3 +100,10 @@ def alloc_like(t: Tensor, dtype: torch.dtype | None = None) -> Tensor:
     if poison():
         out.fill_(float("nan"))
     return out
+
+
+@torch.compiler.disable
+def apply_eagerly(fn: type[torch.autograd.Function], *args):
+    """``fn.apply(*args)`` outside any ``torch.compile`` graph (``train.compile``): the compiled model breaks its
+    graph around a Triton kernel and runs it as is, forward and backward, rather than tracing into it."""
+    return fn.apply(*args)

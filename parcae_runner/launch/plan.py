@@ -4,9 +4,12 @@ Nothing is submitted unless every point is valid. The estimate per run is::
 
     tokens     = train.max_steps * train.batch_size * data.seq_len
     FLOPs      = tokens * training_flops_per_token(model, seq_len)      (models/flops.py)
-    GPU-hours  = FLOPs / (peak FLOP/s of cluster.gpu_type * cluster.mfu) / 3600
+    GPU-hours  = FLOPs / (peak FLOP/s x MFU of cluster.gpu_type in the run's precision) / 3600
     kWh        = GPU-hours * device power (W) / 1000 * cluster.pue
-    kg CO2     = kWh * grid intensity of cluster.country_iso_code       (codecarbon's table)
+    kg CO2     = kWh * cluster.carbon_intensity_kg_per_kwh, or codecarbon's figure for cluster.country_iso_code
+
+The precision is fp32, tf32 (``train.tf32``) or bf16 (any mixed/half precision); MFU is ``cluster.mfu`` or, when
+null, the measured figure of ``config/hardware.py`` for that device and precision (each with its source).
 
 Peaks and powers are in ``config/hardware.py``; ``mfu`` and ``pue`` are profile keys. Beside the cost, each run's
 data: the training tokens its corpus offers (exact once prepared, ``~`` an estimate from the input's size) and the
@@ -26,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from parcae_runner.config.compose import compose_many
 from parcae_runner.config.errors import ConfigError, ConfigErrors
-from parcae_runner.config.hardware import HARDWARE, carbon_intensity_kg_per_kwh
+from parcae_runner.config.hardware import HARDWARE, grid_intensity, precision_kind
 from parcae_runner.config.schema import Precision
 from parcae_runner.data.budget import Availability, availability, check_epochs
 from parcae_runner.launch.sweep_file import Point, Sweep, name_point
@@ -153,6 +156,16 @@ def _data_availability(cfg: DictConfig, seen: dict[str, Availability]) -> Availa
     return seen[key]
 
 
+def throughput_assumption(cfg: DictConfig) -> tuple[float, float, str]:
+    """Peak FLOP/s and MFU a run is planned at on its cluster's device, and what they are (kind and source)."""
+    precision = str(cfg.train.precision) if cfg.train.precision != Precision.AUTO else Precision.BF16_MIXED
+    kind = precision_kind(precision, bool(cfg.train.get("tf32", False)))
+    t = HARDWARE[cfg.cluster.gpu_type].at(kind)
+    if cfg.cluster.mfu is not None:
+        return t.peak_flops, float(cfg.cluster.mfu), f"{kind}, mfu from cluster.mfu"
+    return t.peak_flops, t.mfu, f"{kind}, mfu {t.source}"
+
+
 def estimate(point: Point, cfg: DictConfig, data: Availability) -> PlannedRun:
     """Cost of one run; raises ``DataError`` when it would repeat its data more than ``data.max_epochs`` times."""
     params, non_emb, fpt = model_costs(cfg, data.model_vocab_size)
@@ -160,10 +173,10 @@ def estimate(point: Point, cfg: DictConfig, data: Availability) -> PlannedRun:
     epochs = check_epochs(point.name, tokens, data.tokens, float(cfg.data.max_epochs), data.estimate)
     flops = tokens * fpt
     hw = HARDWARE[cfg.cluster.gpu_type]
-    precision = str(cfg.train.precision) if cfg.train.precision != Precision.AUTO else Precision.BF16_MIXED
-    gpu_hours = flops / (hw.peak(precision) * cfg.cluster.mfu) / 3600
+    peak, mfu, _ = throughput_assumption(cfg)
+    gpu_hours = flops / (peak * mfu) / 3600
     kwh = gpu_hours * hw.power_w / 1000 * cfg.cluster.pue
-    co2 = kwh * carbon_intensity_kg_per_kwh(cfg.cluster.country_iso_code)
+    co2 = kwh * grid_intensity(cfg.cluster)[0]
     status = RunDirectory.for_config(cfg).read_run().status or RunStatus.NEW
     return PlannedRun(
         point, cfg, params, non_emb, tokens, flops, gpu_hours, kwh, co2, status, data.tokens, epochs, data.estimate
@@ -262,9 +275,11 @@ def format_plan(sweep: Sweep, runs: list[PlannedRun]) -> str:
             "the FLOPs column: exact convention"
         )
     if c is not None:
+        peak, mfu, what = throughput_assumption(runs[0].cfg)
+        intensity, source = grid_intensity(c)
         out.append(
-            f"cluster {c.name}: {c.gpu_type}, mfu {c.mfu}, pue {c.pue}, grid {c.country_iso_code} "
-            f"({carbon_intensity_kg_per_kwh(c.country_iso_code):.3f} kg CO2/kWh)"
+            f"cluster {c.name}: {c.gpu_type} at {peak / 1e12:.4g} TFLOP/s x mfu {mfu:.3g} ({what}), pue {c.pue}, "
+            f"grid {intensity:.4g} kg CO2/kWh ({source})"
         )
     out += [line(header), line(["-" * w for w in widths]), *map(line, rows), line(total)]
     return "\n".join(out)

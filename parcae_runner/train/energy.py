@@ -8,6 +8,10 @@ Energy that survives a kill: every ``logger.energy_flush_secs`` the tracker is f
 attempt's energy so far is written to ``energy/attempt-<A>-node<N>.json`` (atomically). A SIGKILLed attempt writes
 no final record, so the next attempt finds its file and counts it (:func:`unrecorded_attempts`): at most one
 interval of energy is lost.
+
+Carbon: codecarbon's grid figure for the profile's country, unless ``cluster.carbon_intensity_kg_per_kwh`` gives
+one (a data centre's own): then CO2 = metered energy x that figure in the attempt files and run.json, which name
+the figure and its source (codecarbon's ``emissions.csv`` keeps its own country figure).
 """
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ class EnergyReading:
     energy_kwh: float = 0.0
     co2_kg: float = 0.0
     duration_s: float = 0.0
-    # grid carbon intensity actually used, kg CO2 per kWh (emissions / energy)
+    # grid carbon intensity actually used, kg CO2 per kWh (emissions / energy), and where that figure comes from
     intensity_kg_per_kwh: float | None = None
+    intensity_source: str | None = None
     cpu_model: str | None = None
     gpu_model: str | None = None
     country: str | None = None
@@ -52,8 +57,14 @@ class EnergyMeter(L.Callback):
         project_name: str,
         attempt: int = 1,
         flush_secs: float = 60.0,
+        intensity_kg_per_kwh: float | None = None,
+        intensity_source: str | None = None,
     ):
+        """``intensity_kg_per_kwh``: a grid figure of one's own (``cluster.carbon_intensity_kg_per_kwh``, e.g. a data
+        centre's) that replaces codecarbon's country figure: CO2 = metered energy x that figure."""
         self.run_dir = run_dir
+        self.intensity = intensity_kg_per_kwh
+        self.intensity_source = intensity_source
         self.attempt = attempt
         self.flush_secs = flush_secs
         self._last_flush = 0.0
@@ -99,6 +110,9 @@ class EnergyMeter(L.Callback):
         if self.tracker is not None and time.monotonic() - self._last_flush >= self.flush_secs:
             self.flush()
 
+    def _co2(self, energy_kwh: float, codecarbon_kg: float) -> float:
+        return energy_kwh * self.intensity if self.intensity is not None else codecarbon_kg
+
     def _file(self) -> Path:
         return self.run_dir / ENERGY_DIR / f"attempt-{self.attempt}-node{self._node}.json"
 
@@ -110,7 +124,8 @@ class EnergyMeter(L.Callback):
             data = self.tracker._prepare_emissions_data()  # the totals flush() just wrote; no public getter
         except Exception:  # a codecarbon without it: the CSV row is still there
             return
-        self._record(float(data.energy_consumed), float(data.emissions), final=False)
+        energy = float(data.energy_consumed)
+        self._record(energy, self._co2(energy, float(data.emissions)), final=False)
 
     def _record(self, energy_kwh: float, co2_kg: float, final: bool) -> None:
         atomic_write_json(
@@ -134,10 +149,12 @@ class EnergyMeter(L.Callback):
             data = self.tracker.final_emissions_data
             self.tracker = None
             if data is not None:
-                self._record(float(data.energy_consumed), float(data.emissions), final=True)
+                energy = float(data.energy_consumed)
+                co2 = self._co2(energy, float(data.emissions))
+                self._record(energy, co2, final=True)
                 self.reading = EnergyReading(
-                    energy_kwh=float(data.energy_consumed),
-                    co2_kg=float(data.emissions),
+                    energy_kwh=energy,
+                    co2_kg=co2,
                     duration_s=float(data.duration),
                     cpu_model=data.cpu_model,
                     gpu_model=data.gpu_model or None,
@@ -150,8 +167,16 @@ class EnergyMeter(L.Callback):
             )
             totals = trainer.strategy.reduce(totals, reduce_op="sum")
             self.reading.energy_kwh, self.reading.co2_kg = totals.tolist()
-        if self.reading.energy_kwh > 0:
-            self.reading.intensity_kg_per_kwh = self.reading.co2_kg / self.reading.energy_kwh
+        if self.intensity is not None:
+            self.reading.intensity_kg_per_kwh = self.intensity
+            self.reading.intensity_source = self.intensity_source or "cluster.carbon_intensity_kg_per_kwh"
+        else:
+            if self.reading.energy_kwh > 0:
+                self.reading.intensity_kg_per_kwh = self.reading.co2_kg / self.reading.energy_kwh
+            where = self.reading.country or self.country_iso_code
+            self.reading.intensity_source = f"codecarbon's {where} energy mix" + (
+                f" ({self.reading.region})" if self.reading.region else ""
+            )
         return self.reading
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -38,6 +38,7 @@ from parcae_runner.train.metrics import MetricsSink, PeriodicEvaluation, TrainMe
 from parcae_runner.train.module import LanguageModelModule
 from parcae_runner.train.preflight import check_data_budget, check_eval_data, check_trainable, validate
 from parcae_runner.train.requeue import RequeueOnSignal, requeue_job, slurm_job_id
+from parcae_runner.train.speed import speed_up
 from parcae_runner.util.log import log
 
 # keys that may change between attempts of one run without changing what is trained
@@ -209,6 +210,10 @@ def train(cfg: DictConfig, on_done: Callable[[RunDirectory], None] | None = None
 
     if cfg.train.init_from and not latest_resumable(run_dir.checkpoints):
         _init_from(model, str(cfg.train.init_from))
+    # in place: parameter names, checkpoints and exports are those of the plain model
+    speed_up(model, bool(cfg.train.compile), bool(cfg.train.activation_checkpointing))
+    if cfg.train.tf32:
+        torch.set_float32_matmul_precision("high")  # fp32 storage, TF32 tensor-core matmuls (Ampere and later)
     # every input is checked by now; from here on this process is the run's only trainer (ranks > 0 follow rank 0)
     with run_lock(run_dir.path) if _is_first_rank() else contextlib.nullcontext():
         return _train_locked(cfg, run_dir, model, data, on_done)
@@ -382,6 +387,8 @@ def _make_trainer(
             project_name=run_name(cfg),
             attempt=attempt,
             flush_secs=cfg.logger.energy_flush_secs,
+            intensity_kg_per_kwh=cfg.cluster.carbon_intensity_kg_per_kwh,
+            intensity_source=cfg.cluster.carbon_intensity_source,
         )
         callbacks.append(energy)
     trainer = L.Trainer(
@@ -474,6 +481,8 @@ def _finish(
             "country": reading.country,
             "region": reading.region,
             "intensity_kg_per_kwh": reading.intensity_kg_per_kwh,
+            # codecarbon's country figure, or cluster.carbon_intensity_kg_per_kwh with its source
+            "intensity_source": reading.intensity_source,
             "cpu_model": reading.cpu_model,
             "gpu_model": reading.gpu_model,
         }

@@ -167,6 +167,7 @@ def environmental_impact(f: CardFacts) -> list[str]:
             ("Carbon emitted", f"{num(run.get('co2_kg'))} kg CO2eq"),
             ("Carbon source", str(carbon.get("source"))),
             ("Grid carbon intensity", f"{num(carbon.get('intensity_kg_per_kwh'))} kg CO2eq/kWh"),
+            ("Carbon intensity source", str(carbon.get("intensity_source") or "codecarbon's country energy mix")),
         ]
     else:
         rows += [("Energy", "not metered (logger.codecarbon=false)"), ("Carbon emitted", "not metered")]
@@ -179,7 +180,7 @@ def environmental_impact(f: CardFacts) -> list[str]:
     if carbon:
         lines += [
             f"Energy is metered by {carbon.get('source')} (CPU, GPU and RAM power; one tracker per node) and "
-            "summed over attempts; CO2eq is that energy times the grid intensity of the location above.",
+            "summed over attempts; CO2eq is that energy times the grid carbon intensity above (see its source).",
             "",
         ]
     return lines

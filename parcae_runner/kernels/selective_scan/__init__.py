@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from parcae_runner.kernels._host import IMPLS, resolve_impl
+from parcae_runner.kernels._host import IMPLS, apply_eagerly, resolve_impl
 from parcae_runner.kernels.selective_scan.reference import check_selective_scan_shapes, selective_scan_reference
 
 __all__ = ["selective_scan", "selective_scan_reference", "IMPLS"]
@@ -48,5 +48,5 @@ def selective_scan(
 
     check_selective_scan_shapes(u, delta, A, B, C, D, z, delta_bias)
     check_interpretable(u)
-    out, last = SelectiveScanFn.apply(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus))
+    out, last = apply_eagerly(SelectiveScanFn, u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus))
     return (out, last) if return_last_state else out

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from parcae_runner.kernels._host import IMPLS, resolve_impl
+from parcae_runner.kernels._host import IMPLS, apply_eagerly, resolve_impl
 from parcae_runner.kernels.wkv4.reference import (
     MAX_STATE_INIT,
     WKVState,
@@ -56,5 +56,5 @@ def wkv4(
     check_interpretable(key)
     # detached: the kernel does not differentiate through the incoming state
     start = initial_wkv4_state(key) if state is None else [s.detach().to(torch.float32).contiguous() for s in state]
-    out, num, den, mx = WKV4Fn.apply(time_decay, time_first, key, value, *start)
+    out, num, den, mx = apply_eagerly(WKV4Fn, time_decay, time_first, key, value, *start)
     return (out, (num, den, mx)) if return_state else out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from parcae_runner.kernels._host import IMPLS, resolve_impl
+from parcae_runner.kernels._host import IMPLS, apply_eagerly, resolve_impl
 from parcae_runner.kernels.wkv7.reference import check_wkv7_shapes, initial_wkv7_state, wkv7_reference
 
 __all__ = ["wkv7", "wkv7_reference", "initial_wkv7_state", "IMPLS"]
@@ -46,5 +46,5 @@ def wkv7(
     check_wkv7_shapes(r, w, k, v, a, b, state)
     check_interpretable(r)
     start = initial_wkv7_state(r) if state is None else state.to(torch.float32)
-    y, final = WKV7Fn.apply(r, w, k, v, a, b, start, forward)
+    y, final = apply_eagerly(WKV7Fn, r, w, k, v, a, b, start, forward)
     return (y, final) if return_state else y
