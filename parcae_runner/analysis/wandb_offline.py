@@ -59,8 +59,9 @@ def read_records(path: str | Path) -> Iterator[Any]:
 
 def read_offline_run(path: str | Path) -> dict[str, Any]:
     """The run's identity, config and history: ``{"id", "group", "job_type", "tags", "name",
-    "config": {...}, "history": [{"_step": ..., key: value}, ...]}``."""
-    out: dict[str, Any] = {"config": {}, "history": []}
+    "config": {...}, "history": [{"_step": ..., key: value}, ...], "summary": {key: value}}`` (the summary as last
+    written)."""
+    out: dict[str, Any] = {"config": {}, "history": [], "summary": {}}
     for record in read_records(path):
         kind = record.WhichOneof("record_type")
         if kind == "run":
@@ -84,6 +85,9 @@ def read_offline_run(path: str | Path) -> dict[str, Any]:
                 key = item.key or "/".join(item.nested_key)
                 row[key] = json.loads(item.value_json)
             out["history"].append(row)
+        elif kind == "summary":
+            for item in record.summary.update:
+                out["summary"][item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
     return out
 
 

@@ -155,6 +155,11 @@ class RunRecord(JsonRecord):
     tokens_per_s: Field[float | None] = Field()
     params: Field[int | None] = Field()
     params_non_embedding: Field[int | None] = Field()
+    # training FLOPs per token (models/flops.py), and in all: step x tokens_per_step x flops_per_token
+    flops_per_token: Field[float | None] = Field()
+    flops: Field[float | None] = Field()
+    # wall time x GPUs over every attempt (0 on a CPU)
+    gpu_hours: Field[float | None] = Field()
     hardware: Field[dict[str, Any]] = Field({})
     started_at: Field[float | None] = Field()
     finished_at: Field[float | None] = Field()

@@ -64,6 +64,7 @@ class EnergyMeter(L.Callback):
         self.project_name = project_name
         self.tracker = None
         self.reading = EnergyReading()
+        self._flushed = (0.0, 0.0)
 
     def _output_file(self, trainer: L.Trainer) -> str:
         return "emissions.csv" if trainer.node_rank == 0 else f"emissions-node{trainer.node_rank}.csv"
@@ -110,7 +111,19 @@ class EnergyMeter(L.Callback):
             data = self.tracker._prepare_emissions_data()  # the totals flush() just wrote; no public getter
         except Exception:  # a codecarbon without it: the CSV row is still there
             return
-        self._record(float(data.energy_consumed), float(data.emissions), final=False)
+        self._flushed = (float(data.energy_consumed), float(data.emissions))
+        self._record(*self._flushed, final=False)
+
+    def so_far(self) -> tuple[float, float]:
+        """This attempt's energy (kWh) and CO2 (kg) so far on this node, as of codecarbon's latest measurement (every
+        ``measure_power_secs``, taken by its own scheduler: nothing is measured here, so reading it costs nothing)."""
+        if self.tracker is None:
+            return self.reading.energy_kwh, self.reading.co2_kg
+        try:
+            data = self.tracker._prepare_emissions_data()  # the running totals; no public getter
+        except Exception:  # a codecarbon without it: the last flushed record
+            return self._flushed
+        return float(data.energy_consumed), float(data.emissions)
 
     def _record(self, energy_kwh: float, co2_kg: float, final: bool) -> None:
         atomic_write_json(
