@@ -2,8 +2,9 @@
 diverging stops with status ``diverged``, naming its last good checkpoint.
 
 - Skip: after the step's backward passes (``on_before_optimizer_step``, before clipping) the gradients are checked
-  in one reduction (their global norm before clipping, logged as ``train/grad_norm``); if any is NaN or infinite every gradient is dropped (``grad = None``), which the optimizers
-  treat as "no update" (no moment update, no weight decay), and the step is counted (``train/skipped_steps``).
+  in one reduction (their global norm before clipping, logged as ``train/grad_norm``); if any is NaN or infinite
+  every gradient is dropped (``grad = None``), which the optimizers treat as "no update" (no moment update, no
+  weight decay), and the step is counted (``train/skipped_steps``).
   The learning-rate schedule still advances, as in Megatron's and DeepSpeed's loss-scale skips.
 - Stop: ``train.divergence.max_skipped_in_a_row`` skipped steps in a row, or (when ``train.divergence.loss_guardrail``
   is set, Parcae's ``loss_guardrail``) a finite training loss above it after ``guardrail_after_steps`` steps, raises
