@@ -211,6 +211,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         device=args.device,
         bpb_chunks=args.bpb_chunks,
         download=args.download,
+        wandb=args.wandb,
     )
     log(f"wrote {len(written)} result files under {Path(args.run_dir) / 'eval'}")
     return EXIT_OK
@@ -383,6 +384,12 @@ def _add_checkpoint_commands(sub: argparse._SubParsersAction) -> None:
         help="bpb over: run = the chunks training validated on (default), all = the whole held-out split, or N",
     )
     p.add_argument("--download", action="store_true", help="let lm-eval download missing task data")
+    p.add_argument(
+        "--wandb",
+        default="auto",
+        help="log results into the run's wandb run at each checkpoint's step: auto (offline when the run logged to "
+        "wandb; default), offline, online, off",
+    )
     p.add_argument("--tasks-dir", action="store_true", help="print our task YAMLs' folder (lm_eval --include_path)")
     p.set_defaults(func=cmd_eval)
 

@@ -219,3 +219,32 @@ class SweepRecord(JsonRecord):
 
     def update(self, **fields: Any) -> SweepRecord:
         return super().update(**fields)  # type: ignore[return-value]
+
+
+# run.json fields that make the wandb run's summary: what a dashboard's run table shows for the whole run
+SUMMARY_FIELDS = (
+    "status",
+    "attempts",
+    "step",
+    "tokens",
+    "flops",
+    "params",
+    "params_non_embedding",
+    "final_train_loss",
+    "final_val_loss",
+    "final_val_bpb",
+    "best_val_loss",
+    "duration_s",
+    "gpu_hours",
+    "energy_kwh",
+    "co2_kg",
+    "tokens_per_s",
+)
+
+
+def wandb_summary(run: Mapping[str, Any]) -> dict[str, Any]:
+    """The wandb summary of a run, from its run.json: final and best losses, bpb, size, tokens, FLOPs, GPU-hours,
+    energy, CO2, attempts and status (and a looped model's per-depth final losses)."""
+    out = {k: run[k] for k in SUMMARY_FIELDS if run.get(k) is not None}
+    out.update({k: v for k, v in run.items() if k.startswith("final_") and "@R" in k})
+    return json.loads(json.dumps(out))  # plain JSON values: a status is its string, as in run.json

@@ -7,7 +7,6 @@ so bad input never costs a user what a previous attempt left there.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import time
@@ -32,6 +31,7 @@ from parcae_runner.models.flops import training_flops_per_token
 from parcae_runner.runs import RESUME_FILE, RunDirectory, RunRecord, RunStatus, latest_resumable, run_name
 from parcae_runner.runs.lock import run_lock
 from parcae_runner.runs.provenance import hardware_info as provenance_hardware_info
+from parcae_runner.runs.record import wandb_summary
 from parcae_runner.train.checkpointing import CheckpointSchedule, checkpoint_steps
 from parcae_runner.train.divergence import Diverged, DivergenceGuard
 from parcae_runner.train.energy import EnergyMeter, unrecorded_attempts
@@ -432,35 +432,6 @@ def _make_trainer(
     return trainer, energy, requeue
 
 
-# run.json fields that make the wandb run's summary: what a dashboard's run table shows for the whole run
-SUMMARY_FIELDS = (
-    "status",
-    "attempts",
-    "step",
-    "tokens",
-    "flops",
-    "params",
-    "params_non_embedding",
-    "final_train_loss",
-    "final_val_loss",
-    "final_val_bpb",
-    "best_val_loss",
-    "duration_s",
-    "gpu_hours",
-    "energy_kwh",
-    "co2_kg",
-    "tokens_per_s",
-)
-
-
-def run_summary(run: dict[str, Any]) -> dict[str, Any]:
-    """The wandb summary of a run, from its run.json: final and best losses, bpb, size, tokens, FLOPs, GPU-hours,
-    energy, CO2, attempts and status (and a looped model's per-depth final losses)."""
-    out = {k: run[k] for k in SUMMARY_FIELDS if run.get(k) is not None}
-    out.update({k: v for k, v in run.items() if k.startswith("final_") and "@R" in k})
-    return json.loads(json.dumps(out))  # plain JSON values: a status is its string, as in run.json
-
-
 def _close_wandb(trainer: L.Trainer, ok: bool, summary: dict[str, Any] | None = None) -> None:
     """Write the run's summary and finish the wandb run now, not at interpreter exit, so its offline file is
     complete when train() returns (several runs can share one process)."""
@@ -537,7 +508,7 @@ def _finish(
             "gpu_model": reading.gpu_model,
         }
     record = run_dir.update_run(**fields)
-    _close_wandb(trainer, ok=status == RunStatus.DONE, summary=run_summary(dict(record)))
+    _close_wandb(trainer, ok=status == RunStatus.DONE, summary=wandb_summary(record))
     if status == RunStatus.DONE and on_done is not None:
         on_done(run_dir)
     log(
