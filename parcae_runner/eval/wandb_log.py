@@ -17,6 +17,7 @@ from parcae_runner.eval.results import flat_metrics
 from parcae_runner.runs import RunDirectory, RunRecord
 from parcae_runner.runs.layout import run_name
 from parcae_runner.runs.record import wandb_summary
+from parcae_runner.runs.wandb_offline import finish_run
 
 # what --wandb takes: auto = offline when the run logged to wandb during training, else nothing
 MODES = ("auto", "offline", "online", "off")
@@ -71,4 +72,4 @@ class EvalLogger:
     def finish(self, ok: bool = True) -> None:
         summary = wandb_summary(self.rd.read_run())
         self.run.summary.update({**summary, **self.latest})
-        self.run.finish(exit_code=0 if ok else 1)
+        finish_run(self.run, exit_code=0 if ok else 1)

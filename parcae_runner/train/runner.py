@@ -32,6 +32,7 @@ from parcae_runner.runs import RESUME_FILE, RunDirectory, RunRecord, RunStatus, 
 from parcae_runner.runs.lock import run_lock
 from parcae_runner.runs.provenance import hardware_info as provenance_hardware_info
 from parcae_runner.runs.record import wandb_summary
+from parcae_runner.runs.wandb_offline import finish_run
 from parcae_runner.train.checkpointing import CheckpointSchedule, checkpoint_steps
 from parcae_runner.train.divergence import Diverged, DivergenceGuard
 from parcae_runner.train.energy import EnergyMeter, unrecorded_attempts
@@ -441,7 +442,7 @@ def _close_wandb(trainer: L.Trainer, ok: bool, summary: dict[str, Any] | None = 
         if isinstance(logger, WandbLogger) and logger._experiment is not None:
             if summary:
                 logger.experiment.summary.update(summary)
-            logger.experiment.finish(exit_code=0 if ok else 1)
+            finish_run(logger.experiment, exit_code=0 if ok else 1)
 
 
 def _finish(

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from parcae_runner.analysis.wandb_offline import find_run_files, read_offline_run
 from parcae_runner.config import compose_run_config
+from parcae_runner.runs.wandb_offline import find_run_files, read_offline_run
 from parcae_runner.train.runner import train
 
 

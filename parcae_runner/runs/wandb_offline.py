@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -94,3 +95,27 @@ def read_offline_run(path: str | Path) -> dict[str, Any]:
 def find_run_files(run_dir: str | Path) -> list[Path]:
     """All offline run files under a run directory, oldest attempt first."""
     return sorted(Path(run_dir).glob(f"{WANDB_DIR}/offline-run-*/run-*.wandb"))
+
+
+def is_complete(path: str | Path) -> bool:
+    """Whether an offline run file ends with its ``exit`` record (the run was finished and its file written out)."""
+    try:
+        last = None
+        for record in read_records(path):
+            last = record
+        return last is not None and last.WhichOneof("record_type") == "exit"
+    except (OSError, ValueError):
+        return False
+
+
+def finish_run(run: Any, exit_code: int = 0, timeout_s: float = 60.0) -> None:
+    """``run.finish()``, then wait until an offline run's file is written out: wandb's service writes it on its own
+    schedule, after ``finish`` returns, and a reader (a test, ``collect``, ``wandb sync``) must find it whole."""
+    offline = bool(getattr(run.settings, "_offline", False)) or run.settings.mode in ("offline", "dryrun")
+    sync_file = getattr(run.settings, "sync_file", None)
+    run.finish(exit_code=exit_code)
+    if not (offline and sync_file):
+        return
+    deadline = time.monotonic() + timeout_s
+    while not is_complete(sync_file) and time.monotonic() < deadline:
+        time.sleep(0.05)
