@@ -149,6 +149,8 @@ def build_loggers(cfg: DictConfig, run_dir: RunDirectory, wandb_id: str) -> list
     flat = {
         "architecture": cfg.arch.name,
         "size": cfg.size.name,
+        # one key for "architecture x size" bars (analysis/wandb_workspace.py)
+        "arch_size": f"{cfg.arch.name}-{cfg.size.name}",
         "seed": cfg.seed,
         "data_seed": cfg.data.seed,
         "sweep": cfg.sweep,
