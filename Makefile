@@ -12,7 +12,7 @@ CLUSTER ?= local
 VARIANT ?=
 OVERRIDES ?=
 
-.PHONY: help setup test test-quick demo report demo-slurm slurm-up slurm-down lint format bench clean \
+.PHONY: help setup test test-quick demo report demo-slurm slurm-up slurm-down lint format bench bench-gpu clean \
 	lock lock-check docker-build docker-push
 .DEFAULT_GOAL := help
 
@@ -163,6 +163,12 @@ docker-push:
 	docker push $(REGISTRY)/$(IMAGE_NAME):latest
 	@echo "pinned: $$(docker image inspect --format '{{range .RepoDigests}}{{println .}}{{end}}' \
 		$(REGISTRY)/$(IMAGE_NAME):$(IMAGE_TAG) | grep '^$(REGISTRY)/$(IMAGE_NAME)@' | head -1)"
+
+# MFU per architecture at 160m (bf16, with and without torch.compile), Triton kernels against their references and
+# mamba_ssm/fla, peak memory; JSON to bench/results/ named by the device. On a CPU-only machine it says so, exits 0.
+## on a lent GPU: MFU, kernels and peak memory per architecture (bench/gpu.py; a CPU machine just says it needs one)
+bench-gpu: setup
+	$(BIN)/python bench/gpu.py --out-dir bench/results
 
 ## remove .venv, the caches and bench/out
 clean:
