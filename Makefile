@@ -112,6 +112,7 @@ bench: setup slurm-up
 	$(BIN)/python bench/kernels.py --out bench/out/kernels.json
 	$(BIN)/python bench/collect.py --out bench/out/collect.json
 	$(BIN)/python bench/data.py --out bench/out/data.json
+	$(BIN)/python bench/peers.py --out bench/out/peers.json
 
 ## the image's dependency lock, from pyproject.toml (torch and triton come from the base image; see docker/)
 # resolved against PyPI as it was at LOCK_DATE, for every Python the package supports: bump the date to update.
