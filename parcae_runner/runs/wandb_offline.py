@@ -53,7 +53,7 @@ def read_records(path: str | Path) -> Iterator[Any]:
     from wandb.proto import wandb_internal_pb2 as pb
 
     for payload in _payloads(Path(path).read_bytes()):
-        record = pb.Record()
+        record = pb.Record()  # type: ignore[attr-defined]  # generated protobuf module, no stubs
         record.ParseFromString(payload)
         yield record
 
