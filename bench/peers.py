@@ -137,6 +137,8 @@ def whole_job(steps: int) -> dict:
     """A debug pythia with every default on (validation, checkpoints, codecarbon, offline wandb), end to end."""
     with tempfile.TemporaryDirectory() as tmp:
         overrides = ["arch=pythia", "size=debug", "train.progress=false", f"train.max_steps={steps}"]
+        # the embedded corpus is small: a 1,000-step job repeats it (what is timed is the job, not the data)
+        overrides.append("data.max_epochs=100")
         overrides += [f"results_dir={tmp}", "logger=offline", "run_name=job"]
         cfg = compose_run_config(overrides)
         prepare_data(cfg.data, progress=False)  # tokenizer and shards cached: not the job's cost
