@@ -12,7 +12,7 @@ CLUSTER ?= local
 VARIANT ?=
 OVERRIDES ?=
 
-.PHONY: help setup test test-quick demo report demo-slurm slurm-up slurm-down lint format bench clean \
+.PHONY: help setup test test-quick demo report demo-slurm slurm-up slurm-down lint format bench bench-gpu clean \
 	lock lock-check docker-build docker-push
 .DEFAULT_GOAL := help
 
@@ -113,6 +113,7 @@ bench: setup slurm-up
 	$(BIN)/python bench/collect.py --out bench/out/collect.json
 	$(BIN)/python bench/data.py --out bench/out/data.json
 	$(BIN)/python bench/compile.py --out bench/out/compile.json
+	$(BIN)/python bench/peers.py --out bench/out/peers.json
 
 ## the image's dependency lock, from pyproject.toml (torch and triton come from the base image; see docker/)
 # resolved against PyPI as it was at LOCK_DATE, for every Python the package supports: bump the date to update.
@@ -164,6 +165,12 @@ docker-push:
 	docker push $(REGISTRY)/$(IMAGE_NAME):latest
 	@echo "pinned: $$(docker image inspect --format '{{range .RepoDigests}}{{println .}}{{end}}' \
 		$(REGISTRY)/$(IMAGE_NAME):$(IMAGE_TAG) | grep '^$(REGISTRY)/$(IMAGE_NAME)@' | head -1)"
+
+# MFU per architecture at 160m (bf16, with and without torch.compile), Triton kernels against their references and
+# mamba_ssm/fla, peak memory; JSON to bench/results/ named by the device. On a CPU-only machine it says so, exits 0.
+## on a lent GPU: MFU, kernels and peak memory per architecture (bench/gpu.py; a CPU machine just says it needs one)
+bench-gpu: setup
+	$(BIN)/python bench/gpu.py --out-dir bench/results
 
 ## remove .venv, the caches and bench/out
 clean:

@@ -213,6 +213,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         device=args.device,
         bpb_chunks=args.bpb_chunks,
         download=args.download,
+        wandb=args.wandb,
     )
     log(f"wrote {len(written)} result files under {Path(args.run_dir) / 'eval'}")
     return EXIT_OK
@@ -259,7 +260,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_wandb_sync(args: argparse.Namespace) -> int:
     from parcae_runner.analysis.wandb_sync import sync_sweep
 
-    sync_sweep(_results_folder(args.sweep, args.results), dry_run=args.dry_run)
+    root = _results_folder(args.sweep, args.results)
+    sync_sweep(root, dry_run=args.dry_run)
+    if args.workspace:
+        from parcae_runner.analysis.wandb_workspace import save_workspace
+
+        save_workspace(root, root.name, dry_run=args.dry_run)
     return EXIT_OK
 
 
@@ -347,6 +353,12 @@ def _add_analysis_commands(sub: argparse._SubParsersAction) -> None:
     ).set_defaults(func=cmd_report)
     p = _sweep_name(sub.add_parser("wandb-sync", help="upload a sweep's offline wandb runs (skips those uploaded)"))
     p.add_argument("--dry-run", action="store_true", help="say what would be uploaded, upload nothing")
+    p.add_argument(
+        "--workspace",
+        action="store_true",
+        help="also save the sweep's dashboard (needs wandb-workspaces); offline or --dry-run: write its "
+        "specification, <sweep>/wandb-workspace.json",
+    )
     p.set_defaults(func=cmd_wandb_sync)
     p = sub.add_parser("card", help="(re)write a run's model card, card.md")
     p.add_argument("run_dir")
@@ -385,6 +397,12 @@ def _add_checkpoint_commands(sub: argparse._SubParsersAction) -> None:
         help="bpb over: run = the chunks training validated on (default), all = the whole held-out split, or N",
     )
     p.add_argument("--download", action="store_true", help="let lm-eval download missing task data")
+    p.add_argument(
+        "--wandb",
+        default="auto",
+        help="log results into the run's wandb run at each checkpoint's step: auto (offline when the run logged to "
+        "wandb; default), offline, online, off",
+    )
     p.add_argument("--tasks-dir", action="store_true", help="print our task YAMLs' folder (lm_eval --include_path)")
     p.set_defaults(func=cmd_eval)
 

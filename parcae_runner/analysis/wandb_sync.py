@@ -13,8 +13,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from parcae_runner.analysis.wandb_offline import find_run_files
 from parcae_runner.runs.record import RUN_FILE
+from parcae_runner.runs.wandb_offline import find_run_files
 from parcae_runner.util.log import log
 
 

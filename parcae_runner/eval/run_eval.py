@@ -212,9 +212,14 @@ def evaluate_run(
     device: str | None = None,
     bpb_chunks: int | str | None = "run",
     download: bool = False,
+    wandb: str | None = None,
 ) -> list[Path]:
-    """Evaluate checkpoints of a run (the newest, ``checkpoint``, or all) on ``tasks``; returns the files written."""
+    """Evaluate checkpoints of a run (the newest, ``checkpoint``, or all) on ``tasks``; returns the files written.
+
+    ``wandb``: auto (default: offline when the run logged to wandb), offline, online or off; the results are logged
+    into the run's own wandb run at each checkpoint's step (eval/wandb_log.py)."""
     from parcae_runner.eval.harness import run_data
+    from parcae_runner.eval.wandb_log import EvalLogger, resolve_mode
 
     rd, cfg, record = open_run(run_dir)
     if all_checkpoints and checkpoint is not None:
@@ -225,6 +230,7 @@ def evaluate_run(
     resolve_bpb_chunks(bpb_chunks, cfg)
     if limit is not None and limit < 1:
         raise ConfigError("--limit", limit, "must be a positive number of examples per task")
+    wandb_mode = resolve_mode(wandb, cfg)
     go_offline(download)
     check_task_names(names)
     metadata = task_metadata(cfg)
@@ -235,25 +241,34 @@ def evaluate_run(
 
     written: list[Path] = []
     log(f"{rd.path.name}: {len(steps)} checkpoint(s) x {', '.join(names)}", "eval")
-    for i, step in enumerate(steps, 1):
-        started = time.perf_counter()
-        model = load_checkpoint_model(rd, cfg, record, checkpoint_path(rd, step)[1]).to(device)
-        records: dict[str, dict[str, Any]] = {}
-        for r in _recurrences(recurrence, model):
-            records |= evaluate_model(
-                model,
-                tokenizer,
-                data,
-                cfg,
-                step,
-                names,
-                recurrence=r,
-                limit=limit,
-                batch_size=batch_size,
-                bpb_chunks=bpb_chunks,
-                metadata=metadata,
-            )
-        written += write_results(rd, step, records)
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in flat_metrics(records).items() if "stderr" not in k)
-        log(f"checkpoint-{step} ({i}/{len(steps)}, {time.perf_counter() - started:.1f}s): {shown}", "eval")
+    wandb_run = EvalLogger(rd, cfg, record, wandb_mode) if wandb_mode else None
+    ok = False
+    try:
+        for i, step in enumerate(steps, 1):
+            started = time.perf_counter()
+            model = load_checkpoint_model(rd, cfg, record, checkpoint_path(rd, step)[1]).to(device)
+            records: dict[str, dict[str, Any]] = {}
+            for r in _recurrences(recurrence, model):
+                records |= evaluate_model(
+                    model,
+                    tokenizer,
+                    data,
+                    cfg,
+                    step,
+                    names,
+                    recurrence=r,
+                    limit=limit,
+                    batch_size=batch_size,
+                    bpb_chunks=bpb_chunks,
+                    metadata=metadata,
+                )
+            written += write_results(rd, step, records)
+            if wandb_run is not None:
+                wandb_run.log(step, records)
+            shown = ", ".join(f"{k}={v:.4g}" for k, v in flat_metrics(records).items() if "stderr" not in k)
+            log(f"checkpoint-{step} ({i}/{len(steps)}, {time.perf_counter() - started:.1f}s): {shown}", "eval")
+        ok = True
+    finally:
+        if wandb_run is not None:
+            wandb_run.finish(ok)
     return written

@@ -178,6 +178,11 @@ class RunRecord(JsonRecord):
     tokens_per_s: Field[float | None] = Field()
     params: Field[int | None] = Field()
     params_non_embedding: Field[int | None] = Field()
+    # training FLOPs per token (models/flops.py), and in all: step x tokens_per_step x flops_per_token
+    flops_per_token: Field[float | None] = Field()
+    flops: Field[float | None] = Field()
+    # wall time x GPUs over every attempt (0 on a CPU)
+    gpu_hours: Field[float | None] = Field()
     hardware: Field[dict[str, Any]] = Field({})
     started_at: Field[float | None] = Field()
     finished_at: Field[float | None] = Field()
@@ -237,3 +242,32 @@ class SweepRecord(JsonRecord):
 
     def update(self, **fields: Any) -> SweepRecord:
         return super().update(**fields)  # type: ignore[return-value]
+
+
+# run.json fields that make the wandb run's summary: what a dashboard's run table shows for the whole run
+SUMMARY_FIELDS = (
+    "status",
+    "attempts",
+    "step",
+    "tokens",
+    "flops",
+    "params",
+    "params_non_embedding",
+    "final_train_loss",
+    "final_val_loss",
+    "final_val_bpb",
+    "best_val_loss",
+    "duration_s",
+    "gpu_hours",
+    "energy_kwh",
+    "co2_kg",
+    "tokens_per_s",
+)
+
+
+def wandb_summary(run: Mapping[str, Any]) -> dict[str, Any]:
+    """The wandb summary of a run, from its run.json: final and best losses, bpb, size, tokens, FLOPs, GPU-hours,
+    energy, CO2, attempts and status (and a looped model's per-depth final losses)."""
+    out = {k: run[k] for k in SUMMARY_FIELDS if run.get(k) is not None}
+    out.update({k: v for k, v in run.items() if k.startswith("final_") and "@R" in k})
+    return json.loads(json.dumps(out))  # plain JSON values: a status is its string, as in run.json

@@ -2,8 +2,9 @@
 diverging stops with status ``diverged``, naming its last good checkpoint.
 
 - Skip: after the step's backward passes (``on_before_optimizer_step``, before clipping) the gradients are checked
-  in one reduction; if any is NaN or infinite every gradient is dropped (``grad = None``), which the optimizers
-  treat as "no update" (no moment update, no weight decay), and the step is counted (``train/skipped_steps``).
+  in one reduction (their global norm before clipping, logged as ``train/grad_norm``); if any is NaN or infinite
+  every gradient is dropped (``grad = None``), which the optimizers treat as "no update" (no moment update, no
+  weight decay), and the step is counted (``train/skipped_steps``).
   The learning-rate schedule still advances, as in Megatron's and DeepSpeed's loss-scale skips.
 - Stop: ``train.divergence.max_skipped_in_a_row`` skipped steps in a row, or (when ``train.divergence.loss_guardrail``
   is set, Parcae's ``loss_guardrail``) a finite training loss above it after ``guardrail_after_steps`` steps, raises
@@ -25,12 +26,16 @@ class Diverged(RunStopped):
     """The run diverged: the message says how, at which step, and which checkpoint is the last good one."""
 
 
-def _grads_finite(module: torch.nn.Module) -> bool:
+def grad_norm(module: torch.nn.Module) -> torch.Tensor | None:
+    """The global L2 norm of the gradients (before clipping), as a device tensor: NaN or infinite exactly when some
+    gradient is. ``None`` when no parameter has a gradient."""
     grads = [p.grad for p in module.parameters() if p.grad is not None]
     if not grads:
-        return True
-    norms = torch._foreach_norm(grads)  # one kernel per dtype/device group; one host sync below
-    return bool(torch.isfinite(torch.stack([n.float() for n in norms])).all())
+        return None
+    norms = torch._foreach_norm(grads)  # one kernel per dtype/device group
+    # in float64: the sum of squares of finite float32 norms cannot overflow, so the total is finite exactly when
+    # every gradient is
+    return torch.linalg.vector_norm(torch.stack([n.double() for n in norms]))
 
 
 class DivergenceGuard(L.Callback):
@@ -48,7 +53,10 @@ class DivergenceGuard(L.Callback):
         return f"checkpoint-{found[-1][0]} ({found[-1][1]})" if found else "none (no checkpoint was saved)"
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
-        if _grads_finite(pl_module):
+        norm = grad_norm(pl_module)
+        # kept on the module for the metrics (train/grad_norm): read back only at log intervals
+        pl_module.last_grad_norm = norm
+        if norm is None or bool(torch.isfinite(norm)):  # one host sync per optimizer step
             self.in_a_row = 0
             return
         for group in optimizer.param_groups:

@@ -75,6 +75,7 @@ class EnergyMeter(L.Callback):
         self.project_name = project_name
         self.tracker = None
         self.reading = EnergyReading()
+        self._flushed = (0.0, 0.0)
 
     def _output_file(self, trainer: L.Trainer) -> str:
         return "emissions.csv" if trainer.node_rank == 0 else f"emissions-node{trainer.node_rank}.csv"
@@ -125,7 +126,29 @@ class EnergyMeter(L.Callback):
         except Exception:  # a codecarbon without it: the CSV row is still there
             return
         energy = float(data.energy_consumed)
-        self._record(energy, self._co2(energy, float(data.emissions)), final=False)
+        self._flushed = (energy, self._co2(energy, float(data.emissions)))
+        self._record(*self._flushed, final=False)
+
+    def so_far(self) -> tuple[float, float]:
+        """This attempt's energy (kWh) and CO2 (kg) so far on this node: codecarbon's running totals (measured by its
+        own scheduler every ``measure_power_secs``) plus the power it last measured times the time since, so the
+        figure is current between measurements. Nothing is measured here: reading it costs well under a millisecond.
+        """
+        tracker = self.tracker
+        if tracker is None:
+            return self.reading.energy_kwh, self.reading.co2_kg
+        try:
+            data = tracker._prepare_emissions_data()  # the running totals; no public getter
+            kwh, co2 = float(data.energy_consumed), float(data.emissions)
+            watts = sum(p.W for p in (tracker._cpu_power, tracker._gpu_power, tracker._ram_power))
+            since_s = max(time.perf_counter() - tracker._last_measured_time, 0.0)
+        except Exception:  # a codecarbon without these: the last flushed record
+            return self._flushed
+        extra = watts * since_s / 3.6e6
+        if self.intensity is not None:  # cluster.carbon_intensity_kg_per_kwh replaces codecarbon's figure
+            return kwh + extra, (kwh + extra) * self.intensity
+        # CO2 at the intensity measured so far (none before the first measurement, when the power is still 0 too)
+        return kwh + extra, co2 + (extra * co2 / kwh if kwh > 0 else 0.0)
 
     def _record(self, energy_kwh: float, co2_kg: float, final: bool) -> None:
         atomic_write_json(

@@ -5,13 +5,20 @@ from __future__ import annotations
 
 import json
 import math
+import resource
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+
+from parcae_runner.config.hardware import device_peak_flops
+from parcae_runner.models.flops import training_flops_per_token
+
+GIB = 2**30
 
 
 def _eta(seconds: float) -> str:
@@ -46,17 +53,49 @@ class MetricsSink:
             logger.log_metrics(numeric, step=step)
 
 
-class TrainMetrics(L.Callback):
-    """Every ``log_interval`` optimizer steps: mean loss over the step's micro-batches, lr,
-    tokens seen, tokens/s. Checks the loss is finite (the NaN guard) at the same points, so
-    the hot path never waits on the device."""
+def peak_memory_gib(device: torch.device) -> float:
+    """Peak memory of this process so far: CUDA's max allocated on a GPU, else the peak resident set (RSS)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / GIB
+    # ru_maxrss is in KiB on Linux (bytes on macOS)
+    scale = 1 if sys.platform == "darwin" else 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / GIB
 
-    def __init__(self, sink: MetricsSink, log_interval: int, tokens_per_step: int, accumulate: int, max_steps: int):
+
+class TrainMetrics(L.Callback):
+    """Every ``log_interval`` optimizer steps: mean loss over the step's micro-batches, lr, tokens seen, tokens/s,
+    achieved FLOP/s (and MFU on a GPU whose peak is known, ``config/hardware.py``), peak memory, the gradient norm
+    before clipping (measured by the divergence guard), skipped steps, and the run's energy and CO2 so far.
+    Reads the device only at those points, so the hot path never waits on it.
+
+    ``energy``: this attempt's ``(kWh, kg CO2)`` so far (the energy meter's running measurement);
+    ``energy_before``: what earlier attempts of the run used, added to it.
+    """
+
+    def __init__(
+        self,
+        sink: MetricsSink,
+        log_interval: int,
+        tokens_per_step: int,
+        accumulate: int,
+        max_steps: int,
+        *,
+        seq_len: int = 0,
+        gpu_type: str = "cpu",
+        energy: Callable[[], tuple[float, float]] | None = None,
+        energy_before: tuple[float, float] = (0.0, 0.0),
+    ):
         self.sink = sink
         self.max_steps = max_steps
         self.log_interval = log_interval
         self.tokens_per_step = tokens_per_step
         self.accumulate = accumulate
+        self.seq_len = seq_len
+        self.gpu_type = gpu_type
+        self.energy = energy
+        self.energy_before = energy_before
+        self.flops_per_token = 0.0
+        self.peak_flops: float | None = None
         self._loss_sum: torch.Tensor | None = None
         self._last_step = -1
         self._window_start: tuple[float, int] | None = None
@@ -64,6 +103,30 @@ class TrainMetrics(L.Callback):
     def on_train_start(self, trainer, pl_module) -> None:
         self._last_step = trainer.global_step
         self._window_start = (time.perf_counter(), trainer.global_step)
+        if self.seq_len:
+            self.flops_per_token = training_flops_per_token(pl_module.model, self.seq_len)
+        device = pl_module.device
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
+        peak = device_peak_flops(device.type, name, self.gpu_type, str(trainer.precision))
+        # the achieved FLOP/s are the whole job's: MFU divides by every device's peak
+        self.peak_flops = peak * trainer.world_size if peak else None
+
+    def _performance(self, pl_module, tokens_per_s: float) -> dict[str, float]:
+        out: dict[str, float] = {}
+        if self.flops_per_token:
+            achieved = tokens_per_s * self.flops_per_token
+            out["train/flops_per_s"] = achieved
+            if self.peak_flops:
+                out["train/mfu"] = achieved / self.peak_flops
+        out["train/peak_memory_gib"] = peak_memory_gib(pl_module.device)
+        norm = getattr(pl_module, "last_grad_norm", None)
+        if norm is not None:
+            out["train/grad_norm"] = float(norm)
+        if self.energy is not None:
+            kwh, co2 = self.energy()
+            out["train/energy_kwh"] = self.energy_before[0] + kwh
+            out["train/co2_kg"] = self.energy_before[1] + co2
+        return out
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs["loss"].detach() if isinstance(outputs, dict) else outputs.detach()
@@ -84,10 +147,13 @@ class TrainMetrics(L.Callback):
                 "train/lr": trainer.optimizers[0].param_groups[0]["lr"],
                 "train/tokens": step * self.tokens_per_step,
                 "train/tokens_per_s": rate * self.tokens_per_step,
+                **self._performance(pl_module, rate * self.tokens_per_step),
             }
-            if not math.isfinite(loss_value):
-                # not a number to plot or summarise: that step was skipped (train/divergence.py) and is counted
-                del record["train/loss"]
+            if self.flops_per_token:
+                record["train/flops"] = step * self.tokens_per_step * self.flops_per_token
+            # a non-finite loss or gradient norm is not a number to plot or summarise: that step was skipped
+            # (train/divergence.py) and is counted
+            record = {k: v for k, v in record.items() if not isinstance(v, float) or math.isfinite(v)}
             # looped models: depth drawn and state telemetry of the last micro-batch
             telemetry = getattr(pl_module.model, "last_telemetry", None) or {}
             record.update({k: v for k, v in telemetry.items() if k.count("/") == 1})

@@ -27,9 +27,12 @@ from parcae_runner.config.schema import Precision, WandbMode
 from parcae_runner.config.validate import gradient_accumulation
 from parcae_runner.data import PreparedData, prepare_data
 from parcae_runner.models import build_model, count_parameters
+from parcae_runner.models.flops import training_flops_per_token
 from parcae_runner.runs import RESUME_FILE, RunDirectory, RunRecord, RunStatus, latest_resumable, run_name
 from parcae_runner.runs.lock import run_lock
 from parcae_runner.runs.provenance import hardware_info as provenance_hardware_info
+from parcae_runner.runs.record import wandb_summary
+from parcae_runner.runs.wandb_offline import finish_run
 from parcae_runner.train.checkpointing import CheckpointSchedule, checkpoint_steps
 from parcae_runner.train.divergence import Diverged, DivergenceGuard
 from parcae_runner.train.energy import EnergyMeter, unrecorded_attempts
@@ -147,6 +150,8 @@ def build_loggers(cfg: DictConfig, run_dir: RunDirectory, wandb_id: str) -> list
     flat = {
         "architecture": cfg.arch.name,
         "size": cfg.size.name,
+        # one key for "architecture x size" bars (analysis/wandb_workspace.py)
+        "arch_size": f"{cfg.arch.name}-{cfg.size.name}",
         "seed": cfg.seed,
         "data_seed": cfg.data.seed,
         "sweep": cfg.sweep,
@@ -242,8 +247,10 @@ def _train_locked(
     attempt = _start_attempt(cfg, run_dir, record, model, data, resume)
 
     _quiet_lightning()
+    earlier = [h for h in attempt.record.attempt_history if h.get("attempt") != attempt.number]
+    energy_before = (sum(h.get("energy_kwh", 0.0) for h in earlier), sum(h.get("co2_kg", 0.0) for h in earlier))
     trainer, energy, requeue = _make_trainer(
-        cfg, run_dir, data, attempt.record.wandb_id, attempt.tokens_per_step, attempt.number
+        cfg, run_dir, data, attempt.record.wandb_id, attempt.tokens_per_step, attempt.number, energy_before
     )
     module = LanguageModelModule(model, cfg, data)
     status, error = RunStatus.DONE, None
@@ -312,6 +319,7 @@ def _start_attempt(
         tokens_per_step=cfg.train.batch_size * cfg.data.seq_len,
         params=count_parameters(model),
         params_non_embedding=count_parameters(model, non_embedding=True),
+        flops_per_token=training_flops_per_token(model, cfg.data.seq_len),
         data={
             "dir": str(data.dir),
             "vocab_size": data.vocab_size,
@@ -353,7 +361,13 @@ def _failure_status(exc: BaseException) -> tuple[RunStatus, str]:
 
 
 def _make_trainer(
-    cfg: DictConfig, run_dir: RunDirectory, data: PreparedData, wandb_id: str, tokens_per_step: int, attempt: int
+    cfg: DictConfig,
+    run_dir: RunDirectory,
+    data: PreparedData,
+    wandb_id: str,
+    tokens_per_step: int,
+    attempt: int,
+    energy_before: tuple[float, float] = (0.0, 0.0),
 ) -> tuple[L.Trainer, EnergyMeter | None, RequeueOnSignal]:
     t = cfg.train
     sink = MetricsSink(run_dir.metrics_file, progress=t.progress)
@@ -364,19 +378,6 @@ def _make_trainer(
     # order matters: evaluation writes its record before the checkpoint of the same step is made
     checkpoints = CheckpointSchedule(run_dir.checkpoints, steps, t.checkpoint.keep_resume_state, tokens_per_step)
     requeue = RequeueOnSignal(checkpoints)
-    callbacks: list[L.Callback] = [
-        TrainMetrics(sink, t.log_interval, tokens_per_step, accumulate, t.max_steps),
-        PeriodicEvaluation(sink, t.val_interval, t.val_batches, t.max_steps),
-        EvalAtCheckpoints(sink, run_dir, cfg, steps),
-        checkpoints,
-        requeue,
-        DivergenceGuard(
-            run_dir.checkpoints,
-            t.divergence.max_skipped_in_a_row,
-            t.divergence.loss_guardrail,
-            t.divergence.guardrail_after_steps,
-        ),
-    ]
     energy = None
     if cfg.logger.codecarbon:
         energy = EnergyMeter(
@@ -390,6 +391,31 @@ def _make_trainer(
             intensity_kg_per_kwh=cfg.cluster.carbon_intensity_kg_per_kwh,
             intensity_source=cfg.cluster.carbon_intensity_source,
         )
+    metrics = TrainMetrics(
+        sink,
+        t.log_interval,
+        tokens_per_step,
+        accumulate,
+        t.max_steps,
+        seq_len=cfg.data.seq_len,
+        gpu_type=cfg.cluster.gpu_type,
+        energy=energy.so_far if energy is not None else None,
+        energy_before=energy_before,
+    )
+    callbacks: list[L.Callback] = [
+        metrics,
+        PeriodicEvaluation(sink, t.val_interval, t.val_batches, t.max_steps),
+        EvalAtCheckpoints(sink, run_dir, cfg, steps),
+        checkpoints,
+        requeue,
+        DivergenceGuard(
+            run_dir.checkpoints,
+            t.divergence.max_skipped_in_a_row,
+            t.divergence.loss_guardrail,
+            t.divergence.guardrail_after_steps,
+        ),
+    ]
+    if energy is not None:
         callbacks.append(energy)
     trainer = L.Trainer(
         accelerator=t.accelerator,
@@ -416,14 +442,16 @@ def _make_trainer(
     return trainer, energy, requeue
 
 
-def _close_wandb(trainer: L.Trainer, ok: bool) -> None:
-    """Finish the wandb run now, not at interpreter exit, so its offline file is complete when
-    train() returns (several runs can share one process)."""
+def _close_wandb(trainer: L.Trainer, ok: bool, summary: dict[str, Any] | None = None) -> None:
+    """Write the run's summary and finish the wandb run now, not at interpreter exit, so its offline file is
+    complete when train() returns (several runs can share one process)."""
     from lightning.pytorch.loggers import WandbLogger
 
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger) and logger._experiment is not None:
-            logger.experiment.finish(exit_code=0 if ok else 1)
+            if summary:
+                logger.experiment.summary.update(summary)
+            finish_run(logger.experiment, exit_code=0 if ok else 1)
 
 
 def _finish(
@@ -440,7 +468,6 @@ def _finish(
     if not trainer.is_global_zero:
         return
     reading = energy.stop() if energy is not None else None
-    _close_wandb(trainer, ok=status == RunStatus.DONE)
     ended = time.time()
     step = trainer.global_step
     started, start_step = attempt.started, attempt.start_step
@@ -461,17 +488,23 @@ def _finish(
     )
     steps_this_attempt = max(0, step - start_step)
     tokens_per_step = attempt.tokens_per_step
+    hardware = hardware_info(trainer)
+    duration_s = sum(h.get("duration_s", 0.0) for h in history)
+    gpus = hardware["devices"] if hardware["accelerator"] == "gpu" else 0
     fields: dict[str, Any] = dict(
         status=status,
         error=error,
         step=step,
         tokens=step * tokens_per_step,
         attempt_history=history,
-        duration_s=sum(h.get("duration_s", 0.0) for h in history),
+        duration_s=duration_s,
+        flops=step * tokens_per_step * float(attempt.record.get("flops_per_token") or 0.0),
+        # wall time x GPUs, summed over attempts (0 for a CPU run; an earlier attempt is counted at this one's width)
+        gpu_hours=duration_s * gpus / 3600,
         energy_kwh=sum(h["energy_kwh"] for h in history),
         co2_kg=sum(h["co2_kg"] for h in history),
         tokens_per_s=steps_this_attempt * tokens_per_step / max(ended - started, 1e-9),
-        hardware=hardware_info(trainer),
+        hardware=hardware,
         finished_at=ended if status == RunStatus.DONE else None,
         **summarize_metrics(run_dir),
     )
@@ -486,7 +519,8 @@ def _finish(
             "cpu_model": reading.cpu_model,
             "gpu_model": reading.gpu_model,
         }
-    run_dir.update_run(**fields)
+    record = run_dir.update_run(**fields)
+    _close_wandb(trainer, ok=status == RunStatus.DONE, summary=wandb_summary(record))
     if status == RunStatus.DONE and on_done is not None:
         on_done(run_dir)
     log(

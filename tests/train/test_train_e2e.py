@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file
 
-from parcae_runner.analysis.wandb_offline import find_run_files, read_offline_run
 from parcae_runner.config import compose_run_config
 from parcae_runner.data import load_prepared
+from parcae_runner.runs.wandb_offline import find_run_files, read_offline_run
 from parcae_runner.train.runner import train
 from tests.conftest import debug_overrides
 

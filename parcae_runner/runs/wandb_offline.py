@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -52,15 +53,16 @@ def read_records(path: str | Path) -> Iterator[Any]:
     from wandb.proto import wandb_internal_pb2 as pb
 
     for payload in _payloads(Path(path).read_bytes()):
-        record = pb.Record()
+        record = pb.Record()  # type: ignore[attr-defined]  # generated protobuf module, no stubs
         record.ParseFromString(payload)
         yield record
 
 
 def read_offline_run(path: str | Path) -> dict[str, Any]:
     """The run's identity, config and history: ``{"id", "group", "job_type", "tags", "name",
-    "config": {...}, "history": [{"_step": ..., key: value}, ...]}``."""
-    out: dict[str, Any] = {"config": {}, "history": []}
+    "config": {...}, "history": [{"_step": ..., key: value}, ...], "summary": {key: value}}`` (the summary as last
+    written)."""
+    out: dict[str, Any] = {"config": {}, "history": [], "summary": {}}
     for record in read_records(path):
         kind = record.WhichOneof("record_type")
         if kind == "run":
@@ -84,9 +86,36 @@ def read_offline_run(path: str | Path) -> dict[str, Any]:
                 key = item.key or "/".join(item.nested_key)
                 row[key] = json.loads(item.value_json)
             out["history"].append(row)
+        elif kind == "summary":
+            for item in record.summary.update:
+                out["summary"][item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
     return out
 
 
 def find_run_files(run_dir: str | Path) -> list[Path]:
     """All offline run files under a run directory, oldest attempt first."""
     return sorted(Path(run_dir).glob(f"{WANDB_DIR}/offline-run-*/run-*.wandb"))
+
+
+def is_complete(path: str | Path) -> bool:
+    """Whether an offline run file ends with its ``exit`` record (the run was finished and its file written out)."""
+    try:
+        last = None
+        for record in read_records(path):
+            last = record
+        return last is not None and last.WhichOneof("record_type") == "exit"
+    except (OSError, ValueError):
+        return False
+
+
+def finish_run(run: Any, exit_code: int = 0, timeout_s: float = 60.0) -> None:
+    """``run.finish()``, then wait until an offline run's file is written out: wandb's service writes it on its own
+    schedule, after ``finish`` returns, and a reader (a test, ``collect``, ``wandb sync``) must find it whole."""
+    offline = bool(getattr(run.settings, "_offline", False)) or run.settings.mode in ("offline", "dryrun")
+    sync_file = getattr(run.settings, "sync_file", None)
+    run.finish(exit_code=exit_code)
+    if not (offline and sync_file):
+        return
+    deadline = time.monotonic() + timeout_s
+    while not is_complete(sync_file) and time.monotonic() < deadline:
+        time.sleep(0.05)
