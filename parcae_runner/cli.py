@@ -80,11 +80,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from parcae_runner.jobs import run_training
-    from parcae_runner.launch.submit import launch_sweep
+    from parcae_runner.launch.submit import job_step, launch_sweep
 
     sweep, planned = _plan(args)
-    launch_sweep(sweep, planned, args.overrides, hold=args.hold, job=run_training)
+    launch_sweep(sweep, planned, args.overrides, hold=args.hold, job=job_step)
     if args.wait:
         from parcae_runner.launch.plan import results_root
 
@@ -148,10 +147,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_resubmit(args: argparse.Namespace) -> int:
-    from parcae_runner.jobs import run_training
     from parcae_runner.launch.plan import plan_sweep
     from parcae_runner.launch.status import needs_resubmit, run_rows
-    from parcae_runner.launch.submit import launch_sweep
+    from parcae_runner.launch.submit import job_step, launch_sweep
     from parcae_runner.launch.sweep_file import load_sweep
     from parcae_runner.runs import SweepRecord
 
@@ -164,7 +162,7 @@ def cmd_resubmit(args: argparse.Namespace) -> int:
         return EXIT_OK
     extra = record.overrides + args.overrides
     sweep = load_sweep(record.file_path, record.variant)
-    launch_sweep(sweep, plan_sweep(sweep, extra), extra, only=only, job=run_training)
+    launch_sweep(sweep, plan_sweep(sweep, extra), extra, only=only, job=job_step)
     return EXIT_OK
 
 

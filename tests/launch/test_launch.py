@@ -116,6 +116,9 @@ def test_resubmit_failed_takes_only_failed_and_cancelled_runs_and_cancel_empties
     wait_for(lambda: not squeue_ids() & set(jobs.values()), 240, "every job of the sweep to end")
     rows = {r["run"]: r for r in status_rows(root)}
     assert rows[name[20]]["status"] == "done"
+    # the array task ran the job step of launch_job.slurm: srun's output is the step log in the run directory
+    step_logs = [p.read_text() for p in (root / name[20] / "logs").glob("slurm-*.out")]
+    assert any("step 20/20" in text for text in step_logs), step_logs
     assert rows[name[400]]["status"] != "done" and rows[name[401]]["status"] != "done", rows
 
     out = cli("resubmit", str(root), "--failed")
