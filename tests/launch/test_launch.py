@@ -132,3 +132,25 @@ def test_resubmit_failed_takes_only_failed_and_cancelled_runs_and_cancel_empties
     assert out.returncode == 0 and "cancelled 2 jobs" in out.stdout, out.stdout + out.stderr
     wait_for(lambda: not squeue_ids() & set(resubmitted.values()), 60, "the cancelled jobs to leave squeue")
     assert not squeue_ids() & set(record["jobs"].values())
+
+
+def test_an_array_task_runs_the_job_step_and_survives_a_requeue(slurm_cluster, tmp_path, small):
+    """Sweep arrays start training through the job step of launch_job.slurm: the time-limit signal (SIGUSR1, to the
+    step) checkpoints, the task is requeued as `<array>_<task>`, resumes, and ends done."""
+    sweep = write_sweep(tmp_path / "requeue.yaml", {"seed": "0"}, {**small, "train.max_steps": 300})
+    assert cli("sweep", str(sweep), "cluster=slurm_local").returncode == 0
+    root = tmp_path / "results" / "requeue"
+    record = json.loads((root / "sweep.json").read_text())
+    (job,) = record["jobs"].values()
+    assert "_" in job, f"not an array task: {job}"
+    assert record["submissions"][0]["container"] is None, "the profile runs on the node's Python"
+    run_dir = RunDirectory(root / "pythia-debug-s0")
+    wait_for(lambda: any(r.get("step", 0) >= 40 for r in run_dir.read_metrics()), 240, "step 40")
+    subprocess.run(["scancel", "--signal=USR1", job], check=True)
+    wait_for(lambda: run_dir.read_run().get("status") == "done", 300, "the requeued task to finish")
+    run = run_dir.read_run()
+    assert [h["status"] for h in run["attempt_history"]] == ["requeued", "done"]
+    assert run["attempt_history"][1]["start_step"] == run["attempt_history"][0]["end_step"] > 0
+    step_log = "".join(p.read_text() for p in (run_dir.path / "logs").glob("slurm-*.out"))
+    assert f"requeued Slurm job {job}" in step_log
+    assert step_log.count("rank 0/1") == 2, "each attempt is a job step of its own"
