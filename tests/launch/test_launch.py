@@ -137,15 +137,16 @@ def test_resubmit_failed_takes_only_failed_and_cancelled_runs_and_cancel_empties
 def test_an_array_task_runs_the_job_step_and_survives_a_requeue(slurm_cluster, tmp_path, small):
     """Sweep arrays start training through the job step of launch_job.slurm: the time-limit signal (SIGUSR1, to the
     step) checkpoints, the task is requeued as `<array>_<task>`, resumes, and ends done."""
-    sweep = write_sweep(tmp_path / "requeue.yaml", {"seed": "0"}, {**small, "train.max_steps": 300})
+    # two points: a sweep of one is submitted as a plain job, not an array
+    sweep = write_sweep(tmp_path / "requeue.yaml", {"seed": "0,1"}, {**small, "train.max_steps": 150})
     assert cli("sweep", str(sweep), "cluster=slurm_local").returncode == 0
     root = tmp_path / "results" / "requeue"
     record = json.loads((root / "sweep.json").read_text())
-    (job,) = record["jobs"].values()
-    assert "_" in job, f"not an array task: {job}"
+    job = record["jobs"]["pythia-debug-s0"]
+    assert job.endswith("_0"), f"not an array task: {job}"
     assert record["submissions"][0]["container"] is None, "the profile runs on the node's Python"
     run_dir = RunDirectory(root / "pythia-debug-s0")
-    wait_for(lambda: any(r.get("step", 0) >= 40 for r in run_dir.read_metrics()), 240, "step 40")
+    wait_for(lambda: any(r.get("step", 0) >= 30 for r in run_dir.read_metrics()), 240, "step 30")
     subprocess.run(["scancel", "--signal=USR1", job], check=True)
     wait_for(lambda: run_dir.read_run().get("status") == "done", 300, "the requeued task to finish")
     run = run_dir.read_run()
@@ -154,3 +155,4 @@ def test_an_array_task_runs_the_job_step_and_survives_a_requeue(slurm_cluster, t
     step_log = "".join(p.read_text() for p in (run_dir.path / "logs").glob("slurm-*.out"))
     assert f"requeued Slurm job {job}" in step_log
     assert step_log.count("rank 0/1") == 2, "each attempt is a job step of its own"
+    wait_for(lambda: RunDirectory(root / "pythia-debug-s1").read_run().get("status") == "done", 300, "s1 done")
