@@ -65,11 +65,11 @@ def main() -> None:
             "import time, sys; t0 = time.perf_counter();"
             "from parcae_runner.launch.sweep_file import load_sweep;"
             "from parcae_runner.launch.plan import plan_sweep;"
-            "from parcae_runner.launch.submit import launch_sweep; from parcae_runner.jobs import run_training;"
+            "from parcae_runner.launch.submit import job_step, launch_sweep;"
             "t1 = time.perf_counter();"
             f"s = load_sweep({str(sweep)!r}); extra = ['cluster={args.cluster}'];"
             "runs = plan_sweep(s, extra); t2 = time.perf_counter();"
-            "jobs = launch_sweep(s, runs, extra, hold=True, job=run_training); t3 = time.perf_counter();"
+            "jobs = launch_sweep(s, runs, extra, hold=True, job=job_step); t3 = time.perf_counter();"
             "print(len(runs), len(jobs), t1 - t0, t2 - t1, t3 - t2)"
         )
         start = time.perf_counter()

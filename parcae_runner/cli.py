@@ -51,6 +51,21 @@ def cmd_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_launch(args: argparse.Namespace) -> int:
+    import shlex
+
+    from parcae_runner.launch.resources import submit
+    from parcae_runner.runs import RunDirectory
+    from parcae_runner.train.preflight import validate
+
+    cfg = _compose(args)
+    validate(cfg)
+    cmd, job = submit(cfg, args.config_name, args.overrides)
+    print(f"CONFIG={shlex.quote(args.config_name)} {shlex.join(cmd)}")
+    print(f"[parcae-runner] submitted Slurm job {job}; run directory {RunDirectory.for_config(cfg).path}")
+    return EXIT_OK
+
+
 def _plan(args: argparse.Namespace):
     from parcae_runner.launch.plan import format_plan, plan_sweep
     from parcae_runner.launch.sweep_file import load_sweep
@@ -67,11 +82,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from parcae_runner.jobs import run_training
-    from parcae_runner.launch.submit import launch_sweep
+    from parcae_runner.launch.submit import job_step, launch_sweep
 
     sweep, planned = _plan(args)
-    launch_sweep(sweep, planned, args.overrides, hold=args.hold, job=run_training)
+    launch_sweep(sweep, planned, args.overrides, hold=args.hold, job=job_step)
     if args.wait:
         from parcae_runner.launch.plan import results_root
 
@@ -135,10 +149,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_resubmit(args: argparse.Namespace) -> int:
-    from parcae_runner.jobs import run_training
     from parcae_runner.launch.plan import plan_sweep
     from parcae_runner.launch.status import needs_resubmit, run_rows
-    from parcae_runner.launch.submit import launch_sweep
+    from parcae_runner.launch.submit import job_step, launch_sweep
     from parcae_runner.launch.sweep_file import load_sweep
     from parcae_runner.runs import SweepRecord
 
@@ -151,7 +164,7 @@ def cmd_resubmit(args: argparse.Namespace) -> int:
         return EXIT_OK
     extra = record.overrides + args.overrides
     sweep = load_sweep(record.file_path, record.variant)
-    launch_sweep(sweep, plan_sweep(sweep, extra), extra, only=only, job=run_training)
+    launch_sweep(sweep, plan_sweep(sweep, extra), extra, only=only, job=job_step)
     return EXIT_OK
 
 
@@ -319,6 +332,10 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     ).set_defaults(func=cmd_prepare)
     _with_overrides(sub.add_parser("show", help="print the composed, validated config and exit"))
     sub.choices["show"].set_defaults(func=cmd_show)
+    p = sub.add_parser("launch", help="sbatch launch_job.slurm with the cluster profile's resources (one run)")
+    p.add_argument("--config", "--config-name", "-c", dest="config_name", default="config", help="a preset or its file")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. cluster=slurm_a100 train.max_steps=200")
+    p.set_defaults(func=cmd_launch)
 
     _sweep_args(sub.add_parser("plan", help="expand and validate a sweep, estimate its cost; submit nothing"))
     sub.choices["plan"].set_defaults(func=cmd_plan)

@@ -1,4 +1,4 @@
-"""What a training job runs, from ``parcae-runner train`` or a Slurm array task: train, then write the model card.
+"""What a training process runs (``parcae-runner train``, also inside a Slurm job step): train, then write the card.
 
 The card is analysis (it reads the finished run directory), which training must not import; it is
 written here, above both, by the rank that recorded the finished run.
@@ -30,5 +30,6 @@ def train_run(cfg: DictConfig) -> RunDirectory:
 
 
 def run_training(overrides: list[str], config_name: str = "config") -> str:
-    """The Slurm array task: compose this point's config on the node and train (or resume) it."""
+    """Compose a point's config here and train (or resume) it in this process. Slurm array tasks do not call
+    this: they run the job step of ``launch_job.slurm`` (:func:`parcae_runner.launch.submit.job_step`)."""
     return str(train_run(compose_run_config(overrides, config_name=config_name)).path)

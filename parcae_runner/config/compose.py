@@ -157,7 +157,32 @@ def compose_run_config(overrides: list[str] | None = None, config_name: str = "c
     if missing:
         raise ConfigError(missing[0], "???", "a value is required (pass it as an override)")
     _apply_budget(cfg)
+    _apply_cluster_resources(cfg)
     return cfg
+
+
+def _apply_cluster_resources(cfg: DictConfig) -> None:
+    """A Slurm profile with GPUs trains on them: ``train.accelerator`` ``auto`` becomes ``gpu`` (or the profile's
+    ``accelerator``), ``train.devices`` ``auto`` the GPUs per node and ``train.num_nodes`` the profile's nodes, so
+    that Lightning's ranks are the job's tasks. ``train.accelerator=cpu`` there needs a profile that allows it."""
+    c = cfg.cluster
+    if c.launcher != "slurm" or not c.gpus_per_node:
+        return
+    t = cfg.train
+    allowed = c.get("accelerator") or "gpu"
+    if t.accelerator == "auto":
+        t.accelerator = allowed
+    elif t.accelerator != allowed and t.accelerator == "cpu":
+        raise ConfigError(
+            "train.accelerator",
+            t.accelerator,
+            f"cluster={c.name} has {c.gpus_per_node} GPUs per node: train there on gpu (a CPU run would be "
+            "silent and slow); only a profile with accelerator: cpu allows it",
+        )
+    if t.devices == "auto":
+        t.devices = int(c.gpus_per_node)
+    if t.num_nodes == 1:
+        t.num_nodes = int(c.nodes)
 
 
 def _apply_budget(cfg: DictConfig) -> None:

@@ -63,6 +63,8 @@ def _validate_cluster(errors: list[ConfigError], cfg: DictConfig) -> None:
     c = cfg.cluster
     _one_of(errors, cfg, "cluster.launcher", choices(Launcher))
     _one_of(errors, cfg, "cluster.container", choices(Container))
+    if c.get("accelerator") not in (None, "gpu", "cpu"):
+        errors.append(ConfigError("cluster.accelerator", c.accelerator, "choose one of: gpu, cpu (or null: gpu)"))
     _one_of(errors, cfg, "cluster.gpu_type", tuple(HARDWARE))
     if c.country_iso_code not in known_countries():
         errors.append(

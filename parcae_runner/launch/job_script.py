@@ -32,6 +32,7 @@ from omegaconf import DictConfig
 from parcae_runner.config.schema import Container
 from parcae_runner.launch import container
 from parcae_runner.launch.container import CONTAINER_MODES, container_command
+from parcae_runner.launch.resources import allocation_mismatches, mismatch_message, tasks_per_node
 from parcae_runner.runs import RunDirectory, RunRecord, RunStatus
 from parcae_runner.util.log import log
 
@@ -63,7 +64,7 @@ def srun_command(
     log = run_dir / "logs" / "slurm-%j.out"
     srun = [
         "srun",
-        f"--ntasks-per-node={max(1, c.gpus_per_node)}",
+        f"--ntasks-per-node={tasks_per_node(c)}",
         f"--output={log}",
         "--open-mode=append",
         "--kill-on-bad-exit=1",
@@ -131,6 +132,12 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError("IMAGE", image, f"CONTAINER={mode} needs an image: set IMAGE=... or cluster.image")
     except (ConfigError, ConfigErrors) as exc:
         print(f"parcae-runner: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    # before anything is written: a job without the profile's nodes, tasks and GPUs must not train at all
+    mismatches = allocation_mismatches(cfg.cluster)
+    if mismatches:
+        preset = os.environ.get("CONFIG", "config")
+        print(f"parcae-runner: error: {mismatch_message(cfg.cluster, mismatches, preset, overrides)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     run_dir = RunDirectory.for_config(cfg).path.absolute()
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)

@@ -63,12 +63,35 @@ def _slurm_parameters(c: DictConfig, name: str, hold: bool) -> dict[str, Any]:
     return params
 
 
+def job_step(overrides: list[str], config_name: str = "config") -> str:
+    """What one Slurm array task runs: the job step of ``launch_job.slurm`` (``parcae_runner.launch.job_script``),
+    so that an array task gets the same allocation check, container (``CONTAINER``/``IMAGE`` or the profile's),
+    ``srun`` with one task per GPU, step log under the run directory and requeue handling as a single job.
+    submitit runs this in the batch shell (``use_srun=False``); the job script starts the step. Returns the run
+    directory; raises when the step failed, so that submitit records the task as failed."""
+    env = {**os.environ, "CONFIG": config_name}
+    env.setdefault("PYTHON", sys.executable)
+    cmd = [env["PYTHON"], "-m", "parcae_runner.launch.job_script", *overrides]
+    rc = subprocess.call(cmd, env=env)
+    if rc != 0:
+        raise RuntimeError(f"the job step ended with exit code {rc}: {' '.join(cmd)}")
+    from parcae_runner.config import compose_run_config
+    from parcae_runner.config.presets import resolve_config_arg
+    from parcae_runner.runs import RunDirectory
+
+    cfg = compose_run_config(overrides, config_name=resolve_config_arg(config_name))
+    return str(RunDirectory.for_config(cfg).path)
+
+
 def submit_slurm(sweep: Sweep, runs: list[PlannedRun], root: Path, hold: bool, job: Job) -> dict[str, str]:
     """Submit ``runs`` as one job array of ``job`` tasks; returns run name -> Slurm job id (``<array>_<task>``)."""
     import submitit
 
     executor = submitit.AutoExecutor(folder=root / ".submitit" / "%j", cluster="slurm")
     executor.update_parameters(**_slurm_parameters(runs[0].cfg.cluster, f"parcae-{sweep.name}", hold))
+    if job is job_step:
+        # the task starts its own step (srun, in the container): submitit's python runs in the batch shell
+        executor.update_parameters(slurm_use_srun=False)
     jobs = executor.map_array(job, [r.point.overrides for r in runs], [sweep.preset] * len(runs))
     return {r.point.name: job.job_id for r, job in zip(runs, jobs, strict=True)}
 
@@ -110,6 +133,17 @@ def run_local(sweep: Sweep, runs: list[PlannedRun], root: Path) -> dict[str, str
     return codes
 
 
+def _container_record(runs: list[PlannedRun], launcher: str) -> dict[str, Any] | None:
+    """The image the runs are submitted to run in: on Slurm, ``CONTAINER=``/``IMAGE=`` (exported to the jobs,
+    where the job script reads them) override the profile's."""
+    if not runs:
+        return None
+    mode, image = runs[0].cfg.cluster.container, runs[0].cfg.cluster.image
+    if launcher == Launcher.SLURM:
+        mode, image = os.environ.get("CONTAINER") or mode, os.environ.get("IMAGE") or image
+    return image_record(mode, image)
+
+
 def record_submission(
     sweep: Sweep,
     runs: list[PlannedRun],
@@ -145,7 +179,7 @@ def record_submission(
                 "jobs": job_ids,
                 **git_commit(),
                 "host": os.uname().nodename,
-                "container": image_record(runs[0].cfg.cluster.container, runs[0].cfg.cluster.image) if runs else None,
+                "container": _container_record(runs, launcher),
             },
         ]
     record.write()
@@ -165,7 +199,7 @@ def launch_sweep(
 
     Resubmitting a sweep is therefore safe: finished runs are skipped, unfinished ones resume
     from their newest checkpoint. Returns run name -> job id of what was submitted. ``job`` is what
-    a Slurm array task runs (:func:`parcae_runner.jobs.run_training`); local runs start the CLI.
+    a Slurm array task runs (:func:`job_step`, the job step of ``launch_job.slurm``); local runs start the CLI.
     """
     from parcae_runner.launch.plan import results_root
     from parcae_runner.launch.status import queued_jobs
@@ -188,7 +222,7 @@ def launch_sweep(
         return {}
     if launcher == Launcher.SLURM:
         if job is None:
-            raise ValueError("a Slurm sweep needs the job its array tasks run (parcae_runner.jobs.run_training)")
+            raise ValueError("a Slurm sweep needs the job its array tasks run (job_step)")
         job_ids = submit_slurm(sweep, todo, root, hold, job)
         first = next(iter(job_ids.values())).split("_")[0]
         print(

@@ -40,6 +40,7 @@ from parcae_runner.train.eval_callback import EvalAtCheckpoints
 from parcae_runner.train.metrics import MetricsSink, PeriodicEvaluation, TrainMetrics
 from parcae_runner.train.module import LanguageModelModule
 from parcae_runner.train.preflight import check_data_budget, check_eval_data, check_trainable, validate
+from parcae_runner.train.ranks import AnnounceRank
 from parcae_runner.train.requeue import RequeueOnSignal, requeue_job, slurm_job_id
 from parcae_runner.train.speed import speed_up
 from parcae_runner.util.log import log
@@ -408,6 +409,7 @@ def _make_trainer(
         EvalAtCheckpoints(sink, run_dir, cfg, steps),
         checkpoints,
         requeue,
+        AnnounceRank(),
         DivergenceGuard(
             run_dir.checkpoints,
             t.divergence.max_skipped_in_a_row,

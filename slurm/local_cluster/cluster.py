@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -34,6 +35,7 @@ MARKER = (
     "# written by parcae_runner.launch.local_cluster -- a throwaway one-node cluster; remove this line to keep edits"
 )
 SLURM_CONF = Path("/etc/slurm/slurm.conf")
+GRES_CONF = Path("/etc/slurm/gres.conf")
 MUNGE_KEY = Path("/etc/munge/munge.key")
 CTLD_SPOOL = Path("/var/spool/slurmctld")
 SLURMD_SPOOL = Path("/var/spool/slurmd")
@@ -46,6 +48,10 @@ MUNGED_PID = MUNGE_RUN / "munged.pid"
 # written by start() only when it started munged itself, so that stop() leaves a munged it found running alone
 MUNGED_OURS = CTLD_SPOOL / "munged-started-by-local-cluster"
 PARTITION = "debug"
+# GPUs the node advertises through gres, backed by device files made for the purpose (no CUDA behind them): jobs
+# can ask --gpus-per-node and get CUDA_VISIBLE_DEVICES / SLURM_STEP_GPUS, while training itself runs on the CPU
+FAKE_GPUS = 2
+FAKE_GPU_DIR = SLURMD_SPOOL / "fake-gpus"
 PACKAGES = ("munge", "slurm-wlm")
 # a requeued job waits cred_expire + 1 s before it may start again (default 120 s; Slurm refuses values below 5);
 # 10 s is still ample for a credential that only travels between daemons on the same machine
@@ -192,6 +198,7 @@ def render_conf(hardware: dict[str, str]) -> str:
         # waits for the next full pass, up to 30 s (backfill) or 60 s (main loop); on one node passes cost nothing
         f"SchedulerParameters=batch_sched_delay=0,sched_interval={SCHED_INTERVAL_S},bf_interval={SCHED_INTERVAL_S}",
         "SelectType=select/cons_tres",
+        "GresTypes=gpu",
         "SelectTypeParameters=CR_Core_Memory",
         # without a default, a job that asks no memory gets the whole node and array tasks would run one by one
         f"DefMemPerCPU={memory_mb // cpus}",
@@ -207,10 +214,34 @@ def render_conf(hardware: dict[str, str]) -> str:
         f"SlurmdPidFile={SLURMD_PID}",
         f"SlurmctldLogFile={LOG_DIR / 'slurmctld.log'}",
         f"SlurmdLogFile={LOG_DIR / 'slurmd.log'}",
-        f"NodeName={node} NodeAddr=127.0.0.1 CPUs={cpus} {topology} RealMemory={memory_mb} State=UNKNOWN",
+        f"NodeName={node} NodeAddr=127.0.0.1 CPUs={cpus} {topology} RealMemory={memory_mb} Gres=gpu:{FAKE_GPUS} "
+        "State=UNKNOWN",
         f"PartitionName={PARTITION} Nodes={node} Default=YES MaxTime=INFINITE State=UP",
     ]
     return "\n".join(lines) + "\n"
+
+
+def render_gres_conf() -> str:
+    """gres.conf for the node's fake GPUs: one device file each under :data:`FAKE_GPU_DIR`, no autodetection."""
+    return (
+        "\n".join(
+            [
+                MARKER,
+                "AutoDetect=off",
+                *(f"Name=gpu File={FAKE_GPU_DIR / f'nvidia{i}'}" for i in range(FAKE_GPUS)),
+            ]
+        )
+        + "\n"
+    )
+
+
+def _make_fake_gpus() -> None:
+    """Character devices with NVIDIA's major number (195), made only for slurmd to find: nothing can open a GPU."""
+    FAKE_GPU_DIR.mkdir(parents=True, exist_ok=True)
+    for i in range(FAKE_GPUS):
+        dev = FAKE_GPU_DIR / f"nvidia{i}"
+        if not dev.exists():
+            os.mknod(dev, 0o600 | stat.S_IFCHR, os.makedev(195, i))
 
 
 def _is_ours(conf: Path = SLURM_CONF) -> bool:
@@ -222,14 +253,16 @@ def _is_ours(conf: Path = SLURM_CONF) -> bool:
 
 
 def _write_conf(hardware: dict[str, str]) -> bool:
-    """Write slurm.conf unless it already holds exactly that text; True if the file changed."""
-    text = render_conf(hardware)
-    if SLURM_CONF.exists() and SLURM_CONF.read_text() == text:
-        return False
-    _log(f"writing {SLURM_CONF}")
-    SLURM_CONF.parent.mkdir(parents=True, exist_ok=True)
-    SLURM_CONF.write_text(text)
-    return True
+    """Write slurm.conf and gres.conf unless they already hold exactly that text; True if a file changed."""
+    changed = False
+    for path, text in ((SLURM_CONF, render_conf(hardware)), (GRES_CONF, render_gres_conf())):
+        if path.exists() and path.read_text() == text:
+            continue
+        _log(f"writing {path}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        changed = True
+    return changed
 
 
 def _make_dirs() -> None:
@@ -369,6 +402,7 @@ def start() -> ClusterInfo:
     _install()
     _ensure_munge_key()
     _make_dirs()
+    _make_fake_gpus()
     hardware = _hardware()
     if _write_conf(hardware) and (_pid_alive(CTLD_PID, "slurmctld") or _pid_alive(SLURMD_PID, "slurmd")):
         # node sizes are only read at startup: restart rather than `scontrol reconfigure`

@@ -19,6 +19,9 @@ def test_every_group_option_composes():
                 overrides.append("data.dataset=some/dataset")
             if group == "data" and option == "pretokenized":
                 overrides.append("data.tokenizer=EleutherAI/gpt-neox-20b")
+            if group == "cluster":
+                # a profile's GPUs are its data-parallel ranks: the default batch of 16 must split over up to 8
+                overrides.append("train.micro_batch_size=2")
             cfg = compose_run_config(overrides)
             if group != "size":
                 validate_run_config(cfg)

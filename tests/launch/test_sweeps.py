@@ -182,7 +182,9 @@ def test_signal_checkpoints_requeues_and_resumes(slurm_cluster, tmp_path, small)
 
     def sbatch(run_name: str) -> str:
         out = subprocess.run(
-            ["sbatch", "--parsable", "launch_job.slurm", *overrides, f"run_name={run_name}"],
+            # one CPU each (the profile's cpus_per_task), not the header's two: the two jobs run side by side on the
+            # 2-CPU node, so the signalled one does not wait for the reference to finish first
+            ["sbatch", "--parsable", "--cpus-per-task=1", "launch_job.slurm", *overrides, f"run_name={run_name}"],
             cwd=REPO,
             capture_output=True,
             text=True,
