@@ -104,20 +104,24 @@ HARDWARE: dict[str, Hardware] = {
 }
 
 
-def device_peak_flops(device_type: str, device_name: str, gpu_type: str, precision: str) -> float | None:
+def device_peak_flops(
+    device_type: str, device_name: str, gpu_type: str, precision: str, tf32: bool = False
+) -> float | None:
     """Peak FLOP/s of the device a run trains on, for MFU; ``None`` on a CPU (no meaningful peak) or an unknown GPU.
 
     The device's own name (``torch.cuda.get_device_name``, e.g. "NVIDIA H100 80GB HBM3") decides when it names a
-    known model; otherwise the cluster profile's ``gpu_type``."""
+    known model; otherwise the cluster profile's ``gpu_type``. The peak is that of the arithmetic ``precision`` (and
+    ``tf32``: fp32 matmuls on TF32 tensor cores) runs in."""
     if device_type != "cuda":
         return None
+    kind = precision_kind(precision, tf32)
     name = device_name.lower()
     # longest key first: "a100-40gb" is not matched by a device called "A100-SXM4-80GB", "a100" is
     for key in sorted(HARDWARE, key=len, reverse=True):
         if key != "cpu" and key in name.replace(" ", "-"):
-            return HARDWARE[key].peak(precision)
+            return HARDWARE[key].at(kind).peak_flops
     if gpu_type in HARDWARE and gpu_type != "cpu":
-        return HARDWARE[gpu_type].peak(precision)
+        return HARDWARE[gpu_type].at(kind).peak_flops
     return None
 
 

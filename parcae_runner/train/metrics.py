@@ -107,7 +107,8 @@ class TrainMetrics(L.Callback):
             self.flops_per_token = training_flops_per_token(pl_module.model, self.seq_len)
         device = pl_module.device
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
-        peak = device_peak_flops(device.type, name, self.gpu_type, str(trainer.precision))
+        tf32 = torch.get_float32_matmul_precision() != "highest"  # train.tf32
+        peak = device_peak_flops(device.type, name, self.gpu_type, str(trainer.precision), tf32)
         # the achieved FLOP/s are the whole job's: MFU divides by every device's peak
         self.peak_flops = peak * trainer.world_size if peak else None
 

@@ -36,7 +36,13 @@ LIVE = (
 def test_device_peak_names_the_gpu_or_falls_back_to_the_cluster_profile():
     assert device_peak_flops("cpu", "", "h100", "bf16-mixed") is None  # a CPU has no MFU
     assert device_peak_flops("cuda", "NVIDIA H100 80GB HBM3", "cpu", "bf16-mixed") == HARDWARE["h100"].peak_flops
-    assert device_peak_flops("cuda", "NVIDIA A100-SXM4-80GB", "cpu", "32-true") == HARDWARE["a100"].peak_flops_fp32
+    assert (
+        device_peak_flops("cuda", "NVIDIA A100-SXM4-80GB", "cpu", "32-true") == HARDWARE["a100"].at("fp32").peak_flops
+    )
+    assert (
+        device_peak_flops("cuda", "NVIDIA A100-SXM4-80GB", "cpu", "32-true", tf32=True)
+        == HARDWARE["a100"].at("tf32").peak_flops
+    )
     assert device_peak_flops("cuda", "Some Future GPU", "l40s", "bf16-mixed") == HARDWARE["l40s"].peak_flops
     assert device_peak_flops("cuda", "Some Future GPU", "cpu", "bf16-mixed") is None
 
