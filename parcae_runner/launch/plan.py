@@ -268,12 +268,15 @@ def format_plan(sweep: Sweep, runs: list[PlannedRun]) -> str:
         out.append(f"question: {sweep.question}")
     if runs:
         # which budget decides max_steps, and the FLOP convention of the FLOPs column (models/flops.py)
-        kinds = sorted({budget_source(r.cfg).split("=")[0] for r in runs})
+        kinds = sorted({budget_source(r.cfg).split("=")[0].removeprefix("budget: ") for r in runs})
         conventions = ", ".join(sorted({flops_convention(r.cfg) for r in runs}))
-        out.append(
-            f"{', '.join(kinds)} decides train.max_steps (budgets in FLOPs: {conventions} convention); "
-            "the FLOPs column: exact convention"
-        )
+        if kinds == ["train.max_steps"]:
+            decides = "budget: train.max_steps (no token or FLOP budget set)"
+        else:
+            decides = f"budget: {', '.join(kinds)} decides train.max_steps"
+            if "train.max_flops" in kinds:
+                decides += f" (FLOP budgets in the {conventions} convention)"
+        out.append(f"{decides}; the FLOPs column: exact convention")
     if c is not None:
         peak, mfu, what = throughput_assumption(runs[0].cfg)
         intensity, source = grid_intensity(c)

@@ -1,5 +1,5 @@
 """The model-zoo demo: gpt2, pythia, llama, mistral, bloom and backpack x 2 seeds at `debug`, through the sweep
-machinery on the local launcher (no Slurm needed), every run done and each architecture in the report."""
+machinery as one job array on the local Slurm cluster, every run done and each architecture in the report."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from parcae_runner.runs import RunDirectory
 
-from .test_sweeps import REPO
+from .test_sweeps import REPO, status_rows, wait_for
 
 pytestmark = pytest.mark.slow
 ARCHS = ("gpt2", "pythia", "llama", "mistral", "bloom", "backpack")
@@ -23,7 +23,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=dict(os.environ), timeout=1200)
 
 
-def test_zoo_demo_runs_and_is_reported(tmp_path, data_cache):
+def test_zoo_demo_runs_on_slurm_and_is_reported(slurm_cluster, tmp_path, data_cache):
     results = tmp_path / "results"
     # the demo variant, shortened further: the point is the machinery and the report, not the losses
     fast = [
@@ -38,7 +38,7 @@ def test_zoo_demo_runs_and_is_reported(tmp_path, data_cache):
         "sweeps/zoo.yaml",
         "--variant",
         "demo",
-        "cluster=local",
+        "cluster=slurm_local",
         f"results_dir={results}",
         f"data.cache_dir={data_cache}",
         "logger.wandb=false",
@@ -50,6 +50,10 @@ def test_zoo_demo_runs_and_is_reported(tmp_path, data_cache):
     jobs = json.loads((root / "sweep.json").read_text())["jobs"]
     names = sorted(f"{a}-debug-s{s}" for a in ARCHS for s in (0, 1))
     assert sorted(jobs) == names
+    assert len({j.split("_")[0] for j in jobs.values()}) == 1, f"not one array: {jobs}"
+    wait_for(
+        lambda: (r := status_rows(root)) and all(x["status"] == "done" for x in r), 900, "all twelve runs done", poll=2
+    )
     for name in names:
         run = RunDirectory(root / name).read_run()
         assert run.status == "done" and run["final_val_loss"] > 0, name
