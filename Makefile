@@ -41,7 +41,7 @@ $(STAMP): pyproject.toml docker/requirements.lock
 
 ## the full suite (CI runs it after make lint)
 test: setup
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra --durations=25
 
 ## the inner loop: everything but the slow end-to-end tests
 test-quick: setup

@@ -201,8 +201,13 @@ def main(argv: list[str] | None = None) -> dict | None:
             )
     slug = re.sub(r"[^a-z0-9]+", "-", device_name.lower()).strip("-") or device.type
     if args.kernels:
-        import kernels
+        # bench/kernels.py by its path: a plain `import kernels` can find another module of that name first (the
+        # test suite's `kernels` package, when this runs inside pytest)
+        import importlib.util
 
+        spec = importlib.util.spec_from_file_location("bench_kernels", Path(__file__).with_name("kernels.py"))
+        kernels = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(kernels)
         kernel_out = args.out_dir / f"gpu-kernels-{slug}.json"
         report["kernels"] = kernels.main(["--out", str(kernel_out), "--kernels", args.kernels])
     out = args.out_dir / f"gpu-{slug}.json"
