@@ -52,8 +52,7 @@ def _overrides(tmp_path: Path, data_cache: Path) -> list[str]:
 
 def _sbatch(overrides: list[str], run_name: str) -> str:
     out = subprocess.run(
-        # one CPU each: two trials share the 2-CPU node (the script's header asks for 2, which runs them one by one)
-        ["sbatch", "--parsable", "--cpus-per-task=1", "launch_job.slurm", *overrides, f"run_name={run_name}"],
+        ["sbatch", "--parsable", "launch_job.slurm", *overrides, f"run_name={run_name}"],
         cwd=REPO,
         capture_output=True,
         text=True,
