@@ -19,6 +19,15 @@ from parcae_runner.runs import RunDirectory
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture(autouse=True)
+def _leave_the_queue_as_found():
+    """Every job a test submitted has left squeue before the next test: a run records `done` a moment before its
+    job ends (card, energy, the batch script's last lines), and the next tests expect an idle node."""
+    before = squeue_ids()
+    yield
+    wait_for(lambda: not (squeue_ids() - before), 300, "this test's jobs to leave squeue", poll=2)
+
+
 @pytest.fixture
 def small(tmp_path, data_cache) -> dict[str, object]:
     """Tiny, fast runs with results under tmp_path (as in test_sweeps)."""

@@ -31,12 +31,14 @@ def _sh(*args: str) -> str:
     return subprocess.run(args, capture_output=True, text=True, check=True, timeout=30).stdout
 
 
-def _wait_for(condition: Callable[[], bool], what: str, diagnose: Callable[[], str]) -> None:
-    """Poll ``condition`` until true; after JOB_TIMEOUT_S fail with ``diagnose()``'s text."""
-    deadline = time.monotonic() + JOB_TIMEOUT_S
+def _wait_for(
+    condition: Callable[[], bool], what: str, diagnose: Callable[[], str], timeout: float = JOB_TIMEOUT_S
+) -> None:
+    """Poll ``condition`` until true; after ``timeout`` seconds fail with ``diagnose()``'s text."""
+    deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            pytest.fail(f"{what} not done after {JOB_TIMEOUT_S:.0f} s\n{diagnose()}")
+            pytest.fail(f"{what} not done after {timeout:.0f} s\n{diagnose()}")
         time.sleep(0.2)
 
 
@@ -59,7 +61,8 @@ def test_node_idle_with_the_cpus_slurmd_reports(slurm_cluster: ClusterInfo) -> N
         return _sh("sinfo", "-h", "-N", "-n", slurm_cluster.node, "-o", "%t %c %P").split()
 
     # jobs left by an earlier test may still be finishing
-    _wait_for(lambda: node()[0] == "idle", f"node {slurm_cluster.node} idle", lambda: _sh("sinfo", "-N", "-l"))
+    diagnose = lambda: _sh("sinfo", "-N", "-l") + _sh("squeue", "-l")  # noqa: E731
+    _wait_for(lambda: node()[0] == "idle", f"node {slurm_cluster.node} idle", diagnose, timeout=300)
     assert node() == ["idle", reported["CPUs"], f"{slurm_cluster.partition}*"]
 
 
