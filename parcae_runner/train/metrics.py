@@ -18,6 +18,19 @@ import torch
 from parcae_runner.config.hardware import device_peak_flops
 from parcae_runner.models.flops import training_flops_per_token
 
+# metrics read from the clock, the memory allocator and the energy meter: they describe how a run went on its machine,
+# not what it computed, so a resumed run reproduces every other metric exactly but not these
+MEASURED_METRICS = frozenset(
+    {
+        "train/tokens_per_s",
+        "train/flops_per_s",
+        "train/mfu",
+        "train/peak_memory_gib",
+        "train/energy_kwh",
+        "train/co2_kg",
+    }
+)
+
 GIB = 2**30
 
 

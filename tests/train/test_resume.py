@@ -15,8 +15,9 @@ import torch
 from safetensors.torch import load_file
 
 from parcae_runner.runs import RunDirectory
+from parcae_runner.train.metrics import MEASURED_METRICS
 
-TIMING_KEYS = {"train/tokens_per_s"}
+TIMING_KEYS = MEASURED_METRICS
 
 
 def command(overrides: list[str], run_name: str) -> list[str]:
