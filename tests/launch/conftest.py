@@ -39,3 +39,21 @@ def slurm_cluster() -> local_cluster.ClusterInfo:
         return local_cluster.start()
     except local_cluster.SlurmInstallError as e:
         pytest.skip(f"Slurm is not installed and apt-get cannot install it: {e}")
+
+
+@pytest.fixture
+def small(tmp_path, data_cache) -> dict[str, object]:
+    """Fixed overrides for tiny, fast runs with results under tmp_path."""
+    return {
+        "results_dir": str(tmp_path / "results"),
+        "data.cache_dir": str(data_cache),
+        "data.vocab_size": 512,
+        "data.seq_len": 32,
+        "train.batch_size": 8,
+        "train.micro_batch_size": 8,
+        "train.val_interval": 10,
+        "train.val_batches": 2,
+        "train.log_interval": 5,
+        "logger.wandb": "false",
+        "logger.measure_power_secs": 1,
+    }

@@ -28,24 +28,6 @@ def _leave_the_queue_as_found():
     wait_for(lambda: not (squeue_ids() - before), 300, "this test's jobs to leave squeue", poll=2)
 
 
-@pytest.fixture
-def small(tmp_path, data_cache) -> dict[str, object]:
-    """Tiny, fast runs with results under tmp_path (as in test_sweeps)."""
-    return {
-        "results_dir": str(tmp_path / "results"),
-        "data.cache_dir": str(data_cache),
-        "data.vocab_size": 512,
-        "data.seq_len": 32,
-        "train.batch_size": 8,
-        "train.micro_batch_size": 8,
-        "train.val_interval": 10,
-        "train.val_batches": 2,
-        "train.log_interval": 5,
-        "logger.wandb": "false",
-        "logger.measure_power_secs": 1,
-    }
-
-
 def scontrol(job: str) -> dict[str, str]:
     out = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True, check=True).stdout
     return dict(field.split("=", 1) for field in out.split() if "=" in field)
