@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 
 import torch
+import torch._functorch.config
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
@@ -55,6 +56,12 @@ def _checkpointed(forward):
 
 def compile_model(model: nn.Module) -> str:
     """Compile in place: the blocks of a looped model, else the whole model. Returns what was compiled."""
+    # A graph that breaks around a Triton kernel (kernels/_host.py apply_eagerly) returns views of its intermediates
+    # (the heads' [B, T, H, N] views). torch 2.13 rebuilds such outputs by replaying their recorded views, and that
+    # record can be read after it was freed (pytorch/pytorch#185630, fixed upstream by #184774): an intermittent
+    # "shape '[94520649687058, ...]' is invalid". Rebuilding them with as_strided from the traced metadata (what
+    # fbcode builds of torch use by default) gives the same tensors without that record.
+    torch._functorch.config.view_replay_for_aliased_outputs = False
     if is_looped(model):
         for block in blocks(model):
             block.compile()
