@@ -21,13 +21,9 @@ from omegaconf import DictConfig
 
 from parcae_runner.config.errors import ConfigError
 from parcae_runner.config.schema import Launcher
+from parcae_runner.config.validate import tasks_per_node
 
 JOB_SCRIPT = "launch_job.slurm"
-
-
-def tasks_per_node(c: DictConfig) -> int:
-    """One task per GPU, at least one per node (Lightning's DDP: tasks per node = devices)."""
-    return max(1, int(c.gpus_per_node))
 
 
 def _flag(name: str, value: Any) -> str | None:
