@@ -19,7 +19,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from parcae_runner.config.errors import ConfigError
+from parcae_runner.config.errors import ClusterRefused, ConfigError
 from parcae_runner.config.schema import Launcher
 from parcae_runner.config.validate import tasks_per_node
 
@@ -120,7 +120,12 @@ def submit(cfg: DictConfig, config: str, overrides: list[str]) -> tuple[list[str
     env = {**os.environ, "CONFIG": config}
     # the job runs this interpreter (and so this install) unless PYTHON says otherwise
     env.setdefault("PYTHON", sys.executable)
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    except FileNotFoundError as exc:
+        raise ClusterRefused("sbatch not found: submit from a Slurm login node (or start slurm/local_cluster)") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise ClusterRefused("sbatch did not answer in 120 s: is slurmctld reachable (sinfo)?") from exc
     if done.returncode != 0:
-        raise RuntimeError(f"sbatch failed ({done.returncode}): {done.stderr.strip()}")
+        raise ClusterRefused(f"sbatch refused the job (exit {done.returncode}): {done.stderr.strip()}")
     return cmd, done.stdout.strip().split(";")[0]

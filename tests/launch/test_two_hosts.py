@@ -112,7 +112,11 @@ def test_two_hosts_train_as_one_host_with_two_ranks_and_as_one_rank_accumulating
     }
     runs = {name: finished(tmp_path, name) for name in jobs}
     root = tmp_path / "results" / "single"
-    assert [(runs[n]["hardware"]["num_nodes"], runs[n]["hardware"]["devices"]) for n in jobs] == [(2, 2), (1, 2), (1, 1)]
+    assert [(runs[n]["hardware"]["num_nodes"], runs[n]["hardware"]["devices"]) for n in jobs] == [
+        (2, 2),
+        (1, 2),
+        (1, 1),
+    ]
     step_log = (root / "2x1" / "logs" / f"slurm-{jobs['2x1']}.out").read_text()
     assert "rank 0/2 (node pr-node1, local rank 0)" in step_log and "rank 1/2 (node pr-node2, local rank 0)" in step_log
 
@@ -191,3 +195,11 @@ def test_a_sweep_array_trains_on_both_hosts(on_two_hosts, tmp_path, overrides):
     assert (run["hardware"]["num_nodes"], run["hardware"]["devices"]) == (2, 2)
     step_logs = "".join(p.read_text() for p in (run_dir.path / "logs").glob("slurm-*.out"))
     assert "rank 1/2 (node pr-node2, local rank 0)" in step_logs, step_logs[-3000:]
+
+
+def test_launch_says_in_one_line_when_sbatch_refuses(on_two_hosts, tmp_path, overrides):
+    out = cli("launch", "--config", "pythia-debug", PROFILE, "cluster.partition=nosuch", *overrides)
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.startswith("parcae-runner: error: sbatch refused the job (exit 1): sbatch: error:"), out.stderr
+    assert "Traceback" not in out.stderr and "invalid partition" in out.stderr.lower()
+    assert not (tmp_path / "results").exists()
