@@ -143,17 +143,22 @@ def _running(name: str) -> bool:
 def _install() -> None:
     if _which("slurmctld") and _which("slurmd") and _which("munged") and _which("sinfo"):
         return
+    apt_install(PACKAGES)
+    if not _which("slurmctld"):
+        raise SlurmInstallError("apt-get installed slurm-wlm but slurmctld is still not found")
+
+
+def apt_install(packages: tuple[str, ...]) -> None:
+    """``apt-get update`` then install ``packages`` (no recommends); :class:`SlurmInstallError` when that fails."""
     apt = _which("apt-get")
     if apt is None:
-        raise SlurmInstallError("Slurm is not installed and there is no apt-get to install it (Debian/Ubuntu only)")
-    _log(f"installing {' '.join(PACKAGES)} with apt-get")
+        raise SlurmInstallError(f"{' '.join(packages)} missing and there is no apt-get to install it (Debian/Ubuntu)")
+    _log(f"installing {' '.join(packages)} with apt-get")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in ([apt, "update", "-qq"], [apt, "install", "-y", "-qq", "--no-install-recommends", *PACKAGES]):
+    for cmd in ([apt, "update", "-qq"], [apt, "install", "-y", "-qq", "--no-install-recommends", *packages]):
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
         if done.returncode != 0:
             raise SlurmInstallError(f"`{' '.join(cmd)}` failed ({done.returncode}):\n{done.stderr.strip()[-2000:]}")
-    if not _which("slurmctld"):
-        raise SlurmInstallError("apt-get installed slurm-wlm but slurmctld is still not found")
 
 
 def _ensure_munge_key() -> None:

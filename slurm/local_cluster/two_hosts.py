@@ -1,12 +1,13 @@
-"""A throwaway two-host Slurm cluster on this machine: multi-node jobs (srun across nodes, DDP over gloo) without two.
+"""A throwaway two-host Slurm cluster on this machine: multi-node jobs (srun across nodes, DDP over gloo) on one box.
 
-``python slurm/local_cluster/two_hosts.py {start,stop,status}``, as root, on Debian/Ubuntu with ``ip`` (iproute2),
-``nsenter`` and ``unshare`` (util-linux). Each host is a network namespace with its own address on a private bridge and its
-own hostname (a UTS namespace), running its own slurmd; a slurmctld of its own, on the bridge's address, rules both.
-The hosts reach each other over a direct link (a veth pair between the two namespaces, each end holding its host's
-address): some kernels (gVisor's netstack, for one) do not forward between a bridge's ports, which would let the
-controller reach every host but no host reach another. Traffic never leaves this machine, and goes through the hosts'
-own network stacks: a job's ranks find each other by host name (``/etc/hosts`` lines written here), as on a cluster.
+``python slurm/local_cluster/two_hosts.py {start,stop,status}``, as root, on Debian/Ubuntu (``ip`` from iproute2,
+installed with apt-get if missing; ``nsenter`` and ``unshare`` from util-linux). Each host is a network namespace
+with its own address on a private bridge and its own host name (a UTS namespace), running its own slurmd; a
+slurmctld of its own, on the bridge's address, rules both. The hosts reach each other over a direct link (a veth
+pair between the two namespaces, each end holding its host's address): some kernels (gVisor's netstack, for one) do
+not forward between a bridge's ports, which would let the controller reach every host but no host reach another.
+Traffic never leaves this machine and goes through the hosts' own network stacks: a job's ranks find each other by
+host name (``/etc/hosts`` lines written here), as on a cluster.
 
 It lives beside the one-node cluster of ``cluster.py`` and leaves it alone: its own config file (clients select it
 with ``SLURM_CONF``, see :data:`SLURM_CONF`), ports, spool directories, pid and log files; it shares munged.
@@ -220,6 +221,8 @@ def start() -> TwoHostInfo:
     Idempotent: a second call only checks."""
     one_node._require_root()
     one_node._install()
+    if not one_node._which("ip"):
+        one_node.apt_install(("iproute2",))  # not in minimal Debian images; util-linux (nsenter, unshare) is
     if not all(one_node._which(tool) for tool in ("ip", "nsenter", "unshare")):
         raise one_node.LocalClusterError("the two-host cluster needs `ip` (iproute2), `nsenter` and `unshare`")
     one_node._ensure_munge_key()
