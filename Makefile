@@ -12,7 +12,7 @@ CLUSTER ?= local
 VARIANT ?=
 OVERRIDES ?=
 
-.PHONY: help setup test test-quick demo report demo-slurm slurm-up slurm-down lint format bench bench-gpu clean \
+.PHONY: help setup test test-quick demo report demo-slurm slurm-up slurm-down slurm-two-hosts-up slurm-two-hosts-down lint format bench bench-gpu clean \
 	lock lock-check docker-build docker-push
 .DEFAULT_GOAL := help
 
@@ -71,6 +71,14 @@ slurm-up: setup
 ## stop the local one-node Slurm cluster
 slurm-down: setup
 	PYTHON=$(BIN)/python slurm/local_cluster/stop
+
+## start the two-host test cluster (as root: network namespaces; clients need SLURM_CONF=/etc/slurm-two-hosts/slurm.conf)
+slurm-two-hosts-up: setup
+	$(BIN)/python slurm/local_cluster/two_hosts.py start
+
+## stop the two-host test cluster and remove its namespaces
+slurm-two-hosts-down: setup
+	$(BIN)/python slurm/local_cluster/two_hosts.py stop
 
 ## plan + submit sweeps/<study>.yaml, e.g. make sweep-parc VARIANT=demo CLUSTER=slurm_local
 sweep-%: setup

@@ -442,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from parcae_runner.config.errors import ConfigError, ConfigErrors, RunStopped
+    from parcae_runner.config.errors import ClusterRefused, ConfigError, ConfigErrors, RunStopped
     from parcae_runner.data import DataError
 
     if not sys.stderr.isatty():
@@ -463,6 +463,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except RunStopped as exc:
         print(f"parcae-runner: run stopped: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except ClusterRefused as exc:
+        print(f"parcae-runner: error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         print("parcae-runner: interrupted", file=sys.stderr)

@@ -162,13 +162,22 @@ def compose_run_config(overrides: list[str] | None = None, config_name: str = "c
 
 
 def _apply_cluster_resources(cfg: DictConfig) -> None:
-    """A Slurm profile with GPUs trains on them: ``train.accelerator`` ``auto`` becomes ``gpu`` (or the profile's
-    ``accelerator``), ``train.devices`` ``auto`` the GPUs per node and ``train.num_nodes`` the profile's nodes, so
-    that Lightning's ranks are the job's tasks. ``train.accelerator=cpu`` there needs a profile that allows it."""
+    """Lightning's ranks are a Slurm job's tasks: ``train.num_nodes`` becomes the profile's nodes and
+    ``train.devices`` ``auto`` its tasks per node (one per GPU, or ``cluster.tasks_per_node`` on CPU nodes). A
+    profile with GPUs trains on them: ``train.accelerator`` ``auto`` becomes ``gpu`` (or the profile's
+    ``accelerator``); ``train.accelerator=cpu`` there needs a profile that allows it."""
+    from parcae_runner.config.validate import tasks_per_node
+
     c = cfg.cluster
-    if c.launcher != "slurm" or not c.gpus_per_node:
+    if c.launcher != "slurm":
         return
     t = cfg.train
+    if t.num_nodes == 1:
+        t.num_nodes = int(c.nodes)
+    if t.devices == "auto" and (c.gpus_per_node or tasks_per_node(c) > 1):
+        t.devices = tasks_per_node(c)
+    if not c.gpus_per_node:
+        return
     allowed = c.get("accelerator") or "gpu"
     if t.accelerator == "auto":
         t.accelerator = allowed
@@ -179,10 +188,6 @@ def _apply_cluster_resources(cfg: DictConfig) -> None:
             f"cluster={c.name} has {c.gpus_per_node} GPUs per node: train there on gpu (a CPU run would be "
             "silent and slow); only a profile with accelerator: cpu allows it",
         )
-    if t.devices == "auto":
-        t.devices = int(c.gpus_per_node)
-    if t.num_nodes == 1:
-        t.num_nodes = int(c.nodes)
 
 
 def _apply_budget(cfg: DictConfig) -> None:

@@ -24,5 +24,9 @@ class ConfigErrors(ValueError):
         super().__init__("\n".join(str(e) for e in errors))
 
 
+class ClusterRefused(RuntimeError):
+    """The scheduler refused a submission or could not be reached (sbatch's own message): one line, exit code 1."""
+
+
 class RunStopped(RuntimeError):
     """A run that ended on purpose short of its last step (it diverged): one line, exit code 1, no traceback."""

@@ -286,6 +286,9 @@ class ClusterConfig:
     nodes: int = 1
     # one task per GPU: tasks per node = GPUs per node = Lightning devices (DDP)
     gpus_per_node: int = 0
+    # training ranks per node: null = one per GPU (at least one); a number on CPU nodes (DDP over gloo); with GPUs it
+    # must equal gpus_per_node
+    tasks_per_node: int | None = None
     # what train.accelerator=auto becomes on a profile with GPUs: gpu (null), so a node without CUDA is an error,
     # not a slow CPU run; only a test profile whose GPUs are fake (slurm_local_gpu) says cpu
     accelerator: str | None = None

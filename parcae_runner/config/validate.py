@@ -48,6 +48,14 @@ def _one_of(errors: list[ConfigError], cfg: DictConfig, key: str, allowed: tuple
         errors.append(ConfigError(key, value, f"choose one of: {', '.join(allowed)}"))
 
 
+def tasks_per_node(c: DictConfig) -> int:
+    """Training ranks per node of a cluster profile: ``tasks_per_node``, else one per GPU, at least one (Lightning's
+    DDP: tasks per node = devices)."""
+    if c.get("tasks_per_node"):
+        return int(c.tasks_per_node)
+    return max(1, int(c.gpus_per_node))
+
+
 def world_size(cfg: DictConfig) -> int:
     """Data-parallel ranks the run will use (devices x nodes); 1 unless devices is an integer."""
     devices = cfg.train.devices
@@ -82,6 +90,12 @@ def _validate_cluster(errors: list[ConfigError], cfg: DictConfig) -> None:
             _positive(errors, cfg, f"cluster.{key}", allow_zero=key != "mfu")
     for key in ("gpus_per_node", "signal_delay_s", "max_requeues"):
         _positive(errors, cfg, f"cluster.{key}", allow_zero=True)
+    if c.get("tasks_per_node") is not None:
+        _positive(errors, cfg, "cluster.tasks_per_node")
+        if c.gpus_per_node and c.tasks_per_node != c.gpus_per_node:
+            errors.append(
+                ConfigError("cluster.tasks_per_node", c.tasks_per_node, f"one task per GPU: {c.gpus_per_node} or null")
+            )
     if c.container != Container.NONE and not c.image:
         errors.append(ConfigError("cluster.image", c.image, f"cluster.container={c.container} needs an image"))
 

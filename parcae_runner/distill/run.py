@@ -38,7 +38,10 @@ class Recorder:
 
     def close(self, ok: bool) -> None:
         if self.wandb_run is not None:
-            self.wandb_run.finish(exit_code=0 if ok else 1)
+            from parcae_runner.runs.wandb_offline import finish_run
+
+            # and wait for the offline file to be written out: wandb's service finishes it after finish() returns
+            finish_run(self.wandb_run, exit_code=0 if ok else 1)
 
 
 def start_wandb(rd: RunDirectory, mode: str, project: str, name: str, group: str, config: dict) -> Any:

@@ -13,9 +13,11 @@ Container modes (see :mod:`parcae_runner.launch.container`): ``none`` (the clust
 data cache and the config tree are mounted at the same paths inside; secrets such as
 ``WANDB_API_KEY`` pass as environment variables only.
 
-Requeue: with ``none`` the training process calls ``scontrol requeue`` itself. In a container there
-is no Slurm, so this script stays outside as the parent of ``srun`` and requeues the job when the
-step has ended with the run's new attempt recorded as ``requeued`` (checkpointed on SIGUSR1).
+Requeue: this script stays the parent of ``srun``. At the time-limit signal (SIGUSR1) the run checkpoints and,
+with ``none``, calls ``scontrol requeue`` itself; in a container there is no Slurm, so this script requeues the
+job once the step has ended with the run's new attempt recorded as ``requeued``. When a rank is lost (killed by a
+signal: a node failure, the OOM killer), ``srun --kill-on-bad-exit`` stops the other ranks and this script requeues
+the job (at most ``cluster.max_requeues`` times); the requeued job resumes from the newest checkpoint.
 """
 
 from __future__ import annotations
@@ -86,12 +88,25 @@ def _attempts(run_dir: Path) -> int:
     return RunRecord.read(run_dir).attempts
 
 
-def _run_outside(cmd: list[str], run_dir: Path, mode: str) -> int:
-    """Run the step as a child, then do what the container cannot: clean up, and requeue if the run asked to."""
+def lost_a_rank(rc: int, cancelled: bool) -> bool:
+    """Whether the step ended because a task was killed by a signal (srun exits 128 + the signal: a node lost, the
+    OOM killer, a SIGKILL), not because training failed (exit 1) or the job itself was cancelled (scancel, time
+    limit: the job script got SIGTERM too)."""
+    return rc > 128 and not cancelled
+
+
+def _run_step(cmd: list[str], run_dir: Path, mode: str, max_requeues: int) -> int:
+    """Run the step as a child, then do what its tasks cannot: clean up containers, requeue the job when the run
+    asked to from inside a container, or when a rank was lost (``--kill-on-bad-exit`` then stops the others), at
+    most ``cluster.max_requeues`` times; the requeued job resumes from the newest checkpoint."""
     from parcae_runner.train.requeue import requeue_job, slurm_job_id
+
+    cancelled = False
 
     def note(signum, frame) -> None:
         # SIGTERM/SIGINT (scancel) reach the step's tasks too; wait for them to record their end
+        nonlocal cancelled
+        cancelled = cancelled or signum in (signal.SIGTERM, signal.SIGINT)
         log(f"job script: signal {signum}, waiting for the step")
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
@@ -104,12 +119,21 @@ def _run_outside(cmd: list[str], run_dir: Path, mode: str) -> int:
         if left:
             log(f"removed containers left behind: {' '.join(left)}")
     record = RunRecord.read(run_dir)
+    step_log = run_dir / "logs" / f"slurm-{job}.out"
+    why = None
     if record.status == RunStatus.REQUEUED and record.attempts > before:
+        why = "by the job script, outside"
+    elif lost_a_rank(rc, cancelled) and record.status != RunStatus.DONE:
+        restarts = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+        if restarts >= max_requeues:
+            log(f"job script: a rank was lost (step exit {rc}); not requeued: cluster.max_requeues={max_requeues}")
+        else:
+            why = f"a rank was lost (step exit {rc}), requeue {restarts + 1} of at most {max_requeues}"
+    if why is not None:
         os.environ.pop(container.REQUEUE_ENV, None)
         if requeue_job():
-            step_log = run_dir / "logs" / f"slurm-{job}.out"
             with step_log.open("a") as f:
-                f.write(f"[parcae-runner] requeued Slurm job {slurm_job_id()} (by the job script, outside)\n")
+                f.write(f"[parcae-runner] requeued Slurm job {slurm_job_id()} ({why})\n")
     return rc
 
 
@@ -147,8 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     if mode == Container.NONE:
         cmd = srun_command(cfg, run_dir, train_args, mode, image)
         print(f"[parcae-runner] job {job} (restart {restart}): {shlex.join(cmd)}", flush=True)
-        os.execvp(cmd[0], cmd)
-        return 1
+        return _run_step(cmd, run_dir, mode, int(cfg.cluster.max_requeues))
 
     # one digest for every task of this job, and the exact image it names (a tag may move while the job runs)
     digest = container.resolve_digest(mode, image)
@@ -171,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{shlex.join(cmd)}",
         flush=True,
     )
-    return _run_outside(cmd, run_dir, mode)
+    return _run_step(cmd, run_dir, mode, int(cfg.cluster.max_requeues))
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from parcae_runner.config.compose import compose_many
 from parcae_runner.config.errors import ConfigError, ConfigErrors
 from parcae_runner.config.hardware import HARDWARE, grid_intensity, precision_kind
 from parcae_runner.config.schema import Precision
+from parcae_runner.config.validate import tasks_per_node
 from parcae_runner.data.budget import Availability, availability, check_epochs
 from parcae_runner.launch.sweep_file import Point, Sweep, name_point
 from parcae_runner.models.flops import budget_source, flops_convention, model_costs
@@ -127,7 +128,7 @@ def check_cluster_fits(cfg: DictConfig) -> list[ConfigError]:
     if not limits["exists"]:
         return [ConfigError("cluster.partition", c.partition, "no such partition on this Slurm cluster (see sinfo)")]
     errors = []
-    tasks = max(1, c.gpus_per_node)
+    tasks = tasks_per_node(c)
     if c.cpus_per_task * tasks > limits["cpus"]:
         errors.append(
             ConfigError(

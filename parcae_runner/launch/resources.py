@@ -19,15 +19,11 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from parcae_runner.config.errors import ConfigError
+from parcae_runner.config.errors import ClusterRefused, ConfigError
 from parcae_runner.config.schema import Launcher
+from parcae_runner.config.validate import tasks_per_node
 
 JOB_SCRIPT = "launch_job.slurm"
-
-
-def tasks_per_node(c: DictConfig) -> int:
-    """One task per GPU, at least one per node (Lightning's DDP: tasks per node = devices)."""
-    return max(1, int(c.gpus_per_node))
 
 
 def _flag(name: str, value: Any) -> str | None:
@@ -124,7 +120,12 @@ def submit(cfg: DictConfig, config: str, overrides: list[str]) -> tuple[list[str
     env = {**os.environ, "CONFIG": config}
     # the job runs this interpreter (and so this install) unless PYTHON says otherwise
     env.setdefault("PYTHON", sys.executable)
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    except FileNotFoundError as exc:
+        raise ClusterRefused("sbatch not found: submit from a Slurm login node (or start slurm/local_cluster)") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise ClusterRefused("sbatch did not answer in 120 s: is slurmctld reachable (sinfo)?") from exc
     if done.returncode != 0:
-        raise RuntimeError(f"sbatch failed ({done.returncode}): {done.stderr.strip()}")
+        raise ClusterRefused(f"sbatch refused the job (exit {done.returncode}): {done.stderr.strip()}")
     return cmd, done.stdout.strip().split(";")[0]

@@ -21,6 +21,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from parcae_runner.config.schema import Launcher
+from parcae_runner.config.validate import tasks_per_node
 from parcae_runner.launch.container import image_record
 from parcae_runner.launch.plan import PlannedRun
 from parcae_runner.launch.sweep_file import Sweep
@@ -47,7 +48,7 @@ def _slurm_parameters(c: DictConfig, name: str, hold: bool) -> dict[str, Any]:
     params: dict[str, Any] = {
         "name": name,
         "nodes": c.nodes,
-        "tasks_per_node": max(1, gpus),
+        "tasks_per_node": tasks_per_node(c),
         "cpus_per_task": c.cpus_per_task,
         "mem_gb": c.mem_gb,
         "timeout_min": c.time_min,

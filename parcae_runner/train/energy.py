@@ -43,6 +43,8 @@ class EnergyReading:
     gpu_model: str | None = None
     country: str | None = None
     region: str | None = None
+    # whether energy_kwh/co2_kg hold every node's meter (summed across ranks), or this node's alone so far
+    all_nodes: bool = False
 
 
 class EnergyMeter(L.Callback):
@@ -81,6 +83,9 @@ class EnergyMeter(L.Callback):
         return "emissions.csv" if trainer.node_rank == 0 else f"emissions-node{trainer.node_rank}.csv"
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.world_size > 1:
+            # rank 0 counted the attempt in run.json; every node's file must carry that number
+            self.attempt = trainer.strategy.broadcast(self.attempt, src=0)
         if trainer.local_rank != 0:
             return
         from codecarbon import OfflineEmissionsTracker
@@ -166,7 +171,8 @@ class EnergyMeter(L.Callback):
         )
 
     def stop(self, trainer: L.Trainer | None = None) -> EnergyReading:
-        """Stop metering (idempotent) and return this attempt's totals, summed over nodes."""
+        """Stop metering (idempotent) and return this attempt's totals: summed over nodes when given the trainer (every
+        rank calls this at the end of fit), else this node's (see :meth:`add_other_nodes`)."""
         if self.tracker is not None:
             self.tracker.stop()
             data = self.tracker.final_emissions_data
@@ -190,6 +196,7 @@ class EnergyMeter(L.Callback):
             )
             totals = trainer.strategy.reduce(totals, reduce_op="sum")
             self.reading.energy_kwh, self.reading.co2_kg = totals.tolist()
+            self.reading.all_nodes = True
         if self.intensity is not None:
             self.reading.intensity_kg_per_kwh = self.intensity
             self.reading.intensity_source = self.intensity_source or "cluster.carbon_intensity_kg_per_kwh"
@@ -200,6 +207,21 @@ class EnergyMeter(L.Callback):
             self.reading.intensity_source = f"codecarbon's {where} energy mix" + (
                 f" ({self.reading.region})" if self.reading.region else ""
             )
+        return self.reading
+
+    def add_other_nodes(self, num_nodes: int) -> EnergyReading:
+        """Node 0's reading plus the other nodes' last flushed energy (their attempt files), where the attempt ended
+        without the sum across ranks (a rank lost or failed): a node killed outright loses at most one interval."""
+        if num_nodes > 1 and not self.reading.all_nodes:
+            for node in range(1, num_nodes):
+                path = self.run_dir / ENERGY_DIR / f"attempt-{self.attempt}-node{node}.json"
+                try:
+                    rec = json.loads(path.read_text())
+                except (OSError, json.JSONDecodeError):
+                    continue
+                self.reading.energy_kwh += float(rec["energy_kwh"])
+                self.reading.co2_kg += float(rec["co2_kg"])
+            self.reading.all_nodes = True
         return self.reading
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

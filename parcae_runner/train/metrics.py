@@ -151,7 +151,12 @@ class TrainMetrics(L.Callback):
         self._last_step = step
         if step % self.log_interval == 0:
             # Lightning hands callbacks the loss already divided by the accumulation steps
-            loss_value = self._loss_sum.item()
+            loss_sum = self._loss_sum
+            if trainer.world_size > 1:
+                # the global batch's loss, not rank 0's share: a run logs the same loss however it is split
+                # into ranks and accumulated micro-batches (every rank reaches this line at the same step)
+                loss_sum = trainer.strategy.reduce(loss_sum, reduce_op="mean")
+            loss_value = loss_sum.item()
             now = time.perf_counter()
             t0, s0 = self._window_start
             rate = (step - s0) / max(now - t0, 1e-9)

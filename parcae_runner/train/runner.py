@@ -245,7 +245,13 @@ def _train_locked(
         log(f"already finished: {run_dir.path}")
         return run_dir
     resume = latest_resumable(run_dir.checkpoints, verify=True)
-    attempt = _start_attempt(cfg, run_dir, record, model, data, resume)
+    if _is_first_rank():
+        attempt = _start_attempt(cfg, run_dir, record, model, data, resume)
+    else:
+        # rank 0 alone writes the run directory and counts the attempt; this rank's number is provisional until
+        # the energy meter takes rank 0's at the start of fit (a rank may read run.json before or after it changed)
+        tokens_per_step = cfg.train.batch_size * cfg.data.seq_len
+        attempt = _Attempt(record, record.attempts + 1, time.time(), resume[0] if resume else 0, tokens_per_step)
 
     _quiet_lightning()
     earlier = [h for h in attempt.record.attempt_history if h.get("attempt") != attempt.number]
@@ -281,10 +287,7 @@ class _Attempt:
     number: int
     started: float
     start_step: int
-
-    @property
-    def tokens_per_step(self) -> int:
-        return int(self.record["tokens_per_step"])
+    tokens_per_step: int
 
 
 def _start_attempt(
@@ -338,7 +341,7 @@ def _start_attempt(
     log(
         f"run directory: {run_dir.path} (attempt {attempt}" + (f", resuming from step {start_step})" if resume else ")")
     )
-    return _Attempt(record, attempt, started, start_step)
+    return _Attempt(record, attempt, started, start_step, int(record["tokens_per_step"]))
 
 
 def _status_after_signal(attempt: int, max_requeues: int) -> RunStatus:
@@ -469,7 +472,10 @@ def _finish(
     """Record this attempt in run.json: status, summary metrics, energy summed over attempts."""
     if not trainer.is_global_zero:
         return
-    reading = energy.stop() if energy is not None else None
+    reading = None
+    if energy is not None:
+        energy.stop()
+        reading = energy.add_other_nodes(trainer.num_nodes)
     ended = time.time()
     step = trainer.global_step
     started, start_step = attempt.started, attempt.start_step

@@ -143,17 +143,22 @@ def _running(name: str) -> bool:
 def _install() -> None:
     if _which("slurmctld") and _which("slurmd") and _which("munged") and _which("sinfo"):
         return
+    apt_install(PACKAGES)
+    if not _which("slurmctld"):
+        raise SlurmInstallError("apt-get installed slurm-wlm but slurmctld is still not found")
+
+
+def apt_install(packages: tuple[str, ...]) -> None:
+    """``apt-get update`` then install ``packages`` (no recommends); :class:`SlurmInstallError` when that fails."""
     apt = _which("apt-get")
     if apt is None:
-        raise SlurmInstallError("Slurm is not installed and there is no apt-get to install it (Debian/Ubuntu only)")
-    _log(f"installing {' '.join(PACKAGES)} with apt-get")
+        raise SlurmInstallError(f"{' '.join(packages)} missing and there is no apt-get to install it (Debian/Ubuntu)")
+    _log(f"installing {' '.join(packages)} with apt-get")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in ([apt, "update", "-qq"], [apt, "install", "-y", "-qq", "--no-install-recommends", *PACKAGES]):
+    for cmd in ([apt, "update", "-qq"], [apt, "install", "-y", "-qq", "--no-install-recommends", *packages]):
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
         if done.returncode != 0:
             raise SlurmInstallError(f"`{' '.join(cmd)}` failed ({done.returncode}):\n{done.stderr.strip()[-2000:]}")
-    if not _which("slurmctld"):
-        raise SlurmInstallError("apt-get installed slurm-wlm but slurmctld is still not found")
 
 
 def _ensure_munge_key() -> None:
@@ -174,6 +179,31 @@ def _hardware() -> dict[str, str]:
     return dict(field.split("=", 1) for field in line.split())
 
 
+def common_conf_lines(mem_per_cpu_mb: int) -> list[str]:
+    """The slurm.conf lines every cluster of this folder shares: auth, plugins, scheduling, no accounting."""
+    return [
+        "AuthType=auth/munge",
+        f"AuthInfo=cred_expire={CRED_EXPIRE_S}",
+        # linuxproc/none need no cgroups, which containers and gVisor often lack
+        "ProctrackType=proctrack/linuxproc",
+        "TaskPlugin=task/none",
+        # by default a submitted job may wait 3 s for the scheduler, and one whose BeginTime passes (a requeued one)
+        # waits for the next full pass, up to 30 s (backfill) or 60 s (main loop); on one node passes cost nothing
+        f"SchedulerParameters=batch_sched_delay=0,sched_interval={SCHED_INTERVAL_S},bf_interval={SCHED_INTERVAL_S}",
+        "SelectType=select/cons_tres",
+        "GresTypes=gpu",
+        "SelectTypeParameters=CR_Core_Memory",
+        # without a default, a job that asks no memory gets the whole node and array tasks would run one by one
+        f"DefMemPerCPU={mem_per_cpu_mb}",
+        # a node that was down comes back by itself as soon as slurmd registers with a valid config
+        "ReturnToService=2",
+        "MpiDefault=none",
+        "JobAcctGatherType=jobacct_gather/none",
+        # Debian's default /usr/bin/mail is not installed
+        "MailProg=/bin/true",
+    ]
+
+
 def render_conf(hardware: dict[str, str]) -> str:
     """The slurm.conf for one node described by ``slurmd -C`` (see :func:`_hardware`)."""
     node = hardware["NodeName"]
@@ -189,25 +219,7 @@ def render_conf(hardware: dict[str, str]) -> str:
         # loopback everywhere: the node is this machine, and the hostname may not resolve in a container
         f"SlurmctldHost={node}(127.0.0.1)",
         "SlurmUser=root",
-        "AuthType=auth/munge",
-        f"AuthInfo=cred_expire={CRED_EXPIRE_S}",
-        # linuxproc/none need no cgroups, which containers and gVisor often lack
-        "ProctrackType=proctrack/linuxproc",
-        "TaskPlugin=task/none",
-        # by default a submitted job may wait 3 s for the scheduler, and one whose BeginTime passes (a requeued one)
-        # waits for the next full pass, up to 30 s (backfill) or 60 s (main loop); on one node passes cost nothing
-        f"SchedulerParameters=batch_sched_delay=0,sched_interval={SCHED_INTERVAL_S},bf_interval={SCHED_INTERVAL_S}",
-        "SelectType=select/cons_tres",
-        "GresTypes=gpu",
-        "SelectTypeParameters=CR_Core_Memory",
-        # without a default, a job that asks no memory gets the whole node and array tasks would run one by one
-        f"DefMemPerCPU={memory_mb // cpus}",
-        # a node that was down comes back by itself as soon as slurmd registers with a valid config
-        "ReturnToService=2",
-        "MpiDefault=none",
-        "JobAcctGatherType=jobacct_gather/none",
-        # Debian's default /usr/bin/mail is not installed
-        "MailProg=/bin/true",
+        *common_conf_lines(memory_mb // cpus),
         f"StateSaveLocation={CTLD_SPOOL}",
         f"SlurmdSpoolDir={SLURMD_SPOOL}",
         f"SlurmctldPidFile={CTLD_PID}",
@@ -299,7 +311,7 @@ def _start_daemon(name: str, *args: str, user: str | None = None) -> None:
             raise LocalClusterError(f"{name} failed to start ({done.returncode}): {err.read().strip()}; see {LOG_DIR}")
 
 
-def _start_daemons() -> None:
+def _start_munged() -> None:
     if not _running("munged"):
         # --force: start despite a stale socket left by a munged that was killed
         _start_daemon("munged", "--force", user="munge")
@@ -309,6 +321,10 @@ def _start_daemons() -> None:
                 raise LocalClusterError("munged did not start; see /var/log/munge/munged.log")
             time.sleep(0.1)
         MUNGED_OURS.touch()
+
+
+def _start_daemons() -> None:
+    _start_munged()
     if _pid_alive(CTLD_PID, "slurmctld") is None:
         _start_daemon("slurmctld")
     if _pid_alive(SLURMD_PID, "slurmd") is None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from parcae_runner.config import ConfigError, compose_run_config
+from parcae_runner.config import ConfigError, ConfigErrors, compose_run_config
 from parcae_runner.launch.resources import allocation_mismatches, mismatch_message, sbatch_flags
+from parcae_runner.train.preflight import validate
 from parcae_runner.train.ranks import rank_gpu
 
 
@@ -72,6 +73,21 @@ def test_a_profile_with_gpus_trains_on_gpus_and_only_a_test_profile_may_say_cpu(
     # CPU profiles and local runs are left as they were
     local = compose_run_config(["arch=pythia", "size=debug", "cluster=slurm_local"])
     assert (local.train.accelerator, local.train.devices) == ("auto", "auto")
+
+
+def test_cpu_nodes_take_their_ranks_from_the_profile():
+    two = compose_run_config(["arch=pythia", "size=debug", "cluster=slurm_local_two_hosts"])
+    assert (two.train.accelerator, two.train.devices, two.train.num_nodes) == ("auto", "auto", 2)
+    assert "--nodes=2" in sbatch_flags(two.cluster) and "--ntasks-per-node=1" in sbatch_flags(two.cluster)
+    one = compose_run_config(
+        ["arch=pythia", "size=debug", "cluster=slurm_local_two_hosts", "cluster.nodes=1", "cluster.tasks_per_node=2"]
+    )
+    assert (one.train.devices, one.train.num_nodes) == (2, 1)
+    assert "--ntasks-per-node=2" in sbatch_flags(one.cluster)
+    with pytest.raises(ConfigErrors, match="cluster.tasks_per_node=3: one task per GPU: 2 or null"):
+        validate(
+            compose_run_config(["arch=pythia", "size=debug", "cluster=slurm_local_gpu", "cluster.tasks_per_node=3"])
+        )
 
 
 def test_each_rank_names_its_gpu():
