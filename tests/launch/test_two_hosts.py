@@ -69,8 +69,8 @@ def overrides(tmp_path, data_cache) -> list[str]:
         "data.seq_len": 32,
         "train.batch_size": 8,
         "train.micro_batch_size": 4,
-        "train.max_steps": 120,
-        "train.val_interval": 40,
+        "train.max_steps": 60,
+        "train.val_interval": 20,
         "train.val_batches": 2,
         "train.log_interval": 5,
         "train.checkpoint.schedule": "interval",
@@ -122,7 +122,7 @@ def test_two_hosts_train_as_one_host_with_two_ranks_and_as_one_rank_accumulating
     assert "rank 0/2 (node pr-node1, local rank 0)" in step_log and "rank 1/2 (node pr-node2, local rank 0)" in step_log
 
     two_hosts_losses, one_host, accumulated = (losses(root / n) for n in ("2x1", "1x2", "1x1"))
-    assert sorted(two_hosts_losses) == sorted(one_host) == sorted(accumulated) and max(two_hosts_losses) == 120
+    assert sorted(two_hosts_losses) == sorted(one_host) == sorted(accumulated) and max(two_hosts_losses) == 60
     for step, loss in two_hosts_losses.items():
         assert loss == pytest.approx(one_host[step], abs=1e-5), step
         assert loss == pytest.approx(accumulated[step], abs=1e-4), step
@@ -160,7 +160,7 @@ def test_a_rank_killed_on_the_second_host_requeues_the_job_and_the_run_ends_at_t
     clean_job = launch("clean", overrides)
     job = launch("killed", [*overrides, "logger.wandb=true"])
     run_dir = tmp_path / "results" / "single" / "killed"
-    wait_for(lambda: (run_dir / "checkpoints" / "checkpoint-40").exists(), 300, "the run to pass a checkpoint")
+    wait_for(lambda: (run_dir / "checkpoints" / "checkpoint-20").exists(), 300, "the run to pass a checkpoint")
     pid = rank_pid(job, 1)
     assert pid is not None, "no rank 1 process of the job"
     assert "SLURMD_NODENAME=pr-node2" in (Path("/proc") / str(pid) / "environ").read_bytes().decode()
@@ -173,10 +173,10 @@ def test_a_rank_killed_on_the_second_host_requeues_the_job_and_the_run_ends_at_t
         step_log[-3000:]
     )
     assert killed["attempts"] == 2 and killed["attempt_history"][0]["status"] != "done"
-    assert killed["attempt_history"][1]["start_step"] >= 40
+    assert killed["attempt_history"][1]["start_step"] >= 20
     assert killed["final_val_loss"] == pytest.approx(clean["final_val_loss"], abs=1e-5)
     final = losses(run_dir)
-    assert final[120] == pytest.approx(losses(tmp_path / "results" / "single" / "clean")[120], abs=1e-5)
+    assert final[60] == pytest.approx(losses(tmp_path / "results" / "single" / "clean")[60], abs=1e-5)
     # both attempts' energy, every host's, is in run.json; one wandb run (its id kept across the requeue)
     assert killed["energy_kwh"] == pytest.approx(sum(h["energy_kwh"] for h in killed["attempt_history"]))
     assert len(node_energy(run_dir, 1)) == 2 and len(node_energy(run_dir, 2)) == 2
