@@ -128,6 +128,9 @@ def bench_pair(arch: str, size: str, args) -> dict:
         "tokens_per_s_peer": max(peer),
         "ratio": max(mine) / max(peer),
         "ratio_per_round": [a / b for a, b in zip(mine, peer, strict=True)],
+        # under a background load the best rounds of the two sides can come from different load levels: the median of
+        # the per-round ratios (each from two adjacent runs) is the figure less moved by it
+        "ratio_median_of_rounds": statistics.median(a / b for a, b in zip(mine, peer, strict=True)),
         "all_ours": mine,
         "all_peer": peer,
     }
@@ -189,7 +192,8 @@ def main(argv: list[str] | None = None) -> dict:
     }
     lines = [
         f"{r['arch']:>7} vs {r['peer']}: ours {r['tokens_per_s_ours']:,.0f} tok/s, peer {r['tokens_per_s_peer']:,.0f} "
-        f"tok/s, ratio {r['ratio']:.3f} (rounds: {', '.join(f'{x:.2f}' for x in r['ratio_per_round'])})"
+        f"tok/s, ratio {r['ratio']:.3f}, median of rounds {r['ratio_median_of_rounds']:.3f} "
+        f"(rounds: {', '.join(f'{x:.2f}' for x in r['ratio_per_round'])})"
         for r in results
     ]
     if report["whole_job"]:

@@ -68,6 +68,9 @@ class LanguageModelModule(L.LightningModule):
         self.accumulate = gradient_accumulation(cfg)
         self.train_loader: ResumableLoader | None = None
         self._depth_step = -1
+        # the clipping norm of this step's gradients, set by the divergence guard (train/divergence.py) when it
+        # measures them, used once by configure_gradient_clipping
+        self.clip_norm: torch.Tensor | None = None
         self.register_buffer("token_bytes", torch.as_tensor(data.token_bytes, dtype=torch.float64), persistent=False)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -85,6 +88,17 @@ class LanguageModelModule(L.LightningModule):
             self.model.set_depth_context(self.cfg.seed, self.trainer.global_step, self.trainer.global_rank)
             self._depth_step = self.trainer.global_step
         return self.loss(x, y)
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        """Clip by norm with the norm the divergence guard already computed for this step (the same one
+        ``clip_grad_norm_`` would compute, train/divergence.py ``grad_norms``): Lightning's own clipping would read
+        every gradient a second time. Without that norm (no guard), or for another algorithm, Lightning clips."""
+        norm, self.clip_norm = self.clip_norm, None
+        if gradient_clip_val and norm is not None and gradient_clip_algorithm in (None, "norm"):
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grads_with_norm_(params, gradient_clip_val, norm)
+            return
+        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def configure_optimizers(self):
         opt, sched = build_optimizer(self.model, self.cfg.train, self.device.type)
