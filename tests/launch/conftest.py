@@ -14,9 +14,12 @@ import pytest
 CLUSTER_PY = Path(__file__).resolve().parents[2] / "slurm" / "local_cluster" / "cluster.py"
 
 
-def _load_local_cluster() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("local_cluster", CLUSTER_PY)
-    assert spec is not None and spec.loader is not None, CLUSTER_PY
+def load_by_path(name: str, path: Path) -> ModuleType:
+    """The module at ``path`` as ``name`` (once: a second call returns the loaded one)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None, path
     module = importlib.util.module_from_spec(spec)
     # registered before it runs, as an import would: its dataclasses look their module up in sys.modules
     sys.modules[spec.name] = module
@@ -24,7 +27,7 @@ def _load_local_cluster() -> ModuleType:
     return module
 
 
-local_cluster = sys.modules.get("local_cluster") or _load_local_cluster()
+local_cluster = load_by_path("local_cluster", CLUSTER_PY)
 
 
 @pytest.fixture(scope="session")

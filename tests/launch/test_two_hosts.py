@@ -7,17 +7,16 @@ requeued job that resumes from its checkpoint and ends at the uninterrupted loss
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from launch.conftest import load_by_path
 from launch.test_sweeps import REPO, cli, wait_for, write_sweep
 from parcae_runner.runs import RunDirectory
 
@@ -27,15 +26,7 @@ TWO_HOSTS_PY = REPO / "slurm" / "local_cluster" / "two_hosts.py"
 PROFILE = "cluster=slurm_local_two_hosts"
 
 
-def _load_two_hosts():
-    spec = importlib.util.spec_from_file_location("two_hosts", TWO_HOSTS_PY)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-two_hosts = sys.modules.get("two_hosts") or _load_two_hosts()
+two_hosts = load_by_path("two_hosts", TWO_HOSTS_PY)
 
 
 @pytest.fixture(scope="module")
