@@ -76,7 +76,8 @@ def test_sbatch_in_docker_trains_requeues_and_keeps_the_key_out(slurm_cluster, i
     run_dir = RunDirectory(tmp_path / "results" / "single" / "in-docker")
     batch_log = REPO / f"slurm-parcae-{job}.out"
 
-    wait_for(lambda: any(r.get("step", 0) >= 40 for r in run_dir.read_metrics()), 300, "step 40 in the container")
+    in_container = "step 40 in the container"
+    wait_for(lambda: any(r.get("step", 0) >= 40 for r in run_dir.read_metrics()), 300, in_container, poll=0.1)
     (box,) = running_containers(job)
     assert box["Image"] == image.id  # the digest the job script resolved, not a tag that may move
     assert f"WANDB_API_KEY={key}" in box["Config"]["Env"]  # it did reach the run, by the environment

@@ -28,7 +28,8 @@ def test_array_tasks_run_in_the_image_and_survive_a_requeue(slurm_cluster, image
         "train.val_interval": 10,
         "train.val_batches": 2,
         "train.log_interval": 5,
-        "train.max_steps": 150,
+        # long enough that the signal lands mid-run on a quiet machine too (a tiny step takes ~7 ms there)
+        "train.max_steps": 800,
         "logger.wandb": "false",
         "logger.measure_power_secs": 1,
     }
@@ -40,7 +41,8 @@ def test_array_tasks_run_in_the_image_and_survive_a_requeue(slurm_cluster, image
     image_id = json.loads(docker("image", "inspect", image.ref).stdout)[0]["Id"]
     assert record["submissions"][-1]["container"] == {"mode": "docker", "image": image.ref, "digest": image_id}
     victim = RunDirectory(root / "pythia-debug-s0")
-    wait_for(lambda: any(r.get("step", 0) >= 30 for r in victim.read_metrics()), 300, "step 30 in the container")
+    in_container = "step 30 in the container"
+    wait_for(lambda: any(r.get("step", 0) >= 30 for r in victim.read_metrics()), 300, in_container, poll=0.1)
     job = record["jobs"]["pythia-debug-s0"]
     assert job.endswith("_0")
     subprocess.run(["scancel", "--signal=USR1", job], check=True)

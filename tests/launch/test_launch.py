@@ -50,7 +50,8 @@ def test_launch_asks_for_the_profile_and_each_rank_gets_its_gpu(slurm_cluster, t
     job = re.search(r"submitted Slurm job (\d+)", out.stdout).group(1)
     try:
         info = scontrol(job)
-        assert (info["NumNodes"], info["NumTasks"], info["TimeLimit"]) == ("1", "2", "00:30:00")
+        # a job still pending shows NumNodes=1-1 (min-max), a running one NumNodes=1
+        assert (info["NumNodes"].split("-")[0], info["NumTasks"], info["TimeLimit"]) == ("1", "2", "00:30:00")
         assert info["TresPerNode"] == "gres:gpu:2"
         run_dir = RunDirectory(tmp_path / "results" / "single" / "launched")
         wait_for(lambda: run_dir.read_run().get("status") == "done", 300, "the launched run to finish")
@@ -95,28 +96,28 @@ def test_resubmit_failed_takes_only_failed_and_cancelled_runs_and_cancel_empties
     slurm_cluster, tmp_path, small
 ):
     # three points: one finishes, one crashes (SIGKILL, as a node failure would), one is cancelled
-    sweep = write_sweep(tmp_path / "fail.yaml", {"train.max_steps": "20,400,401"}, small)
+    sweep = write_sweep(tmp_path / "fail.yaml", {"train.max_steps": "20,800,801"}, small)
     assert cli("sweep", str(sweep), "cluster=slurm_local").returncode == 0
     root = tmp_path / "results" / "fail"
     jobs = json.loads((root / "sweep.json").read_text())["jobs"]
-    name = {steps: next(n for n in jobs if n.endswith(f"max_steps{steps}")) for steps in (20, 400, 401)}
-    subprocess.run(["scancel", jobs[name[401]]], check=True)
-    crash = RunDirectory(root / name[400])
-    wait_for(lambda: any(r.get("step", 0) >= 5 for r in crash.read_metrics()), 240, "the run to crash to train")
-    subprocess.run(["scancel", "--signal=KILL", jobs[name[400]]], check=True)
+    name = {steps: next(n for n in jobs if n.endswith(f"max_steps{steps}")) for steps in (20, 800, 801)}
+    subprocess.run(["scancel", jobs[name[801]]], check=True)
+    crash = RunDirectory(root / name[800])
+    wait_for(lambda: any(r.get("step", 0) >= 5 for r in crash.read_metrics()), 240, "the run to train", poll=0.1)
+    subprocess.run(["scancel", "--signal=KILL", jobs[name[800]]], check=True)
     wait_for(lambda: not squeue_ids() & set(jobs.values()), 240, "every job of the sweep to end")
     rows = {r["run"]: r for r in status_rows(root)}
     assert rows[name[20]]["status"] == "done"
     # the array task ran the job step of launch_job.slurm: srun's output is the step log in the run directory
     step_logs = [p.read_text() for p in (root / name[20] / "logs").glob("slurm-*.out")]
     assert any("step 20/20" in text for text in step_logs), step_logs
-    assert rows[name[400]]["status"] != "done" and rows[name[401]]["status"] != "done", rows
+    assert rows[name[800]]["status"] != "done" and rows[name[801]]["status"] != "done", rows
 
     out = cli("resubmit", str(root), "--failed")
     assert out.returncode == 0, out.stderr[-3000:]
     record = json.loads((root / "sweep.json").read_text())
     resubmitted = record["submissions"][-1]["jobs"]
-    assert sorted(resubmitted) == sorted([name[400], name[401]])
+    assert sorted(resubmitted) == sorted([name[800], name[801]])
     assert set(resubmitted.values()) <= squeue_ids()
 
     out = cli("cancel", str(root))
@@ -129,7 +130,8 @@ def test_an_array_task_runs_the_job_step_and_survives_a_requeue(slurm_cluster, t
     """Sweep arrays start training through the job step of launch_job.slurm: the time-limit signal (SIGUSR1, to the
     step) checkpoints, the task is requeued as `<array>_<task>`, resumes, and ends done."""
     # two points: a sweep of one is submitted as a plain job, not an array
-    sweep = write_sweep(tmp_path / "requeue.yaml", {"seed": "0,1"}, {**small, "train.max_steps": 150})
+    # long enough that the signal lands mid-run on a quiet machine too (a tiny step takes ~7 ms there)
+    sweep = write_sweep(tmp_path / "requeue.yaml", {"seed": "0,1"}, {**small, "train.max_steps": 800})
     assert cli("sweep", str(sweep), "cluster=slurm_local").returncode == 0
     root = tmp_path / "results" / "requeue"
     record = json.loads((root / "sweep.json").read_text())
@@ -137,7 +139,7 @@ def test_an_array_task_runs_the_job_step_and_survives_a_requeue(slurm_cluster, t
     assert job.endswith("_0"), f"not an array task: {job}"
     assert record["submissions"][0]["container"] is None, "the profile runs on the node's Python"
     run_dir = RunDirectory(root / "pythia-debug-s0")
-    wait_for(lambda: any(r.get("step", 0) >= 30 for r in run_dir.read_metrics()), 240, "step 30")
+    wait_for(lambda: any(r.get("step", 0) >= 30 for r in run_dir.read_metrics()), 240, "step 30", poll=0.1)
     subprocess.run(["scancel", "--signal=USR1", job], check=True)
     wait_for(lambda: run_dir.read_run().get("status") == "done", 300, "the requeued task to finish")
     run = run_dir.read_run()

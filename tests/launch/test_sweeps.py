@@ -133,12 +133,13 @@ def test_profile_larger_than_partition_exit_2(slurm_cluster, tmp_path, small):
 
 
 def test_cancelled_run_resumes_alone(slurm_cluster, tmp_path, small):
-    sweep = write_sweep(tmp_path / "cancel.yaml", {"seed": "0,1"}, {**small, "train.max_steps": 400})
+    # long enough that the cancel lands mid-run on a quiet machine too (a tiny step takes ~7 ms there)
+    sweep = write_sweep(tmp_path / "cancel.yaml", {"seed": "0,1"}, {**small, "train.max_steps": 800})
     assert cli("sweep", str(sweep), "cluster=slurm_local").returncode == 0
     root = tmp_path / "results" / "cancel"
     jobs = json.loads((root / "sweep.json").read_text())["jobs"]
     victim = RunDirectory(root / "pythia-debug-s1")
-    wait_for(lambda: (victim.checkpoints / "checkpoint-64" / "meta.json").exists(), 240, "a checkpoint of s1")
+    wait_for(lambda: (victim.checkpoints / "checkpoint-64" / "meta.json").exists(), 240, "a checkpoint of s1", poll=0.1)
     subprocess.run(["scancel", jobs["pythia-debug-s1"]], check=True)
     wait_for(lambda: victim.read_run().get("status") not in ("running", None), 60, "s1 to record its end")
     assert victim.read_run()["status"] == "terminated"
@@ -157,7 +158,7 @@ def test_cancelled_run_resumes_alone(slurm_cluster, tmp_path, small):
 def test_signal_checkpoints_requeues_and_resumes(slurm_cluster, tmp_path, small):
     """`sbatch launch_job.slurm` end to end, interrupted by the time-limit signal."""
     overrides = [f"{k}={v}" for k, v in small.items() if k != "logger.wandb"] + [
-        "train.max_steps=400",
+        "train.max_steps=800",
         "logger.wandb=true",
         "cluster=slurm_local",
     ]
@@ -179,7 +180,7 @@ def test_signal_checkpoints_requeues_and_resumes(slurm_cluster, tmp_path, small)
     sbatch("reference")
     job = sbatch("requeued")
     run_dir = RunDirectory(tmp_path / "results" / "single" / "requeued")
-    wait_for(lambda: any(r.get("step", 0) >= 40 for r in run_dir.read_metrics()), 240, "step 40")
+    wait_for(lambda: any(r.get("step", 0) >= 40 for r in run_dir.read_metrics()), 240, "step 40", poll=0.1)
     subprocess.run(["scancel", "--signal=USR1", job], check=True)
     wait_for(lambda: run_dir.read_run().get("attempts") == 2, 240, "the requeued attempt to start")
     wait_for(lambda: run_dir.read_run().get("status") == "done", 300, "the requeued run to finish")
