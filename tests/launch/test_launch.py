@@ -104,7 +104,9 @@ def test_resubmit_failed_takes_only_failed_and_cancelled_runs_and_cancel_empties
     subprocess.run(["scancel", jobs[name[801]]], check=True)
     crash = RunDirectory(root / name[800])
     wait_for(lambda: any(r.get("step", 0) >= 5 for r in crash.read_metrics()), 240, "the run to train", poll=0.1)
-    subprocess.run(["scancel", "--signal=KILL", jobs[name[800]]], check=True)
+    # the whole job, batch step included, as a node failure would: SIGKILL of the training tasks alone is a lost rank,
+    # which the job script requeues by itself (tests/launch/test_two_hosts.py)
+    subprocess.run(["scancel", "--full", "--signal=KILL", jobs[name[800]]], check=True)
     wait_for(lambda: not squeue_ids() & set(jobs.values()), 240, "every job of the sweep to end")
     rows = {r["run"]: r for r in status_rows(root)}
     assert rows[name[20]]["status"] == "done"
