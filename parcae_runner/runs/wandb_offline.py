@@ -98,13 +98,16 @@ def find_run_files(run_dir: str | Path) -> list[Path]:
 
 
 def is_complete(path: str | Path) -> bool:
-    """Whether an offline run file ends with its ``exit`` record (the run was finished and its file written out)."""
+    """Whether an offline run file ends with its ``exit`` record (the run was finished and its file written out).
+    A file still being written can end in a partial record: that is "not yet", not an error."""
+    from google.protobuf.message import DecodeError
+
     try:
         last = None
         for record in read_records(path):
             last = record
         return last is not None and last.WhichOneof("record_type") == "exit"
-    except (OSError, ValueError):
+    except (OSError, ValueError, DecodeError):
         return False
 
 
