@@ -100,7 +100,7 @@ def find_run_files(run_dir: str | Path) -> list[Path]:
 def is_complete(path: str | Path) -> bool:
     """Whether an offline run file ends with its ``exit`` record (the run was finished and its file written out).
     A file still being written can end in a partial record: that is "not yet", not an error."""
-    from google.protobuf.message import DecodeError
+    from google.protobuf.message import DecodeError  # type: ignore[import-untyped]  # protobuf ships no stubs here
 
     try:
         last = None
