@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
+import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from parcae_runner.launch.container import remove_job_containers
 
 # development infrastructure beside its start/stop scripts, not part of the package: loaded by path
 CLUSTER_PY = Path(__file__).resolve().parents[2] / "slurm" / "local_cluster" / "cluster.py"
@@ -31,7 +37,7 @@ local_cluster = load_by_path("local_cluster", CLUSTER_PY)
 
 
 @pytest.fixture(scope="session")
-def slurm_cluster() -> local_cluster.ClusterInfo:
+def slurm_cluster_session() -> local_cluster.ClusterInfo:
     """Start (or find) the local cluster; skip only where it cannot be had: not root, or Slurm not installable.
 
     It is not stopped afterwards: starting it again costs a few seconds, and a developer may be using it.
@@ -42,6 +48,64 @@ def slurm_cluster() -> local_cluster.ClusterInfo:
         return local_cluster.start()
     except local_cluster.SlurmInstallError as e:
         pytest.skip(f"Slurm is not installed and apt-get cannot install it: {e}")
+
+
+def queued_jobs() -> set[str]:
+    """Job ids in the queue (an array once, by its array job id)."""
+    out = subprocess.run(["squeue", "-h", "-o", "%A"], capture_output=True, text=True, timeout=60)
+    return set(out.stdout.split()) if out.returncode == 0 else set()
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as e:
+        return f"({e})"
+
+
+def describe_jobs(jobs: set[str]) -> str:
+    """Each job's state and pending reason, and the tails of its batch log and of the step log the job script named:
+    what a failed Slurm test needs to say why its job never got where the test waited for it."""
+    parts = []
+    for job in sorted(jobs, key=int):
+        shown = subprocess.run(["scontrol", "-o", "show", "job", job], capture_output=True, text=True, timeout=60)
+        fields = dict(f.split("=", 1) for f in shown.stdout.split() if "=" in f)
+        parts.append(f"job {job}: {fields.get('JobState')} reason={fields.get('Reason')} ran {fields.get('RunTime')}")
+        batch_log = fields.get("StdOut")
+        if batch_log:
+            batch_text = _tail(Path(batch_log), 40)
+            parts.append(f"  batch log {batch_log}:\n{batch_text}")
+            step_log = re.search(r"--output=(\S+)", batch_text)
+            if step_log:
+                path = Path(step_log.group(1).replace("%j", job))
+                parts.append(f"  step log {path}:\n{_tail(path)}")
+    return "\n".join(parts)
+
+
+@pytest.fixture
+def slurm_cluster(slurm_cluster_session) -> Iterator[local_cluster.ClusterInfo]:
+    """The cluster, and afterwards none of this test's jobs: a test that fails while its jobs still run or wait
+    must not hold the node's CPUs for the tests after it (each would then time out in turn). What is left is
+    described on stderr (shown with the failure), cancelled, and its docker containers removed."""
+    before = queued_jobs()
+    yield slurm_cluster_session
+    cancel_jobs_left(before)
+
+
+def cancel_jobs_left(before: set[str]) -> None:
+    """Cancel the jobs in the queue that were not in ``before`` (describing them on stderr) and remove their docker
+    containers; wait until they are gone."""
+    left = queued_jobs() - before
+    if not left:
+        return
+    print(f"[slurm_cluster] jobs left by this test, cancelled:\n{describe_jobs(left)}", file=sys.stderr)
+    subprocess.run(["scancel", "--full", "--signal=KILL", *left], capture_output=True, timeout=60)
+    subprocess.run(["scancel", *left], capture_output=True, timeout=60)
+    for job in left:
+        remove_job_containers(job)
+    deadline = time.monotonic() + 120
+    while queued_jobs() & left and time.monotonic() < deadline:
+        time.sleep(0.5)
 
 
 @pytest.fixture

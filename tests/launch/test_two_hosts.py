@@ -11,12 +11,11 @@ import json
 import os
 import re
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from launch.conftest import load_by_path
+from launch.conftest import cancel_jobs_left, load_by_path, queued_jobs
 from launch.test_sweeps import REPO, cli, wait_for, write_sweep
 from parcae_runner.runs import RunDirectory
 
@@ -41,13 +40,9 @@ def two_host_cluster():
 def on_two_hosts(two_host_cluster, monkeypatch):
     """Every Slurm command of the test (and the jobs it submits) talks to the two-host cluster."""
     monkeypatch.setenv("SLURM_CONF", two_host_cluster.conf)
+    before = queued_jobs()
     yield two_host_cluster
-    wait_for(lambda: not queue(), 300, "the two-host cluster's queue to empty", poll=2)
-
-
-def queue() -> set[str]:
-    out = subprocess.run(["squeue", "-h", "-r", "-o", "%i"], capture_output=True, text=True, check=True)
-    return set(out.stdout.split())
+    cancel_jobs_left(before)
 
 
 @pytest.fixture
