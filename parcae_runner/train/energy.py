@@ -120,7 +120,7 @@ class EnergyMeter(L.Callback):
         return energy_kwh * self.intensity if self.intensity is not None else codecarbon_kg
 
     def _file(self) -> Path:
-        return self.run_dir / ENERGY_DIR / f"attempt-{self.attempt}-node{self._node}.json"
+        return energy_file(self.run_dir, self.attempt, self._node)
 
     def flush(self) -> None:
         """Write the attempt's energy so far (codecarbon's CSV row, and our per-attempt file)."""
@@ -214,10 +214,8 @@ class EnergyMeter(L.Callback):
         without the sum across ranks (a rank lost or failed): a node killed outright loses at most one interval."""
         if num_nodes > 1 and not self.reading.all_nodes:
             for node in range(1, num_nodes):
-                path = self.run_dir / ENERGY_DIR / f"attempt-{self.attempt}-node{node}.json"
-                try:
-                    rec = json.loads(path.read_text())
-                except (OSError, json.JSONDecodeError):
+                rec = read_energy_file(energy_file(self.run_dir, self.attempt, node))
+                if rec is None:
                     continue
                 self.reading.energy_kwh += float(rec["energy_kwh"])
                 self.reading.co2_kg += float(rec["co2_kg"])
@@ -231,14 +229,26 @@ class EnergyMeter(L.Callback):
         self.stop()
 
 
+def energy_file(run_dir: Path, attempt: int, node: int) -> Path:
+    """One node's energy record of one attempt, rewritten at every flush and at the end."""
+    return Path(run_dir) / ENERGY_DIR / f"attempt-{attempt}-node{node}.json"
+
+
+def read_energy_file(path: Path) -> dict | None:
+    """The record, or None where it is missing or unreadable (a node killed before its first flush)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
 def unrecorded_attempts(run_dir: Path, recorded: set[int]) -> list[dict]:
     """Attempts with energy files but no entry in ``run.json`` (killed before they could write one), as history
     entries: their last flushed energy summed over nodes, status ``killed``."""
     totals: dict[int, dict] = {}
     for path in sorted((Path(run_dir) / ENERGY_DIR).glob("attempt-*-node*.json")):
-        try:
-            rec = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
+        rec = read_energy_file(path)
+        if rec is None:
             continue
         attempt = int(rec["attempt"])
         if attempt in recorded:

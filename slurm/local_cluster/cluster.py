@@ -26,8 +26,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 # the first line of every slurm.conf this module writes; without it the file is someone else's. The text names the
 # module's former home in the package: kept as it was, so that clusters configured before the move stay recognised
@@ -456,22 +458,42 @@ def status() -> ClusterStatus:
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="slurm/local_cluster/cluster.py", description=__doc__)
+def run_command_line(
+    prog: str,
+    doc: str | None,
+    start_fn: Callable[[], object],
+    stop_fn: Callable[[], None],
+    is_up: Callable[[], bool],
+    describe: Callable[[Any], str],
+    argv: list[str] | None = None,
+) -> int:
+    """``start`` (prints ``describe(info)``), ``stop`` or ``status`` (exit 0 when up, 1 when not) of a local cluster."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc)
     parser.add_argument("command", choices=("start", "stop", "status"))
     args = parser.parse_args(argv)
     try:
         if args.command == "start":
-            info = start()
-            print(f"node={info.node} cpus={info.cpus} memory_mb={info.memory_mb} partition={info.partition}")
+            print(describe(start_fn()))
         elif args.command == "stop":
-            stop()
+            stop_fn()
         else:
-            return 0 if status().up else 1
+            return 0 if is_up() else 1
     except LocalClusterError as e:
         _log(f"error: {e}")
         return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command_line(
+        "slurm/local_cluster/cluster.py",
+        __doc__,
+        start,
+        stop,
+        lambda: status().up,
+        lambda i: f"node={i.node} cpus={i.cpus} memory_mb={i.memory_mb} partition={i.partition}",
+        argv,
+    )
 
 
 if __name__ == "__main__":

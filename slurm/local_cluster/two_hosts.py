@@ -16,7 +16,6 @@ Development infrastructure: standard library only, not part of the parcae_runner
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import subprocess
@@ -273,21 +272,15 @@ def status() -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="slurm/local_cluster/two_hosts.py", description=__doc__)
-    parser.add_argument("command", choices=("start", "stop", "status"))
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "start":
-            info = start()
-            print(f"SLURM_CONF={info.conf} partition={info.partition} nodes={','.join(info.nodes)}")
-        elif args.command == "stop":
-            stop()
-        else:
-            return 0 if status() else 1
-    except one_node.LocalClusterError as e:
-        one_node._log(f"error: {e}")
-        return 1
-    return 0
+    return one_node.run_command_line(
+        "slurm/local_cluster/two_hosts.py",
+        __doc__,
+        start,
+        stop,
+        lambda: bool(status()),
+        lambda i: f"SLURM_CONF={i.conf} partition={i.partition} nodes={','.join(i.nodes)}",
+        argv,
+    )
 
 
 if __name__ == "__main__":
