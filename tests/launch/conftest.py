@@ -51,7 +51,7 @@ def slurm_cluster_session() -> local_cluster.ClusterInfo:
 
 
 def queued_jobs() -> set[str]:
-    """Job ids in the queue (an array once, by its array job id)."""
+    """Job ids in the queue (each task of an array by its own job id, which scancel and scontrol take)."""
     out = subprocess.run(["squeue", "-h", "-o", "%A"], capture_output=True, text=True, timeout=60)
     return set(out.stdout.split()) if out.returncode == 0 else set()
 
