@@ -92,10 +92,13 @@ def slurm_cluster(slurm_cluster_session) -> Iterator[local_cluster.ClusterInfo]:
     cancel_jobs_left(before)
 
 
-def cancel_jobs_left(before: set[str]) -> None:
+def cancel_jobs_left(before: set[str], grace_s: float = 30.0) -> None:
     """Cancel the jobs in the queue that were not in ``before`` (describing them on stderr) and remove their docker
-    containers; wait until they are gone."""
-    left = queued_jobs() - before
+    containers; wait until they are gone. A job gets ``grace_s`` to end by itself first: a run records ``done`` a
+    moment before its job ends (card, energy, the batch script's last lines)."""
+    deadline = time.monotonic() + grace_s
+    while (left := queued_jobs() - before) and time.monotonic() < deadline:
+        time.sleep(0.5)
     if not left:
         return
     print(f"[slurm_cluster] jobs left by this test, cancelled:\n{describe_jobs(left)}", file=sys.stderr)

@@ -19,15 +19,6 @@ from parcae_runner.runs import RunDirectory
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(autouse=True)
-def _leave_the_queue_as_found():
-    """Every job a test submitted has left squeue before the next test: a run records `done` a moment before its
-    job ends (card, energy, the batch script's last lines), and the next tests expect an idle node."""
-    before = squeue_ids()
-    yield
-    wait_for(lambda: not (squeue_ids() - before), 300, "this test's jobs to leave squeue", poll=2)
-
-
 def scontrol(job: str) -> dict[str, str]:
     out = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True, check=True).stdout
     return dict(field.split("=", 1) for field in out.split() if "=" in field)
