@@ -24,9 +24,16 @@ def _compose(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from parcae_runner.train.preflight import check_trainable, validate
+
+    cfg = _compose(args)
+    # bad values are refused before the trainer is imported (Lightning alone takes seconds to import);
+    # train() checks them again, for callers that come in another way
+    validate(cfg)
+    check_trainable(cfg)
     from parcae_runner.jobs import train_run
 
-    train_run(_compose(args))
+    train_run(cfg)
     return EXIT_OK
 
 
