@@ -18,6 +18,9 @@ from parcae_runner.runs import RunDirectory
 from parcae_runner.train.metrics import MEASURED_METRICS
 
 TIMING_KEYS = MEASURED_METRICS
+# killed after checkpoint-20, resumed to the end: through validations, Muon's momentum warm-up (30 steps) and the
+# WSD cooldown (its second half)
+MAX_STEPS = 80
 
 
 def command(overrides: list[str], run_name: str) -> list[str]:
@@ -55,7 +58,7 @@ def test_sigkill_then_rerun_matches_uninterrupted(arch, recipe, fast_overrides, 
         + recipe
         + [
             f"arch={arch}",
-            "train.max_steps=150",
+            f"train.max_steps={MAX_STEPS}",
             "train.batch_size=16",
             "train.micro_batch_size=8",  # 2 accumulation steps
             "train.checkpoint.schedule=list",
@@ -81,13 +84,13 @@ def test_sigkill_then_rerun_matches_uninterrupted(arch, recipe, fast_overrides, 
 
     killed = RunDirectory(results / "single" / "killed")
     assert killed.read_run()["status"] == "running"  # SIGKILL leaves no chance to write anything
-    assert not (killed.checkpoints / "checkpoint-150").exists(), "the run finished before it could be killed"
+    assert not (killed.checkpoints / f"checkpoint-{MAX_STEPS}").exists(), "the run finished before it could be killed"
 
     subprocess.run(command(overrides, "killed"), check=True, capture_output=True)
     reference = RunDirectory(results / "single" / "reference")
 
-    ref_w = load_file(reference.checkpoints / "checkpoint-150" / "model.safetensors")
-    res_w = load_file(killed.checkpoints / "checkpoint-150" / "model.safetensors")
+    ref_w = load_file(reference.checkpoints / f"checkpoint-{MAX_STEPS}" / "model.safetensors")
+    res_w = load_file(killed.checkpoints / f"checkpoint-{MAX_STEPS}" / "model.safetensors")
     assert ref_w.keys() == res_w.keys()
     for name in ref_w:
         assert torch.equal(ref_w[name], res_w[name]), name
