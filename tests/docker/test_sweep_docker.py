@@ -28,8 +28,9 @@ def test_array_tasks_run_in_the_image_and_survive_a_requeue(slurm_cluster, image
         "train.val_interval": 10,
         "train.val_batches": 2,
         "train.log_interval": 5,
-        # long enough that the signal lands mid-run on a quiet machine too (a tiny step takes ~7 ms there)
-        "train.max_steps": 800,
+        # long enough that the signal lands mid-run on a quiet machine too (a tiny step takes ~7 ms there: the ~370
+        # steps after the step it waits for last over 2 s, the signal arrives within a few tenths)
+        "train.max_steps": 400,
         "logger.wandb": "false",
         "logger.measure_power_secs": 1,
     }

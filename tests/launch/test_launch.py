@@ -123,8 +123,9 @@ def test_an_array_task_runs_the_job_step_and_survives_a_requeue(slurm_cluster, t
     """Sweep arrays start training through the job step of launch_job.slurm: the time-limit signal (SIGUSR1, to the
     step) checkpoints, the task is requeued as `<array>_<task>`, resumes, and ends done."""
     # two points: a sweep of one is submitted as a plain job, not an array
-    # long enough that the signal lands mid-run on a quiet machine too (a tiny step takes ~7 ms there)
-    sweep = write_sweep(tmp_path / "requeue.yaml", {"seed": "0,1"}, {**small, "train.max_steps": 800})
+    # long enough that the signal lands mid-run on a quiet machine too (a tiny step takes ~7 ms there: the ~370 steps
+    # after the step it waits for last over 2 s, the signal arrives within a few tenths)
+    sweep = write_sweep(tmp_path / "requeue.yaml", {"seed": "0,1"}, {**small, "train.max_steps": 400})
     assert cli("sweep", str(sweep), "cluster=slurm_local").returncode == 0
     root = tmp_path / "results" / "requeue"
     record = json.loads((root / "sweep.json").read_text())

@@ -133,8 +133,9 @@ def test_profile_larger_than_partition_exit_2(slurm_cluster, tmp_path, small):
 
 
 def test_cancelled_run_resumes_alone(slurm_cluster, tmp_path, small):
-    # long enough that the cancel lands mid-run on a quiet machine too (a tiny step takes ~7 ms there)
-    sweep = write_sweep(tmp_path / "cancel.yaml", {"seed": "0,1"}, {**small, "train.max_steps": 800})
+    # long enough that the cancel lands mid-run on a quiet machine too (a tiny step takes ~7 ms there: the ~370 steps
+    # after the step it waits for last over 2 s, the signal arrives within a few tenths)
+    sweep = write_sweep(tmp_path / "cancel.yaml", {"seed": "0,1"}, {**small, "train.max_steps": 400})
     assert cli("sweep", str(sweep), "cluster=slurm_local").returncode == 0
     root = tmp_path / "results" / "cancel"
     jobs = json.loads((root / "sweep.json").read_text())["jobs"]
@@ -158,7 +159,7 @@ def test_cancelled_run_resumes_alone(slurm_cluster, tmp_path, small):
 def test_signal_checkpoints_requeues_and_resumes(slurm_cluster, tmp_path, small):
     """`sbatch launch_job.slurm` end to end, interrupted by the time-limit signal."""
     overrides = [f"{k}={v}" for k, v in small.items() if k != "logger.wandb"] + [
-        "train.max_steps=800",
+        "train.max_steps=400",
         "logger.wandb=true",
         "cluster=slurm_local",
     ]
