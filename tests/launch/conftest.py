@@ -111,6 +111,25 @@ def cancel_jobs_left(before: set[str], grace_s: float = 30.0) -> None:
         time.sleep(0.5)
 
 
+REPO = Path(__file__).resolve().parents[2]
+
+
+def sbatch_pythia_debug(overrides: list[str], run_name: str) -> str:
+    """``CONFIG=launch_configs/pythia-debug.yaml sbatch launch_job.slurm <overrides> run_name=<run_name>``; the job id.
+
+    One CPU, as the slurm_local profile asks, not the script header's two (the whole node): two such jobs run side by
+    side on the 2-CPU node."""
+    out = subprocess.run(
+        ["sbatch", "--parsable", "--cpus-per-task=1", "launch_job.slurm", *overrides, f"run_name={run_name}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CONFIG": "launch_configs/pythia-debug.yaml", "PYTHON": sys.executable},
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip().split(";")[0]
+
+
 @pytest.fixture
 def small(tmp_path, data_cache) -> dict[str, object]:
     """Fixed overrides for tiny, fast runs with results under tmp_path."""

@@ -5,10 +5,8 @@ attempt's energy must be in run.json."""
 
 from __future__ import annotations
 
-import os
 import random
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,11 +14,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from launch.conftest import sbatch_pythia_debug
 from parcae_runner.runs import RunDirectory
 from parcae_runner.runs.checkpoints import verify_checkpoint
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[2]
 TRIALS = 10
 SEED = 20261201
 MAX_STEPS = 120
@@ -50,19 +48,6 @@ def _overrides(tmp_path: Path, data_cache: Path) -> list[str]:
     ]
 
 
-def _sbatch(overrides: list[str], run_name: str) -> str:
-    out = subprocess.run(
-        # one CPU, as the slurm_local profile asks (the script's header asks for two: the whole node, one job at a time)
-        ["sbatch", "--parsable", "--cpus-per-task=1", "launch_job.slurm", *overrides, f"run_name={run_name}"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "CONFIG": "launch_configs/pythia-debug.yaml", "PYTHON": sys.executable},
-    )
-    assert out.returncode == 0, out.stderr
-    return out.stdout.strip().split(";")[0]
-
-
 def _in_queue(job: str) -> bool:
     out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True)
     return out.returncode == 0 and bool(out.stdout.strip())
@@ -87,12 +72,12 @@ def test_ten_interrupted_runs_all_complete_bit_identical(slurm_cluster, tmp_path
     rng = random.Random(SEED)
     # the moment: a step, then up to 0.3 s past it; late enough to leave room for the signal to act before the end
     plan = [(rng.choice(["sigkill", "scancel", "sigusr1"]), rng.randint(1, MAX_STEPS - 40)) for _ in range(TRIALS)]
-    _sbatch(overrides, "reference")
+    sbatch_pythia_debug(overrides, "reference")
     results = tmp_path / "results" / "single"
     # every trial queued at once (the cluster runs two at a time); each is interrupted when it reaches its moment
     pending = {}
     for i, (mode, at_step) in enumerate(plan):
-        pending[f"trial{i}"] = (mode, at_step, _sbatch(overrides, f"trial{i}"))
+        pending[f"trial{i}"] = (mode, at_step, sbatch_pythia_debug(overrides, f"trial{i}"))
     outcomes, resubmit = [], []
     deadline = time.time() + 900
     while pending:
@@ -113,12 +98,12 @@ def test_ten_interrupted_runs_all_complete_bit_identical(slurm_cluster, tmp_path
             del pending[name]
         for name, job in list(resubmit):  # killed or cancelled: submitting the same command again resumes it
             if not _in_queue(job):
-                _sbatch(overrides, name)
+                sbatch_pythia_debug(overrides, name)
                 resubmit.remove((name, job))
         time.sleep(0.02)
     for name, job in resubmit:
         _wait(lambda job=job: not _in_queue(job), 120, f"{name}'s job to leave the queue")
-        _sbatch(overrides, name)
+        sbatch_pythia_debug(overrides, name)
 
     reference = RunDirectory(results / "reference")
     passed = 0

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from launch.conftest import sbatch_pythia_debug
 from parcae_runner.runs import RunDirectory
 
 pytestmark = pytest.mark.slow
@@ -164,22 +165,10 @@ def test_signal_checkpoints_requeues_and_resumes(slurm_cluster, tmp_path, small)
         "cluster=slurm_local",
     ]
 
-    def sbatch(run_name: str) -> str:
-        out = subprocess.run(
-            # one CPU each (the profile's cpus_per_task), not the header's two: the two jobs run side by side on the
-            # 2-CPU node, so the signalled one does not wait for the reference to finish first
-            ["sbatch", "--parsable", "--cpus-per-task=1", "launch_job.slurm", *overrides, f"run_name={run_name}"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            env={**os.environ, "CONFIG": "launch_configs/pythia-debug.yaml", "PYTHON": sys.executable},
-        )
-        assert out.returncode == 0, out.stderr
-        return out.stdout.strip().split(";")[0]
-
     # the same config, uninterrupted, in an identical job
-    sbatch("reference")
-    job = sbatch("requeued")
+    # one CPU each: the two jobs run side by side, so the signalled one does not wait for the reference first
+    sbatch_pythia_debug(overrides, "reference")
+    job = sbatch_pythia_debug(overrides, "requeued")
     run_dir = RunDirectory(tmp_path / "results" / "single" / "requeued")
     wait_for(lambda: any(r.get("step", 0) >= 40 for r in run_dir.read_metrics()), 240, "step 40", poll=0.1)
     subprocess.run(["scancel", "--signal=USR1", job], check=True)
