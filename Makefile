@@ -30,13 +30,14 @@ setup: $(STAMP)
 # torch is pinned and installed first so that a CPU machine does not pull CUDA wheels;
 # the package's own `torch>=2.4` is then already satisfied. The other dependencies are held to the image's lock
 # (its pins without hashes, as pip constraints), so the tests run what the image ships, not what PyPI serves today.
+# Nothing runs at interpreter start: a .venv made when a .pth registered the lm-eval model loses that file here.
 $(STAMP): pyproject.toml docker/requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)"
 	grep -v -- '--hash=' docker/requirements.lock | sed 's/ *\\$$//' > $(VENV)/lock-constraints.txt
 	$(BIN)/python -m pip install --quiet -e ".[dev]" --constraint $(VENV)/lock-constraints.txt
-	$(BIN)/python -m parcae_runner_lm_eval_hook
+	rm -f $(VENV)/lib/python*/site-packages/parcae_runner_lm_eval.pth
 	touch $(STAMP)
 
 ## the full suite (CI runs it after make lint)

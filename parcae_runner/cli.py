@@ -12,6 +12,8 @@ from omegaconf import OmegaConf
 
 from parcae_runner.config.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK
 from parcae_runner.config.presets import resolve_config_arg
+from parcae_runner.eval.lm_eval_cli import COMMAND as LM_EVAL
+from parcae_runner.eval.lm_eval_cli import run_lm_eval
 from parcae_runner.runs.layout import sweep_file
 from parcae_runner.runs.record import RUN_FILE, RunStatus
 from parcae_runner.util.log import log
@@ -445,6 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", help="a variant of the sweep file (demo)")
     p.add_argument("overrides", nargs="*", help="distill overrides, e.g. teacher=<hf folder> norm=none seed=1")
     p.set_defaults(func=cmd_distill)
+    sub.add_parser(LM_EVAL, add_help=False, help="lm-eval's own CLI with the parcae model and this package's tasks")
     return parser
 
 
@@ -456,6 +459,9 @@ def main(argv: list[str] | None = None) -> int:
         # in a log file (Slurm, a local sweep) lm-eval's carriage-return bars are noise: our own progress
         # is one plain line per event. tqdm reads this when it is first imported, which is later.
         os.environ.setdefault("TQDM_DISABLE", "1")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == [LM_EVAL]:
+        return run_lm_eval(argv[1:])
     parser = build_parser()
     # overrides may come before or after options (`sweep sweeps/x.yaml cluster=slurm_local --hold`)
     args, rest = parser.parse_known_args(argv)

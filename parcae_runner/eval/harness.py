@@ -1,7 +1,7 @@
 """``parcae``: an lm-eval-harness model for any architecture this tool trains, read from a run directory.
 
-    lm_eval --model parcae --model_args run=results/parc-demo/pythia-debug-s0,checkpoint=150 --tasks lambada_embedded \\
-        --include_path "$(parcae-runner eval --tasks-dir)"
+    parcae-runner lm-eval --model parcae --model_args run=results/parc-demo/pythia-debug-s0,checkpoint=150 \\
+        --tasks lambada_embedded
 
 Model arguments: ``run`` (a run directory), ``checkpoint`` (a step; default the newest), ``recurrence``
 (looped models only: the number of core iterations, default the model's eval depth), ``batch_size``
@@ -22,9 +22,11 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import lm_eval.models  # noqa: F401  (lm-eval's own models, registered before ours: see the class)
 import torch
 import torch.nn.functional as F
 from lm_eval.api.model import TemplateLM
+from lm_eval.api.registry import register_model
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 from torch import nn
 from tqdm import tqdm
@@ -76,6 +78,9 @@ def load_run_model(run: str | Path, checkpoint: int | None = None) -> tuple[nn.M
     return load_checkpoint_model(rd, cfg, record, path), tokenizer, int(cfg.data.seq_len), step
 
 
+# importing this module registers the model, as lm-eval's own models do (after them: lm-eval adds its own only
+# while its registry is empty); `parcae-runner lm-eval` registers it lazily instead
+@register_model("parcae")
 class ParcaeLM(TemplateLM):
     """An lm-eval ``LM`` around one of our models and its run's tokenizer (see the module docstring)."""
 

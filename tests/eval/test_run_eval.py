@@ -1,4 +1,4 @@
-"""`parcae-runner eval`, lm-eval's own CLI with `--model parcae`, and evaluation during training."""
+"""`parcae-runner eval` and evaluation during training (lm-eval's own CLI: test_lm_eval_cli.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ import torch
 from parcae_runner.analysis.collect import collect
 from parcae_runner.analysis.report import build_report
 from parcae_runner.config import compose_run_config
-from parcae_runner.eval.tasks import TASKS_DIR
 from parcae_runner.runs import list_checkpoints
 from parcae_runner.train.runner import train
 from tests.eval.conftest import STEPS, eval_overrides
@@ -81,39 +80,6 @@ def test_bpb_equals_the_training_validation_bpb(evaluated):
     whole = json.loads((evaluated / "eval" / f"checkpoint-{STEPS}" / "bpb.json").read_text())
     assert whole["chunks"] == "all" and whole["tokens"] > 4 * 8 * 64
     assert abs(whole["metrics"]["bpb"] - final_val) / final_val < 0.1  # 32 chunks vs all of them
-
-
-def test_lm_eval_cli_runs_the_parcae_model_on_the_offline_task(trained_run, tmp_path):
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "lm_eval",
-            "--model",
-            "parcae",
-            "--model_args",
-            f"run={trained_run},checkpoint={STEPS}",
-            "--tasks",
-            "lambada_embedded",
-            "--include_path",
-            str(TASKS_DIR),
-            "--limit",
-            "40",
-            "--batch_size",
-            "8",
-            "--output_path",
-            str(tmp_path / "out"),
-        ],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"},
-        cwd=tmp_path,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    results = json.loads(next((tmp_path / "out").rglob("results_*.json")).read_text())
-    task = results["results"]["lambada_embedded"]
-    assert 0.0 <= task["acc,none"] <= 1.0 and task["perplexity,none"] > 1
-    assert results["n-samples"]["lambada_embedded"]["effective"] == 40
 
 
 def test_bad_input_exits_2_and_changes_nothing(evaluated, tmp_path):
