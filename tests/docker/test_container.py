@@ -135,9 +135,8 @@ def test_in_a_container_the_job_script_requeues(monkeypatch, capsys):
     assert "the job script requeues Slurm job 4711" in capsys.readouterr().err
 
 
-def test_readme_documents_each_container_mode():
-    readme = (REPO / "README.md").read_text()
-    section = readme[readme.index("## Containers") :]
+def test_docs_document_each_container_mode():
+    section = (REPO / "docs" / "containers.md").read_text()
     for text in (
         "CONTAINER=pyxis",
         "CONTAINER=apptainer",
