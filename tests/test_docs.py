@@ -1,7 +1,7 @@
 """The documentation names only what exists: every `parcae-runner ...` command shown in README.md and docs/*.md (code
 blocks and inline code) parses with the real command line, its config overrides compose (`show` for train-like
 commands, `plan` for sweeps), its documented errors are the errors it gives, every `make <target>` is a target of the
-Makefile, and every relative link points at a file.
+Makefile, and every repository path and relative link points at a file.
 
 Rules for what a reader fills in: a command with a placeholder (`<run>`, `RUN_DIR`, `WORD…`) or an elision (`...`) is
 checked by its parse only; an override whose value is a run the reader made earlier (`results/...`) or a path of their
@@ -35,6 +35,9 @@ USER_PATHS = ("results/", "/path/to/", "/tmp/")
 TRAIN_LIKE = {"train", "prepare", "show", "launch"}
 SWEEP_LIKE = {"plan", "sweep"}
 ERROR_PREFIX = "parcae-runner: error: "
+# a file or folder of the repository named in inline code (what a command writes is not there yet)
+REPO_PATH = re.compile(r"`((?:tests|parcae_runner|bench|docker|launch_configs|sweeps|slurm|\.ci)/[^`\s]*)`")
+WRITTEN_BY_COMMANDS = ("bench/out/", "bench/results/gpu-")
 
 
 @dataclass(frozen=True)
@@ -239,6 +242,16 @@ def test_readme_names_the_test_command_and_stays_short() -> None:
     readme = (REPO / "README.md").read_text()
     assert "make test" in readme and "make demo" in readme
     assert len(readme.splitlines()) <= README_MAX_LINES
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
+def test_named_repository_paths_exist(page: Path) -> None:
+    for path in REPO_PATH.findall(page.read_text()):
+        path = path.rstrip(".,:;")
+        if path.startswith(WRITTEN_BY_COMMANDS):
+            continue
+        pattern = re.sub(r"<[^>]*>", "*", path)
+        assert list(REPO.glob(pattern)) if "*" in pattern else (REPO / path).exists(), f"{page.name}: {path}"
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
