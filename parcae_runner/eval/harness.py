@@ -32,6 +32,7 @@ from torch import nn
 from tqdm import tqdm
 
 from parcae_runner.data.pretrained import separator_of
+from parcae_runner.eval.lm_eval_cli import MODEL_NAME
 from parcae_runner.runs import RunRecord
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -80,7 +81,7 @@ def load_run_model(run: str | Path, checkpoint: int | None = None) -> tuple[nn.M
 
 # importing this module registers the model, as lm-eval's own models do (after them: lm-eval adds its own only
 # while its registry is empty); `parcae-runner lm-eval` registers it lazily instead
-@register_model("parcae")
+@register_model(MODEL_NAME)
 class ParcaeLM(TemplateLM):
     """An lm-eval ``LM`` around one of our models and its run's tokenizer (see the module docstring)."""
 
