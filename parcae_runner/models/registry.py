@@ -160,8 +160,8 @@ def get_architecture(name: str) -> Architecture:
 SizeSpec = str | Mapping[str, Any]
 
 
-def split_size(size: SizeSpec) -> tuple[str, dict[str, Any]]:
-    """(size name, the dims it overrides) of a size name or size config."""
+def split_size(size: SizeSpec) -> tuple[str | None, dict[str, Any]]:
+    """(size name, the dims it overrides) of a size name or size config (name None: the config has none)."""
     if isinstance(size, str):
         return size, {}
     values = dict(size.items())
