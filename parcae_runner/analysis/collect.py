@@ -104,7 +104,7 @@ def select(config: dict[str, Any] | None, key: str) -> Any:
 _NO_FLOPS: set[str] = set()
 
 
-def flops_per_token(arch_cfg: dict[str, Any], size: str, vocab_size: int, seq_len: int) -> float:
+def flops_per_token(arch_cfg: dict[str, Any], size: str | dict[str, Any], vocab_size: int, seq_len: int) -> float:
     """Training FLOPs per token of one model, NaN (with one warning) for a model this version cannot build.
 
     The meta-device build is cached per distinct (arch config, size, vocab, seq_len) by ``models.flops``:
@@ -171,7 +171,9 @@ def _run_flops_per_token(run: RunRecord, config: dict[str, Any] | None) -> float
     )
     seq_len = (config.get("data") or {}).get("seq_len")
     if vocab and seq_len and isinstance(config.get("arch"), dict):
-        return flops_per_token(config["arch"], str(run.size or config["size"]["name"]), vocab, seq_len)
+        # the size config, not only its name: a run may override dims (size.d_model=192)
+        size = config["size"] if isinstance(config.get("size"), dict) else str(run.size)
+        return flops_per_token(config["arch"], size, vocab, seq_len)
     return math.nan
 
 

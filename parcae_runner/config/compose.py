@@ -8,6 +8,7 @@ exit with code 2 before anything runs.
 from __future__ import annotations
 
 from dataclasses import fields, is_dataclass
+from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_dir
@@ -20,15 +21,51 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandat
 from parcae_runner.config.errors import ConfigError
 from parcae_runner.config.presets import config_dir
 from parcae_runner.config.schema import RunConfig
-from parcae_runner.config.store import register_configs
+from parcae_runner.config.store import register_configs, size_names
 
 GROUPS = ("arch", "size", "data", "train", "cluster", "logger")
 
 
-# a config tree other than the repository's launch_configs/
 def group_options(group: str) -> list[str]:
-    """The option names of a config group: the YAML files in ``launch_configs/<group>/``."""
-    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+    """The option names of a config group: the YAML files in ``launch_configs/<group>/`` (of the tree in use), and
+    what the registry provides: every architecture (``arch``), every size of every architecture (``size``)."""
+    from parcae_runner.models import registry
+
+    options = {p.stem for p in (config_dir() / group).glob("*.yaml")}
+    if group == "arch":
+        options |= set(registry.ARCHITECTURES)
+    elif group == "size":
+        options |= set(size_names())
+    return sorted(options)
+
+
+def _arch_without_yaml(overrides: list[str], cdir: Path) -> list[str]:
+    """``arch=<name>`` of a registered architecture with no ``launch_configs/arch/<name>.yaml`` becomes its schema
+    node ``arch=<name>_schema`` (the hyperparameters' defaults, ``name: <name>``): a new architecture needs no YAML.
+
+    Why not store ``arch/<name>`` in the ConfigStore: beside a YAML of that name, Hydra would take the stored node
+    as the YAML's schema (its deprecated automatic schema matching), and which architectures have a YAML depends on
+    the config tree in use, which can change within a process."""
+    from parcae_runner.models import registry
+
+    out = []
+    for ov in overrides:
+        key, sep, value = ov.partition("=")
+        registered = sep and key == "arch" and value in registry.ARCHITECTURES
+        if registered and not (cdir / "arch" / f"{value}.yaml").is_file():
+            ov = f"arch={value}_schema"
+        out.append(ov)
+    return out
+
+
+def _check_size(cfg: DictConfig) -> None:
+    """Refuse a size override that is not one of the architecture's dims, not a positive integer, or leaves heads
+    that do not split ``d_model``, before a model is built from it (a ``max_flops`` budget builds one)."""
+    from parcae_runner.config.validate import size_errors
+
+    errors = size_errors(cfg)
+    if errors:
+        raise errors[0]
 
 
 def _check_group_overrides(overrides: list[str]) -> None:
@@ -123,6 +160,7 @@ def compose_many(override_lists: list[list[str]], config_name: str = "config") -
             raise ConfigError("overrides", " ".join(overrides), str(exc).splitlines()[0]) from None
         except (ConfigKeyError, ConfigAttributeError, ValidationError) as exc:
             raise _as_config_error(exc, overrides) from None
+        _check_size(cfg)
         _apply_budget(cfg)
         out.append(cfg)
     return out
@@ -140,7 +178,7 @@ def compose_run_config(overrides: list[str] | None = None, config_name: str = "c
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(cdir), version_base="1.3"):
-            cfg = compose(config_name=config_name, overrides=overrides)
+            cfg = compose(config_name=config_name, overrides=_arch_without_yaml(overrides, cdir))
     except OverrideParseException as exc:
         raise ConfigError("overrides", " ".join(overrides), str(exc).splitlines()[0]) from None
     except MissingConfigException as exc:
@@ -156,6 +194,7 @@ def compose_run_config(overrides: list[str] | None = None, config_name: str = "c
         missing = [getattr(exc, "full_key", "?")]
     if missing:
         raise ConfigError(missing[0], "???", "a value is required (pass it as an override)")
+    _check_size(cfg)
     _apply_budget(cfg)
     _apply_cluster_resources(cfg)
     return cfg

@@ -141,10 +141,22 @@ def _check_init_source(source: str, arch: str) -> list[ConfigError]:
     return _check_init_from(source, arch)
 
 
+def size_errors(cfg: DictConfig) -> list[ConfigError]:
+    """The dims a run's size overrides (``size.d_model=192``), checked against its architecture's: each must be one
+    of them and a positive integer, and the heads must still split ``d_model`` (``registry.size_errors``). An unknown
+    architecture or size name is :func:`validate_run_config`'s to report."""
+    from parcae_runner.models import registry
+
+    arch = registry.ARCHITECTURES.get(str(cfg.arch.name))
+    if arch is None:
+        return []
+    return [ConfigError(key, value, allowed) for key, value, allowed in registry.size_errors(arch, cfg.size)]
+
+
 def _check_arch(errors: list[ConfigError], cfg: DictConfig, arch: Any) -> None:
     """The architecture's own checks of its hyperparameters against the size and context (``Architecture.check``);
     its warnings are logged (a setting that has no effect is not an error)."""
-    from parcae_runner.models.registry import make_hparams
+    from parcae_runner.models.registry import get_dims, make_hparams
 
     if arch.check is None:
         return
@@ -153,7 +165,8 @@ def _check_arch(errors: list[ConfigError], cfg: DictConfig, arch: Any) -> None:
     except (TypeError, ValueError) as exc:
         errors.append(ConfigError("arch", cfg.arch.name, str(exc)))
         return
-    found, warnings = arch.check(hparams, arch.sizes[cfg.size.name], int(cfg.data.seq_len))
+    dims = get_dims(arch, cfg.size)
+    found, warnings = arch.check(hparams, dims, int(cfg.data.seq_len))
     errors.extend(ConfigError(key, value, allowed) for key, value, allowed in found)
     for warning in warnings:
         log(f"warning: {warning}")
@@ -191,7 +204,11 @@ def validate_run_config(cfg: DictConfig, check_tasks: Callable[[list[str]], None
     except UnknownSize:
         errors.append(ConfigError("size", cfg.size.name, f"{cfg.arch.name} has sizes: {', '.join(arch.sizes)}"))
     else:
-        _check_arch(errors, cfg, arch)
+        bad_size = size_errors(cfg)
+        errors.extend(bad_size)
+        # the architecture's own checks need dims it can build
+        if not bad_size:
+            _check_arch(errors, cfg, arch)
 
     t = cfg.train
     for key in ("max_steps", "batch_size", "micro_batch_size", "lr", "log_interval", "val_interval"):

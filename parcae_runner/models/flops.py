@@ -32,6 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from parcae_runner.models import build_model, count_parameters
+from parcae_runner.models.registry import SizeSpec
 
 
 def matmul_params(model: nn.Module) -> int:
@@ -117,9 +118,9 @@ def skip_meta_init() -> Any:
 
 
 @cache
-def _costs(arch_json: str, size: str, vocab: int, seq_len: int, convention: str) -> tuple[int, int, float]:
+def _costs(arch_json: str, size_json: str, vocab: int, seq_len: int, convention: str) -> tuple[int, int, float]:
     with torch.device("meta"), skip_meta_init():
-        model = build_model(json.loads(arch_json), size, vocab)
+        model = build_model(json.loads(arch_json), json.loads(size_json), vocab)
     return (
         count_parameters(model),
         count_parameters(model, non_embedding=True),
@@ -128,12 +129,14 @@ def _costs(arch_json: str, size: str, vocab: int, seq_len: int, convention: str)
 
 
 def arch_costs(
-    arch_cfg: Mapping[str, Any], size: str, vocab: int, seq_len: int, convention: str = "exact"
+    arch_cfg: Mapping[str, Any], size: SizeSpec, vocab: int, seq_len: int, convention: str = "exact"
 ) -> tuple[int, int, float]:
     """(parameters, non-embedding parameters, training FLOPs per token in ``convention``), from a meta-device
     build cached per distinct architecture config (hyperparameters such as a looped model's mean
-    recurrence change the cost, so the whole config is the key)."""
-    return _costs(json.dumps(dict(arch_cfg), sort_keys=True), size, int(vocab), int(seq_len), convention)
+    recurrence change the cost, so the whole config is the key) and size (a name, or a size config with the
+    dims it overrides)."""
+    size_json = json.dumps(size if isinstance(size, str) else dict(size), sort_keys=True)
+    return _costs(json.dumps(dict(arch_cfg), sort_keys=True), size_json, int(vocab), int(seq_len), convention)
 
 
 def planning_vocab_size(cfg: DictConfig) -> int:
@@ -156,7 +159,8 @@ def model_costs(cfg: DictConfig, vocab_size: int | None = None, convention: str 
     config's :func:`planning_vocab_size`)."""
     vocab = vocab_size if vocab_size is not None else planning_vocab_size(cfg)
     arch = OmegaConf.to_container(cfg.arch, resolve=True)
-    return arch_costs(arch, cfg.size.name, vocab, cfg.data.seq_len, convention)
+    size = OmegaConf.to_container(cfg.size, resolve=True)
+    return arch_costs(arch, size, vocab, cfg.data.seq_len, convention)
 
 
 def apply_budget(cfg: DictConfig) -> None:

@@ -8,8 +8,12 @@ optionally ``hf.py``) whose ``__init__`` calls ``register`` once; ``parcae_runne
 Architectures outside this package (a plugin, a test's toy model) are registered by naming their modules
 in the environment variable ``PARCAE_EXTRA_ARCHS`` (comma-separated, e.g. ``PARCAE_EXTRA_ARCHS=my_pkg.arch``):
 ``parcae_runner.models`` imports them after the built-in ones, in every process (CLI, Slurm job, subprocess),
-so they are known before the Hydra schemas are stored. Such an architecture also needs its
-``launch_configs/arch/<name>.yaml`` (``defaults: [<name>_schema, _self_]``, ``name: <name>``) in the config tree.
+so they are known before the Hydra schemas are stored. No YAML is needed: ``arch=<name>`` composes the
+hyperparameter dataclass's defaults, and every size in ``sizes`` is a ``size=<name>`` option
+(``parcae_runner/config/store.py``). A ``launch_configs/arch/<name>.yaml`` is only for values other than the defaults.
+
+A size is a named row of dims; a run's size config may override any of them (``size.d_model=192``):
+``get_dims`` takes a size name or such a config, and ``size_errors`` says what is wrong with its overrides.
 """
 
 from __future__ import annotations
@@ -33,7 +37,9 @@ class Architecture:
     # dataclass of the hyperparameters settable from launch_configs/arch/<name>.yaml;
     # its first field is ``name: str = "<name>"`` and every field has a default
     hparams_cls: type
-    # size name -> dims, e.g. {"debug": {"n_layers": 2, "d_model": 64, "n_heads": 4}}
+    # size name -> dims, e.g. {"debug": {"n_layers": 2, "d_model": 64, "n_heads": 4}}; every row has the same keys.
+    # Each name is a `size=<name>` option and a run may override any dim (size.d_model=192). Names follow
+    # CONTRIBUTING.md ("Naming a size"): the ladder by parameter count, `debug`, the papers' own names
     sizes: dict[str, dict[str, int]]
     # nn.Module built as model_cls(hparams, dims, vocab_size)
     model_cls: type
@@ -150,14 +156,66 @@ def get_architecture(name: str) -> Architecture:
         raise UnknownArchitecture(f"unknown architecture arch.name={name!r}; allowed: {allowed}") from None
 
 
-def get_dims(arch: Architecture, size: str) -> dict[str, int]:
-    """The dims of ``size`` for ``arch``; raises ``UnknownSize`` listing the sizes ``arch`` has."""
+# a size name ("debug"), or a run's size config: its name plus the dims it overrides ({"name": "debug", "d_model": 96})
+SizeSpec = str | Mapping[str, Any]
+
+
+def split_size(size: SizeSpec) -> tuple[str | None, dict[str, Any]]:
+    """(size name, the dims it overrides) of a size name or size config (name None: the config has none)."""
+    if isinstance(size, str):
+        return size, {}
+    values = dict(size.items())
+    return values.pop("name", None), values
+
+
+def size_errors(arch: Architecture, size: SizeSpec) -> list[tuple[str, Any, str]]:
+    """What is wrong with the dims ``size`` overrides, as (key, value, what is allowed); [] when nothing is.
+
+    Every override must be one of the size's dims and a positive integer, and the heads must still split
+    ``d_model`` (``n_heads`` or ``head_size``), as ``n_kv_heads`` must ``n_heads``. Constraints that belong to one
+    architecture are its ``check``. An unknown size name is ``get_dims``'s to report, not this function's.
+    """
+    name, overrides = split_size(size)
+    base = arch.sizes.get(name) if isinstance(name, str) else None
+    if base is None:
+        return []
+    errors = []
+    for key, value in overrides.items():
+        if key not in base:
+            errors.append((f"size.{key}", value, f"not a dimension of {arch.name}; its dimensions: {', '.join(base)}"))
+        # bool is an int to Python, but size.n_layers=true is a mistake
+        elif isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            errors.append((f"size.{key}", value, "must be a positive integer"))
+    if errors:
+        return errors
+    dims = {**base, **overrides}
+    for whole, part in (("d_model", "n_heads"), ("d_model", "head_size"), ("n_heads", "n_kv_heads")):
+        if whole not in dims or part not in dims or dims[whole] % dims[part] == 0:
+            continue
+        # name the key the user set (the whole when both, or neither: a registry row that does not divide)
+        if part in overrides and whole not in overrides:
+            errors.append((f"size.{part}", dims[part], f"a divisor of size.{whole}={dims[whole]}"))
+        else:
+            errors.append((f"size.{whole}", dims[whole], f"a multiple of size.{part}={dims[part]}"))
+    return errors
+
+
+def get_dims(arch: Architecture, size: SizeSpec) -> dict[str, int]:
+    """The dims of ``size`` for ``arch``: the registry's row for its name, with the dims a size config overrides.
+
+    Raises ``UnknownSize`` listing the sizes ``arch`` has, or ``ValueError`` naming a bad override.
+    """
+    name, overrides = split_size(size)
     try:
-        return dict(arch.sizes[size])
+        dims = dict(arch.sizes[name])
     except (KeyError, TypeError):
         raise UnknownSize(
-            f"unknown size={size!r} for architecture {arch.name!r}; its sizes: {', '.join(arch.sizes)}"
+            f"unknown size={name!r} for architecture {arch.name!r}; its sizes: {', '.join(arch.sizes)}"
         ) from None
+    errors = size_errors(arch, size)
+    if errors:
+        raise ValueError("; ".join(f"{key}={value}: {allowed}" for key, value, allowed in errors))
+    return {**dims, **overrides}
 
 
 def make_hparams(arch_cfg: Mapping[str, Any] | Any) -> tuple[Architecture, Any]:
@@ -184,8 +242,9 @@ def make_hparams(arch_cfg: Mapping[str, Any] | Any) -> tuple[Architecture, Any]:
     return arch, arch.hparams_cls(**values)
 
 
-def build_model(arch_cfg: Mapping[str, Any] | Any, size: str, vocab_size: int) -> nn.Module:
-    """Build the model that ``arch_cfg`` names at ``size``, with freshly initialised weights.
+def build_model(arch_cfg: Mapping[str, Any] | Any, size: SizeSpec, vocab_size: int) -> nn.Module:
+    """Build the model that ``arch_cfg`` names at ``size`` (a size name, or a run's size config with the dims it
+    overrides), with freshly initialised weights.
 
     Under ``with torch.device("meta"):`` this allocates nothing (count parameters, plan sharding, ...).
     """

@@ -108,7 +108,7 @@ def load_checkpoint_model(rd: RunDirectory, cfg: DictConfig, run: RunRecord, pat
 
     # the embedding's size (the tokenizer's vocabulary padded); older runs recorded only the tokenizer's
     vocab = run.data_info.get("model_vocab_size") or run.data_info["vocab_size"]
-    model = build_model(cfg.arch, cfg.size.name, vocab)
+    model = build_model(cfg.arch, cfg.size, vocab)
     # load_model, not load_file: a tied tensor (embedding = head) is stored once
     load_weights(model, str(path / WEIGHTS_FILE))
     return model.eval()

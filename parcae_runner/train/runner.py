@@ -212,7 +212,7 @@ def train(cfg: DictConfig, on_done: Callable[[RunDirectory], None] | None = None
     data = prepare_data(cfg.data, progress=cfg.train.progress)
     check_data_budget(cfg, data)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    model = build_model(cfg.arch, cfg.size.name, data.model_vocab_size)
+    model = build_model(cfg.arch, cfg.size, data.model_vocab_size)
 
     if cfg.train.init_from and not latest_resumable(run_dir.checkpoints):
         _init_from(model, str(cfg.train.init_from))

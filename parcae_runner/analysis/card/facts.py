@@ -104,7 +104,10 @@ def training_flops_per_token(cfg: DictConfig, run: dict[str, Any]) -> float | No
     from parcae_runner.analysis.collect import flops_per_token
 
     fpt = flops_per_token(
-        OmegaConf.to_container(cfg.arch, resolve=True), cfg.size.name, run["data"]["vocab_size"], cfg.data.seq_len
+        OmegaConf.to_container(cfg.arch, resolve=True),
+        OmegaConf.to_container(cfg.size, resolve=True),
+        run["data"]["vocab_size"],
+        cfg.data.seq_len,
     )
     return None if math.isnan(fpt) else fpt
 

@@ -42,10 +42,12 @@ def description(f: CardFacts) -> list[str]:
 
 
 def architecture(f: CardFacts) -> list[str]:
-    """The registry's dims for the size, parameter counts and every ``arch.*`` setting."""
+    """The registry's dims for the size (with those the run overrode), parameter counts and every ``arch.*``
+    setting."""
     run, cfg = f.run, f.cfg
     rows = [("Architecture", f"`{f.arch.name}`: {f.arch.description}"), ("Size", f"`{f.size}`")]
-    rows += [(f"`{k}`", count(v) if isinstance(v, int) else str(v)) for k, v in f.arch.sizes.get(f.size, {}).items()]
+    dims = {**f.arch.sizes.get(f.size, {}), **{k: v for k, v in cfg.size.items() if k != "name"}}
+    rows += [(f"`{k}`", count(v) if isinstance(v, int) else str(v)) for k, v in dims.items()]
     rows += [
         ("Parameters", count(run.get("params"))),
         ("Non-embedding parameters", count(run.get("params_non_embedding"))),

@@ -2,7 +2,8 @@
 
 from parcae_runner.models.registry import dims_table
 
-# (d_model, n_heads, n_prelude, n_core, n_coda): Parcae's table (head dim 128), plus a tiny debug size
+# (d_model, n_heads, n_prelude, n_core, n_coda): Parcae's table (head dim 128), plus a tiny debug size. Parcae's
+# names: each counts total parameters at vocab 32,768, value-embedding tables included (not the ladder's vocab 50,304)
 SIZES = dims_table(
     ("d_model", "n_heads", "n_prelude", "n_core", "n_coda"),
     {

@@ -2,7 +2,8 @@
 
 from parcae_runner.models.registry import dims_table
 
-# (n_layers, d_model, n_heads); the named sizes are Parcae's non-looped baselines
+# (n_layers, d_model, n_heads); the named sizes are Parcae's non-looped baselines, named as Parcae's table names
+# them: total parameters at vocab 32,768, value-embedding tables included (not the ladder's vocab 50,304)
 SIZES = dims_table(
     ("n_layers", "d_model", "n_heads"),
     {

@@ -11,7 +11,8 @@ SIZES = dims_table(
         "31m": (6, 256, 8),
         "70m": (6, 512, 8),
         "160m": (12, 768, 12),
-        # the Parc study's Pythia-160m (same dims as 160m; the name lines up with mamba/rwkv4 `parc`)
+        # the Parc study's Pythia-160m (Michaelov et al., NeurIPS 2025; same dims as 160m): `parc` is the study's
+        # shape of each of its architectures (pythia-160m, mamba-130m, rwkv-4-169m), so one name picks all three
         "parc": (12, 768, 12),
         "410m": (24, 1024, 16),
         "1b": (16, 2048, 8),

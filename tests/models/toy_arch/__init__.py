@@ -1,7 +1,7 @@
 """A toy architecture outside the package: one folder, registered by naming it in ``$PARCAE_EXTRA_ARCHS``.
 
-``test_toy_architecture.py`` trains it through the CLI to show that a new architecture needs only its folder,
-this registration and ``arch.yaml`` (copied into the config tree as ``launch_configs/arch/toy.yaml``).
+``test_toy_architecture.py`` trains it through the CLI to show that a new architecture needs only its folder and
+this registration: no YAML (``arch=toy`` composes its hyperparameters' defaults, ``size=debug`` its size).
 """
 
 from parcae_runner.models.registry import Architecture, register
