@@ -18,10 +18,13 @@ def _composed(preset: str) -> dict:
     return OmegaConf.to_container(compose_run_config([], config_name=preset))
 
 
-def test_every_parcae_and_gpt_preset_has_its_twin():
+def test_every_parcae_and_gpt_preset_has_its_twin_and_every_size_recipe_its_presets():
     presets = {p.stem for p in config_dir().glob("*.yaml")}
     paired = {f"{family}-{size}" for family in ("parcae", "gpt") for size in SIZES}
     assert {p for p in presets if p.startswith(("parcae-", "gpt-"))} == paired
+    # recipe/parcae.yaml is what every size's recipe builds on; a size recipe no preset names would go untested
+    recipes = {p.stem for p in (config_dir() / "recipe").glob("parcae*.yaml")}
+    assert recipes == {"parcae"} | {f"parcae-{size}" for size in SIZES}
 
 
 @pytest.mark.parametrize("size", SIZES)
