@@ -65,22 +65,27 @@ from parcae_runner.models.layers.rotary import RotaryEmbedding
 class ParcaeHParams:
     name: str = "parcae"
     # training depth T ~ max(1, Poisson(mean_recurrence)); gradients flow through the last
-    # k = min(T, mean_backprop_depth) iterations only
+    # k = min(T, mean_backprop_depth) iterations only. Parcae: mean_recurrence=8, mean_backprop_depth=4 at every
+    # size (parcae_lm/configs/parcae/*.py)
     mean_recurrence: int = 8
     mean_backprop_depth: int = 4
-    # per-sequence: every sequence of a batch draws its own T (Parcae); per-batch: one T per forward call
+    # per-sequence: every sequence of a batch draws its own T; per-batch: one T per forward call.
+    # Parcae: recurrent_iteration_method="per-sequence"
     depth_sampling: str = "per-sequence"
     # iterations in eval mode when forward() gets no num_steps; None = mean_recurrence
     eval_recurrence: int | None = None
-    # diagonal | linear | add (parcae_runner.models.layers.injection)
+    # diagonal | linear | add (parcae_runner.models.layers.injection). Parcae: injection_type="diagonal"
     injection: str = "diagonal"
-    # like-init (truncated-normal noise, std sqrt(2/(5d))) | zero | embed (x0 = e)
+    # like-init (truncated-normal noise, std sqrt(2/(5d))) | zero | embed (x0 = e). Parcae: state_init="like-init"
     state_init: str = "like-init"
     norm_eps: float = 1e-6
+    # Parcae: rope_base 50_000 (parcae_lm/models/config.py)
     rope_base: float = 50000.0
+    # Parcae: intermediate_size = 4 x n_embd
     mlp_ratio: int = 4
     # nanochat-style value embeddings on alternate layers of prelude + core + coda
     value_embeddings: bool = True
+    # Parcae: tie_embeddings=True
     tie_embeddings: bool = True
     # the readout C (d x d) between the loop and the coda, as in Parcae
     readout: bool = True
