@@ -20,11 +20,14 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
 from parcae_runner.util.log import log
+
+if TYPE_CHECKING:
+    from parcae_runner.models.formats import WeightFormat
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,9 @@ class Architecture:
     published: Mapping[str, tuple[float, int]] = field(default_factory=dict)
     # sizes that ``plan`` estimates but ``train`` refuses (too large for this project's studies, e.g. LLaMA 7B)
     plan_only: frozenset[str] = frozenset()
+    # weight files other than HF folders that ``train.init_from`` reads and ``export --format`` writes
+    # (see ``models.formats``), e.g. RWKV-7's BlinkDL ``.pth``
+    formats: tuple[WeightFormat, ...] = ()
 
 
 class UnknownArchitecture(KeyError):
