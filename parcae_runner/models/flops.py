@@ -32,6 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from parcae_runner.models import build_model, count_parameters
+from parcae_runner.models.abilities import OwnFlopCount
 
 
 def matmul_params(model: nn.Module) -> int:
@@ -43,7 +44,7 @@ def matmul_params(model: nn.Module) -> int:
 
 def training_flops_per_token(model: nn.Module, seq_len: int) -> float:
     """Forward + backward FLOPs for one training token at context ``seq_len``."""
-    if hasattr(model, "flops_per_token"):
+    if isinstance(model, OwnFlopCount):
         return float(model.flops_per_token(seq_len))
     dims = getattr(model, "dims", {})
     attention = 6 * dims["n_layers"] * seq_len * dims["d_model"] if "n_heads" in dims else 0
