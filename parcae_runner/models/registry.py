@@ -28,6 +28,7 @@ from parcae_runner.util.log import log
 
 if TYPE_CHECKING:
     from parcae_runner.models.formats import WeightFormat
+    from parcae_runner.models.students import StudentRecipe
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,8 @@ class Architecture:
     # weight files other than HF folders that ``train.init_from`` reads and ``export --format`` writes
     # (see ``models.formats``), e.g. RWKV-7's BlinkDL ``.pth``
     formats: tuple[WeightFormat, ...] = ()
+    # how to make a distillation student of this architecture from a transformers decoder (see ``models.students``)
+    student: StudentRecipe | None = None
 
 
 class UnknownArchitecture(KeyError):

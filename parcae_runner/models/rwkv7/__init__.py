@@ -5,6 +5,7 @@ from parcae_runner.models.registry import Architecture, register
 from parcae_runner.models.rwkv7.blinkdl import init_from_pth, save_pth
 from parcae_runner.models.rwkv7.model import RWKV7HParams, RWKV7Model
 from parcae_runner.models.rwkv7.sizes import SIZES
+from parcae_runner.models.rwkv7.student import RECIPE as STUDENT
 
 CITATION = """@article{peng2025rwkv7,
   title = {{RWKV-7} "Goose" with Expressive Dynamic State Evolution},
@@ -24,5 +25,7 @@ BLINKDL = WeightFormat(
 )
 
 ARCH = register(
-    Architecture("rwkv7", RWKV7HParams, SIZES, RWKV7Model, DESCRIPTION, citation=CITATION, formats=(BLINKDL,))
+    Architecture(
+        "rwkv7", RWKV7HParams, SIZES, RWKV7Model, DESCRIPTION, citation=CITATION, formats=(BLINKDL,), student=STUDENT
+    )
 )
