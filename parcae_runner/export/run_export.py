@@ -17,7 +17,7 @@ from typing import Any
 from parcae_runner.config.errors import ConfigError
 from parcae_runner.data import EOT_ID
 from parcae_runner.export.hf import export_hf
-from parcae_runner.export.remote_code import REMOTE_DIR, has_remote_code
+from parcae_runner.export.remote_code import has_remote_code, remote_code_architectures
 from parcae_runner.models.formats import WeightFormat, export_format, format_names
 from parcae_runner.models.hf import exporter_for, hf_mappings
 from parcae_runner.runs import PREFIX, checkpoint_path, list_checkpoints, open_run
@@ -92,7 +92,7 @@ def _check_exportable(arch_name: str) -> None:
 
     arch = get_architecture(arch_name)
     if arch.name not in hf_mappings() and not has_remote_code(arch.name):
-        allowed = sorted([*hf_mappings(), *(p.name for p in REMOTE_DIR.iterdir() if has_remote_code(p.name))])
+        allowed = sorted([*hf_mappings(), *remote_code_architectures()])
         raise ConfigError("arch", arch.name, f"has no HF export yet; runs of these export: {', '.join(allowed)}")
 
 

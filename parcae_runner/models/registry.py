@@ -28,6 +28,7 @@ from parcae_runner.util.log import log
 
 if TYPE_CHECKING:
     from parcae_runner.models.formats import WeightFormat
+    from parcae_runner.models.remote import RemoteCode
     from parcae_runner.models.students import StudentRecipe
 
 
@@ -63,6 +64,9 @@ class Architecture:
     formats: tuple[WeightFormat, ...] = ()
     # how to make a distillation student of this architecture from a transformers decoder (see ``models.students``)
     student: StudentRecipe | None = None
+    # the names of its trust-remote-code export, for an architecture no stock transformers class covers (None: none;
+    # see ``models.remote``)
+    remote_code: RemoteCode | None = None
 
 
 class UnknownArchitecture(KeyError):

@@ -2,6 +2,7 @@
 
 from parcae_runner.models.formats import WeightFormat
 from parcae_runner.models.registry import Architecture, register
+from parcae_runner.models.remote import RemoteCode
 from parcae_runner.models.rwkv7.blinkdl import init_from_pth, save_pth
 from parcae_runner.models.rwkv7.model import RWKV7HParams, RWKV7Model
 from parcae_runner.models.rwkv7.sizes import SIZES
@@ -26,6 +27,14 @@ BLINKDL = WeightFormat(
 
 ARCH = register(
     Architecture(
-        "rwkv7", RWKV7HParams, SIZES, RWKV7Model, DESCRIPTION, citation=CITATION, formats=(BLINKDL,), student=STUDENT
+        "rwkv7",
+        RWKV7HParams,
+        SIZES,
+        RWKV7Model,
+        DESCRIPTION,
+        citation=CITATION,
+        formats=(BLINKDL,),
+        student=STUDENT,
+        remote_code=RemoteCode("parcae_rwkv7", "ParcaeRWKV7"),
     )
 )
