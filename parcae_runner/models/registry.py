@@ -104,6 +104,9 @@ def _check(arch: Architecture) -> None:
         raise TypeError(f"architecture {arch.name!r}: model_cls must be an nn.Module subclass")
     if (arch.hf is None) != (arch.hf_model_type is None):
         raise TypeError(f"architecture {arch.name!r}: set hf and hf_model_type together")
+    format_names = [fmt.name for fmt in arch.formats]
+    if len(format_names) != len(set(format_names)):
+        raise TypeError(f"architecture {arch.name!r}: two weight formats share a name: {', '.join(format_names)}")
 
 
 def register(arch: Architecture) -> Architecture:
