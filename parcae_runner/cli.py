@@ -397,7 +397,7 @@ def _add_checkpoint_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir")
     p.add_argument("--checkpoint", type=int, help="the step to export (default: the newest)")
     p.add_argument("--all-checkpoints", action="store_true", help="one folder per checkpoint, named checkpoint-N")
-    p.add_argument("--format", default="hf", help="hf (default) or blinkdl (rwkv7: a .pth for the rwkv package)")
+    p.add_argument("--format", default="hf", help="hf (default) or a weight format the run's architecture declares")
     p.add_argument("--out", help="output folder (default: <run_dir>/hf/checkpoint-N)")
     p.set_defaults(func=cmd_export)
 

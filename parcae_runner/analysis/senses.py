@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from parcae_runner.config.errors import ConfigError
+from parcae_runner.models.abilities import SenseVectors
 from parcae_runner.runs import checkpoint_path, open_run
 from parcae_runner.runs.checkpoints import load_checkpoint_model
 
@@ -30,7 +31,7 @@ def sense_table(run_dir: str | Path, words: list[str], top: int = 8, checkpoint:
 
     rd, cfg, run = open_run(run_dir)
     model = load_checkpoint_model(rd, cfg, run, checkpoint_path(rd, checkpoint)[1])
-    if not hasattr(model, "sense_vectors"):
+    if not isinstance(model, SenseVectors):
         raise ConfigError("run_dir", str(run_dir), f"a backpack run (this one is {cfg.arch.name})")
     tokenizer = Tokenizer.from_file(str(Path(run.data_info["dir"]) / "tokenizer.json"))
     lines = []

@@ -128,16 +128,15 @@ def _check_init_from(folder: str, arch: str) -> list[ConfigError]:
 
 
 def _check_init_source(source: str, arch: str) -> list[ConfigError]:
-    """``train.init_from`` is an exported Hugging Face folder of ``arch``'s model type, or (rwkv7 only) a BlinkDL
-    ``rwkv`` package ``.pth`` file."""
-    if source.endswith(".pth"):
-        if not Path(source).is_file():
-            return [ConfigError("train.init_from", source, "no such BlinkDL .pth file")]
-        if arch != "rwkv7":
-            return [ConfigError("train.init_from", source, f"a BlinkDL .pth initialises arch=rwkv7, not arch={arch}")]
-        return []
+    """``train.init_from`` is an exported Hugging Face folder of ``arch``'s model type, or a weight file in a format
+    that ``arch``'s spec declares (``Architecture.formats``)."""
+    from parcae_runner.models.formats import init_file_problem, is_weight_file
+
+    if is_weight_file(source):
+        problem = init_file_problem(source, arch)
+        return [ConfigError("train.init_from", source, problem)] if problem else []
     if not (Path(source) / "config.json").is_file():
-        return [ConfigError("train.init_from", source, "not an exported folder (no config.json) nor a BlinkDL .pth")]
+        return [ConfigError("train.init_from", source, "not an exported folder (no config.json) nor a weight file")]
     return _check_init_from(source, arch)
 
 

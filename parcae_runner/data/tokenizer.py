@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from parcae_runner.config.schema import TokenizerRecipe
+
 EOT = "<|endoftext|>"
 # the gpt2 recipe's document separator; id 0 because it is the first (and only) special token given to the trainer
 EOT_ID = 0
@@ -41,14 +43,15 @@ class Recipe:
     max_doc_chars: int | None = None
 
 
+GPT2, PARCAE = TokenizerRecipe.GPT2.value, TokenizerRecipe.PARCAE.value
 RECIPES = {
-    "gpt2": Recipe("gpt2", (EOT,), EOT),
-    "parcae": Recipe("parcae", ("<|bos|>", "<|eos|>", "<|pad|>"), "<|eos|>", max_doc_chars=10_000),
+    GPT2: Recipe(GPT2, (EOT,), EOT),
+    PARCAE: Recipe(PARCAE, ("<|bos|>", "<|eos|>", "<|pad|>"), "<|eos|>", max_doc_chars=10_000),
 }
 
 
 def _new_tokenizer(recipe: Recipe) -> Tokenizer:
-    if recipe.name == "parcae":
+    if recipe.name == PARCAE:
         tokenizer = Tokenizer(models.BPE(byte_fallback=True, unk_token=None, fuse_unk=False))
         tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
             [
@@ -76,7 +79,7 @@ def _budget(docs: Iterable[str], recipe: Recipe, max_chars: int | None) -> Itera
 
 
 def train_tokenizer(
-    docs: Iterable[str], vocab_size: int, recipe: str = "gpt2", max_chars: int | None = None
+    docs: Iterable[str], vocab_size: int, recipe: str = GPT2, max_chars: int | None = None
 ) -> Tokenizer:
     """Train a byte-level BPE tokenizer on ``docs`` (streamed) with at most ``vocab_size`` tokens (fewer if the
     text runs out of pairs to merge; ``get_vocab_size()`` is the real size).

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from parcae_runner.config.errors import ConfigError
-from parcae_runner.distill.timemix import NORMS
+from parcae_runner.models.students import student_recipe
 
 STAGES = ("1", "2", "both")
 TOKENIZERS = ("data", "teacher")
@@ -73,8 +73,9 @@ def load_config(overrides: list[str]) -> DistillConfig:
 
 
 def check(cfg: DistillConfig) -> None:
-    if cfg.norm not in NORMS:
-        raise ConfigError("distill.norm", cfg.norm, f"choose one of: {', '.join(NORMS)}")
+    norms = student_recipe().norms
+    if cfg.norm not in norms:
+        raise ConfigError("distill.norm", cfg.norm, f"choose one of: {', '.join(norms)}")
     if cfg.tokenizer not in TOKENIZERS or (cfg.tokenizer == "teacher" and cfg.teacher == DEMO_TEACHER):
         raise ConfigError("distill.tokenizer", cfg.tokenizer, "choose data, or teacher with a teacher folder")
     if str(cfg.stage) not in STAGES:

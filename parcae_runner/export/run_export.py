@@ -1,6 +1,7 @@
 """Export a run's checkpoints as Hugging Face folders (a run starts from one through ``models.hf.init_from_hf``).
 
-``--format blinkdl`` (rwkv7 runs) writes ``<run_dir>/blinkdl/checkpoint-N.pth`` for BlinkDL's ``rwkv`` package.
+``--format <name>``, a weight format the run's architecture declares (``Architecture.formats``), writes
+``<run_dir>/<name>/checkpoint-N<suffix>`` instead (e.g. a BlinkDL ``.pth``).
 
 ``parcae-runner export <run_dir> --format hf`` -> ``<run_dir>/hf/checkpoint-N/`` (or ``--out``):
 ``config.json``, ``model.safetensors``, the run's tokenizer and, when the run has one, its model
@@ -11,17 +12,19 @@ and Pythia model pages name their revisions.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from parcae_runner.config.errors import ConfigError
 from parcae_runner.data import EOT_ID
 from parcae_runner.export.hf import export_hf
-from parcae_runner.export.remote_code import REMOTE_DIR, has_remote_code
+from parcae_runner.export.remote_code import has_remote_code, remote_code_architectures
+from parcae_runner.models.formats import WeightFormat, export_format, format_names
 from parcae_runner.models.hf import exporter_for, hf_mappings
 from parcae_runner.runs import PREFIX, checkpoint_path, list_checkpoints, open_run
 from parcae_runner.runs.checkpoints import load_checkpoint_model
 from parcae_runner.util.log import log
 
-FORMATS = ("hf", "blinkdl")
+HF = "hf"
 
 
 def export_run(
@@ -29,13 +32,20 @@ def export_run(
     checkpoint: int | None = None,
     all_checkpoints: bool = False,
     out: str | Path | None = None,
-    fmt: str = "hf",
+    fmt: str = HF,
 ) -> list[Path]:
-    if fmt not in FORMATS:
-        raise ConfigError("--format", fmt, f"choose one of: {', '.join(FORMATS)}")
+    allowed = [HF, *format_names()]
+    if fmt not in allowed:
+        raise ConfigError("--format", fmt, f"choose one of: {', '.join(allowed)}")
     rd, cfg, run = open_run(run_dir)
-    if fmt == "hf":
+    weight_format = None
+    if fmt == HF:
         _check_exportable(str(cfg.arch.name))
+    else:
+        try:
+            weight_format = export_format(str(cfg.arch.name), fmt)
+        except ValueError as e:
+            raise ConfigError("--format", fmt, str(e)) from None
     chosen = list_checkpoints(rd.checkpoints) if all_checkpoints else [checkpoint_path(rd, checkpoint)]
     root = Path(out) if out else rd.path / "hf"
     tokenizer = Path(run.data_info["dir"]) / "tokenizer.json"
@@ -44,8 +54,9 @@ def export_run(
     written = []
     for step, path in chosen:
         model = load_checkpoint_model(rd, cfg, run, path)
-        if fmt == "blinkdl":
-            written.append(_export_blinkdl(model, Path(out) if out else rd.path / "blinkdl", step, all_checkpoints))
+        if weight_format is not None:
+            root_of_files = Path(out) if out else rd.path / weight_format.name
+            written.append(_export_file(weight_format, model, root_of_files, step, all_checkpoints))
             continue
         context = _context(model, int(cfg.data.seq_len))
         target = root / f"{PREFIX}{step}" if (all_checkpoints or out is None) else root
@@ -63,15 +74,14 @@ def export_run(
     return written
 
 
-def _export_blinkdl(model: object, root: Path, step: int, all_checkpoints: bool) -> Path:
-    """``<root>/checkpoint-N.pth`` (or ``root`` itself as the file when one checkpoint goes to ``--out``)."""
-    from parcae_runner.models.rwkv7.blinkdl import save_pth
-
-    target = root / f"{PREFIX}{step}.pth" if (all_checkpoints or root.suffix != ".pth") else root
+def _export_file(fmt: WeightFormat, model: Any, root: Path, step: int, all_checkpoints: bool) -> Path:
+    """``<root>/checkpoint-N<suffix>`` (or ``root`` itself as the file when one checkpoint goes to ``--out``)."""
+    one_file = not all_checkpoints and root.suffix == fmt.suffix
+    target = root if one_file else root / f"{PREFIX}{step}{fmt.suffix}"
     try:
-        written = save_pth(model, target)  # type: ignore[arg-type]
+        written = fmt.export(model, target)
     except ValueError as e:
-        raise ConfigError("--format", "blinkdl", str(e)) from None
+        raise ConfigError("--format", fmt.name, str(e)) from None
     log(f"exported {PREFIX}{step} -> {written}")
     return written
 
@@ -82,7 +92,7 @@ def _check_exportable(arch_name: str) -> None:
 
     arch = get_architecture(arch_name)
     if arch.name not in hf_mappings() and not has_remote_code(arch.name):
-        allowed = sorted([*hf_mappings(), *(p.name for p in REMOTE_DIR.iterdir() if has_remote_code(p.name))])
+        allowed = sorted([*hf_mappings(), *remote_code_architectures()])
         raise ConfigError("arch", arch.name, f"has no HF export yet; runs of these export: {', '.join(allowed)}")
 
 

@@ -23,7 +23,7 @@ Budgets (:func:`apply_budget`): ``train.max_tokens`` or ``train.max_flops`` (at 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any
 
@@ -32,6 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from parcae_runner.models import build_model, count_parameters
+from parcae_runner.models.abilities import OwnFlopCount
 from parcae_runner.models.registry import SizeSpec
 
 
@@ -44,14 +45,11 @@ def matmul_params(model: nn.Module) -> int:
 
 def training_flops_per_token(model: nn.Module, seq_len: int) -> float:
     """Forward + backward FLOPs for one training token at context ``seq_len``."""
-    if hasattr(model, "flops_per_token"):
+    if isinstance(model, OwnFlopCount):
         return float(model.flops_per_token(seq_len))
     dims = getattr(model, "dims", {})
     attention = 6 * dims["n_layers"] * seq_len * dims["d_model"] if "n_heads" in dims else 0
     return 6.0 * matmul_params(model) + attention
-
-
-FLOPS_CONVENTIONS = ("exact", "parcae")
 
 
 def parcae_flops_per_token(model: nn.Module, seq_len: int) -> float:
@@ -85,13 +83,18 @@ def parcae_flops_per_token(model: nn.Module, seq_len: int) -> float:
     return float(6 * sum(p.numel() for p in params.values()) + 12 * dims["n_layers"] * seq_len * d)
 
 
+# train.flops_convention -> the training FLOPs per token of a model at a context length
+FLOPS_CONVENTIONS: dict[str, Callable[[nn.Module, int], float]] = {
+    "exact": training_flops_per_token,
+    "parcae": parcae_flops_per_token,
+}
+
+
 def flops_per_token_in(model: nn.Module, seq_len: int, convention: str = "exact") -> float:
     """Training FLOPs per token in ``convention`` (``exact``: :func:`training_flops_per_token`; ``parcae``)."""
-    if convention == "parcae":
-        return parcae_flops_per_token(model, seq_len)
-    if convention != "exact":
+    if convention not in FLOPS_CONVENTIONS:
         raise ValueError(f"train.flops_convention={convention!r} is not one of: {', '.join(FLOPS_CONVENTIONS)}")
-    return training_flops_per_token(model, seq_len)
+    return FLOPS_CONVENTIONS[convention](model, seq_len)
 
 
 def skip_meta_init() -> Any:

@@ -24,11 +24,16 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
 from parcae_runner.util.log import log
+
+if TYPE_CHECKING:
+    from parcae_runner.models.formats import WeightFormat
+    from parcae_runner.models.remote import RemoteCode
+    from parcae_runner.models.students import StudentRecipe
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,14 @@ class Architecture:
     published: Mapping[str, tuple[float, int]] = field(default_factory=dict)
     # sizes that ``plan`` estimates but ``train`` refuses (too large for this project's studies, e.g. LLaMA 7B)
     plan_only: frozenset[str] = frozenset()
+    # weight files other than HF folders that ``train.init_from`` reads and ``export --format`` writes
+    # (see ``models.formats``), e.g. RWKV-7's BlinkDL ``.pth``
+    formats: tuple[WeightFormat, ...] = ()
+    # how to make a distillation student of this architecture from a transformers decoder (see ``models.students``)
+    student: StudentRecipe | None = None
+    # the names of its trust-remote-code export, for an architecture no stock transformers class covers (None: none;
+    # see ``models.remote``)
+    remote_code: RemoteCode | None = None
 
 
 class UnknownArchitecture(KeyError):
@@ -97,6 +110,9 @@ def _check(arch: Architecture) -> None:
         raise TypeError(f"architecture {arch.name!r}: model_cls must be an nn.Module subclass")
     if (arch.hf is None) != (arch.hf_model_type is None):
         raise TypeError(f"architecture {arch.name!r}: set hf and hf_model_type together")
+    format_names = [fmt.name for fmt in arch.formats]
+    if len(format_names) != len(set(format_names)):
+        raise TypeError(f"architecture {arch.name!r}: two weight formats share a name: {', '.join(format_names)}")
 
 
 def register(arch: Architecture) -> Architecture:

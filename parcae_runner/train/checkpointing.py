@@ -19,6 +19,7 @@ import lightning as L
 from safetensors.torch import save_model
 
 from parcae_runner.config.errors import RunStopped
+from parcae_runner.config.schema import CheckpointSchedule as ScheduleName
 from parcae_runner.runs.checkpoints import (
     META_FILE,
     PREFIX,
@@ -50,11 +51,11 @@ def pythia_steps(max_steps: int, every: int) -> list[int]:
 
 def checkpoint_steps(schedule: str, max_steps: int, every: int, steps: list[int], save_last: bool) -> list[int]:
     """The optimizer steps at which a checkpoint is written."""
-    if schedule == "pythia":
+    if schedule == ScheduleName.PYTHIA:
         chosen = set(pythia_steps(max_steps, every))
-    elif schedule == "interval":
+    elif schedule == ScheduleName.INTERVAL:
         chosen = set(range(0, max_steps + 1, every))
-    elif schedule == "list":
+    elif schedule == ScheduleName.LIST:
         chosen = {s for s in steps if s <= max_steps}
     else:
         chosen = set()

@@ -15,6 +15,7 @@ from parcae_runner.config.schema import DataOrder
 from parcae_runner.config.validate import gradient_accumulation
 from parcae_runner.data import PreparedData, StepSampler, TokenChunks, validation_indices
 from parcae_runner.eval.scoring import loss_and_bpb, score_chunks
+from parcae_runner.models.abilities import SampledDepth
 from parcae_runner.train.optim import build_optimizer
 
 
@@ -84,7 +85,7 @@ class LanguageModelModule(L.LightningModule):
         x, y = batch  # [B, T], [B, T]
         # models with a sampled depth (looped cores) draw it from (seed, step, rank): re-seed once per
         # optimizer step, so a resumed run draws the same depths as an uninterrupted one
-        if hasattr(self.model, "set_depth_context") and self._depth_step != self.trainer.global_step:
+        if isinstance(self.model, SampledDepth) and self._depth_step != self.trainer.global_step:
             self.model.set_depth_context(self.cfg.seed, self.trainer.global_step, self.trainer.global_rank)
             self._depth_step = self.trainer.global_step
         return self.loss(x, y)
@@ -128,7 +129,8 @@ class LanguageModelModule(L.LightningModule):
         """Mean loss (nats/token) and bits per byte over the fixed validation chunks; for models
         with a sampled depth, also at each of ``model.validation_depths()`` (``val/loss@R4``, ...)."""
         out = self._evaluate_at(max_batches, {})
-        for depth in getattr(self.model, "validation_depths", list)():
+        depths = self.model.validation_depths() if isinstance(self.model, SampledDepth) else []
+        for depth in depths:
             at = self._evaluate_at(max_batches, {"num_steps": depth})
             out.update({f"{k}@R{depth}": v for k, v in at.items() if k != "val/tokens"})
         return out

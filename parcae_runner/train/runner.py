@@ -102,18 +102,16 @@ def _quiet_lightning() -> None:
 
 
 def _init_from(model: Any, source: str) -> None:
-    """Weights from an exported HF folder, or a BlinkDL ``rwkv`` package ``.pth`` file (rwkv7)."""
+    """Weights from an exported HF folder, or a weight file in a format of the architecture's spec."""
+    from parcae_runner.models.formats import load_weight_file
     from parcae_runner.models.hf import InitMismatch, init_from_hf
 
     try:
-        if source.endswith(".pth"):
-            from parcae_runner.models.rwkv7.blinkdl import init_from_pth
-
-            try:
-                init_from_pth(model, source)
-            except ValueError as e:
-                raise InitMismatch(source, str(e)) from None
-        else:
+        try:
+            loaded = load_weight_file(model, source)
+        except ValueError as e:
+            raise InitMismatch(source, str(e)) from None
+        if not loaded:
             init_from_hf(model, source)
     except InitMismatch as e:  # bad input, said the way every config error is (exit 2)
         raise ConfigError(e.key, e.value, e.allowed) from None

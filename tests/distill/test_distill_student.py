@@ -8,7 +8,7 @@ import torch
 from parcae_runner.distill import student as st
 from parcae_runner.distill.losses import attention_l2, kl_teacher_student, top1_agreement
 from parcae_runner.distill.run import stage1_losses
-from parcae_runner.distill.timemix import Cxa076TimeMix
+from parcae_runner.models.rwkv7.student import Cxa076TimeMix
 
 transformers = pytest.importorskip("transformers")
 

@@ -1,16 +1,18 @@
-"""Trust-remote-code export (Backpack): transformers loads our shipped modeling file, logits equal ours < 1e-4,
-``generate`` runs, and the shipped files never import parcae_runner."""
+"""Trust-remote-code export (Backpack, Parcae, ...): transformers loads the package's own model module shipped in the
+folder, logits equal ours < 1e-4, ``generate`` runs, and the shipped files never import parcae_runner."""
 
 from __future__ import annotations
 
 import ast
+import inspect
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from parcae_runner.export.remote_code import REMOTE_DIR
+from parcae_runner.export.bundle import flat_name
+from parcae_runner.export.remote_code import remote_code_architectures
 from parcae_runner.models import ARCHITECTURES, build_model
 
 transformers = pytest.importorskip("transformers")
@@ -73,9 +75,14 @@ def test_parcae_variants_match_at_their_eval_depth(options, tmp_path):
         assert (model(tokens, num_steps=5) - hf(tokens, num_steps=5).logits).abs().max().item() < 1e-4
 
 
-def test_shipped_modeling_files_import_only_torch_and_transformers():
-    files = sorted(REMOTE_DIR.glob("*/*.py"))
-    assert files
+@pytest.mark.parametrize("name", remote_code_architectures())
+def test_shipped_files_import_only_the_standard_library_torch_and_transformers(name, tmp_path):
+    """The folder holds the package's own model module (bundled, imports relative), not a copy of it."""
+    arch = ARCHITECTURES[name]
+    export_hf(build_model({"name": name}, "debug", 64), tmp_path, bos_token_id=0, eos_token_id=0)
+    files = sorted(tmp_path.glob("*.py"))
+    assert f"{flat_name(arch.model_cls.__module__)}.py" in {p.name for p in files}
+    allowed = set(sys.stdlib_module_names) | {"torch", "transformers"}
     for path in files:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
@@ -84,7 +91,19 @@ def test_shipped_modeling_files_import_only_torch_and_transformers():
                 roots = {(node.module or "").split(".")[0]} if node.level == 0 else set()
             else:
                 continue
-            assert roots <= {"math", "torch", "transformers"}, (path.name, roots)
+            assert roots <= allowed, (path.name, roots)
+    # the model module is shipped as the package has it, but for its imports
+    shipped = (tmp_path / f"{flat_name(arch.model_cls.__module__)}.py").read_text()
+    source = inspect.getsource(inspect.getmodule(arch.model_cls))
+    assert _without_package_imports(shipped) == _without_package_imports(source)
+
+
+def _without_package_imports(text: str) -> list[str]:
+    """The module's statements, as ASTs, less the imports a bundle rewrites (the package's and relative ones)."""
+    body = ast.parse(text).body
+    rewritten = [n for n in body if isinstance(n, ast.ImportFrom) and (n.level or n.module.startswith("parcae_runner"))]
+    kept = [n for n in body if n not in rewritten]
+    return [ast.dump(n) for n in kept]
 
 
 def test_loads_in_a_process_without_parcae_runner(tmp_path):

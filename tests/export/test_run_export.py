@@ -65,3 +65,15 @@ def test_trained_checkpoint_exports_with_same_logits(arch, fast_overrides, tmp_p
     again = load_checkpoint_model(rd2, cfg2, run2, checkpoint_path(rd2, 0)[1])
     for (name, a), (_, b) in zip(ours.state_dict().items(), again.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
+
+
+def test_an_unknown_format_is_refused_listing_the_registered_ones():
+    from parcae_runner.config.errors import ConfigError
+    from parcae_runner.export.run_export import export_run
+    from parcae_runner.models.formats import format_names
+
+    with pytest.raises(ConfigError) as info:
+        export_run("no-such-run", fmt="no-such-format")
+    assert info.value.key == "--format"
+    for name in ["hf", *format_names()]:
+        assert name in str(info.value)

@@ -2,7 +2,7 @@
 
 ``x = x + Attn(RMSNorm(x)); x = x + MLP(RMSNorm(x))`` with
 
-* attention: fused per-head QKV (the layout of :class:`CausalSelfAttention`), RMSNorm on q and k per head
+* attention: fused per-head QKV (the layout of :class:`FusedAttention`), RMSNorm on q and k per head
   (QK-norm), full rotary on q and k, causal SDPA, no biases;
 * MLP: ``down(relu(up(x))^2)`` at 4x width, no biases;
 * an optional *value embedding* (nanochat / modded-nanogpt): a per-layer token-embedding table whose row is
@@ -19,10 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from parcae_runner.models.layers.attention import CausalSelfAttention
 from parcae_runner.models.layers.init import init_embedding, init_norm, small_init_std
 from parcae_runner.models.layers.mlp import MLP
-from parcae_runner.models.layers.rotary import apply_rotary
+from parcae_runner.models.transformer.attention import FusedAttention
 
 # input channels of the value-embedding gate (nanochat's ve_gate_channels)
 VE_GATE_CHANNELS = 32
@@ -41,7 +40,7 @@ def has_value_embedding(layer: int, n_layers: int) -> bool:
     return layer % 2 == (n_layers - 1) % 2
 
 
-class QKNormAttention(CausalSelfAttention):
+class QKNormAttention(FusedAttention):
     """Causal self-attention with per-head RMSNorm on q and k and an optional value embedding.
 
     ``qkv`` is laid out per head ``[q_h, k_h, v_h]`` as in the parent class; nothing has a bias.
@@ -71,19 +70,14 @@ class QKNormAttention(CausalSelfAttention):
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, ve: Tensor | None = None) -> Tensor:
         """x: ``[B, T, C]``; cos, sin: ``[T, D]``; ve: ``[B, T, C]`` or None. Returns ``[B, T, C]``."""
-        B, T, C = x.shape
-        qkv = self.qkv(x).view(B, T, self.n_heads, 3 * self.head_dim)  # [B, T, H, 3D]
-        q, k, v = qkv.chunk(3, dim=-1)  # each [B, T, H, D]
+        B, T, _ = x.shape
+        q, k, v = self.heads(x)  # each [B, H, T, D]
         if self.ve_gate is not None:
             if ve is None:
                 raise ValueError("this layer has a value embedding: pass ve")
             gate = 2 * torch.sigmoid(self.ve_gate(x[..., : self.ve_gate.in_features]))  # [B, T, H]
-            v = v + gate.unsqueeze(-1) * ve.view(B, T, self.n_heads, self.head_dim)
-        q, k = self.q_norm(q), self.k_norm(k)
-        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, H, T, D]
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # [B, H, T, D]
-        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+            v = v + (gate.unsqueeze(-1) * ve.view(B, T, self.n_heads, self.head_dim)).transpose(1, 2)
+        return self.out(self.attend(self.q_norm(q), self.k_norm(k), v, (cos, sin), None))
 
 
 class QKNormBlock(nn.Module):

@@ -3,10 +3,13 @@
 from parcae_runner.models.parcae.model import ParcaeHParams, ParcaeModel
 from parcae_runner.models.parcae.sizes import SIZES
 from parcae_runner.models.registry import Architecture, register
+from parcae_runner.models.remote import RemoteCode
 
 DESCRIPTION = (
     "Looped transformer: prelude, core repeated T ~ Poisson times with a stable diagonal "
     "injection and truncated backprop, coda; tied embeddings"
 )
 
-ARCH = register(Architecture("parcae", ParcaeHParams, SIZES, ParcaeModel, DESCRIPTION))
+ARCH = register(
+    Architecture("parcae", ParcaeHParams, SIZES, ParcaeModel, DESCRIPTION, remote_code=RemoteCode("parcae", "Parcae"))
+)

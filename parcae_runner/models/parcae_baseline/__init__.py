@@ -7,8 +7,18 @@ It was called `gpt` until the model zoo brought GPT-2 itself (`gpt2`); `gpt` sta
 from parcae_runner.models.parcae_baseline.model import ParcaeBaselineHParams, ParcaeBaselineModel
 from parcae_runner.models.parcae_baseline.sizes import SIZES
 from parcae_runner.models.registry import Architecture, alias, register
+from parcae_runner.models.remote import RemoteCode
 
 DESCRIPTION = "Parcae's non-looped baseline: pre-norm RMSNorm, QK-norm, RoPE, ReLU^2 MLP, value embeddings, tied"
 
-ARCH = register(Architecture("parcae_baseline", ParcaeBaselineHParams, SIZES, ParcaeBaselineModel, DESCRIPTION))
+ARCH = register(
+    Architecture(
+        "parcae_baseline",
+        ParcaeBaselineHParams,
+        SIZES,
+        ParcaeBaselineModel,
+        DESCRIPTION,
+        remote_code=RemoteCode("parcae_baseline", "ParcaeBaseline"),
+    )
+)
 alias("gpt", "parcae_baseline", "arch=gpt is deprecated: it is Parcae's baseline, now arch=parcae_baseline")

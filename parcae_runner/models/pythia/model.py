@@ -15,11 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from parcae_runner.models.layers.attention import CausalSelfAttention
 from parcae_runner.models.layers.init import init_embedding, init_linear, init_norm, small_init_std, wang_init_std
 from parcae_runner.models.layers.lm import LanguageModel
 from parcae_runner.models.layers.mlp import MLP
 from parcae_runner.models.layers.rotary import RotaryEmbedding
+from parcae_runner.models.transformer.attention import FusedAttention
 
 
 @dataclass
@@ -45,14 +45,14 @@ class PythiaBlock(nn.Module):
     def __init__(self, hp: PythiaHParams, d_model: int, n_heads: int) -> None:
         super().__init__()
         self.ln1 = nn.LayerNorm(d_model, eps=hp.norm_eps)
-        self.attn = CausalSelfAttention(d_model, n_heads, bias=True)
+        self.attn = FusedAttention(d_model, n_heads, bias=True)
         self.ln2 = nn.LayerNorm(d_model, eps=hp.norm_eps)
         self.mlp = MLP(d_model, hp.mlp_ratio * d_model, bias=True, activation=F.gelu)  # exact (erf) GELU
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
         """x: ``[B, T, C]`` -> ``[B, T, C]``."""
         # parallel residual: both branches read the same x
-        return x + self.attn(self.ln1(x), cos, sin) + self.mlp(self.ln2(x))
+        return x + self.attn(self.ln1(x), (cos, sin), None) + self.mlp(self.ln2(x))
 
 
 class PythiaModel(LanguageModel):
@@ -63,7 +63,7 @@ class PythiaModel(LanguageModel):
             raise ValueError(f"arch.init={hparams.init!r} is not one of: {', '.join(INITS)}")
         super().__init__(hparams, dims, vocab_size)
         d_model, n_heads, n_layers = dims["d_model"], dims["n_heads"], dims["n_layers"]
-        self.rotary = RotaryEmbedding(d_model // n_heads, hparams.rotary_pct, hparams.rotary_base)
+        self.rotary = RotaryEmbedding(d_model // n_heads, rotary_pct=hparams.rotary_pct, base=hparams.rotary_base)
         self.blocks = nn.ModuleList(PythiaBlock(hparams, d_model, n_heads) for _ in range(n_layers))
         self.norm = nn.LayerNorm(d_model, eps=hparams.norm_eps)
         self.finish_init()

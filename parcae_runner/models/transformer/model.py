@@ -32,7 +32,9 @@ class TransformerModel(LanguageModel):
         self.pos_embed = nn.Embedding(hp.max_positions, d_model) if hp.position == "learned" else None
         self.embed_norm = make_norm(hp, d_model) if hp.embed_norm else None
         self.rotary = (
-            RotaryEmbedding(d_model // n_heads, hp.rotary_fraction, hp.rope_base) if hp.position == "rope" else None
+            RotaryEmbedding(d_model // n_heads, rotary_pct=hp.rotary_fraction, base=hp.rope_base)
+            if hp.position == "rope"
+            else None
         )
         self.blocks = nn.ModuleList(Block(hp, d_model, n_heads, kv_heads(hp, dims)) for _ in range(n_layers))
         # post-norm blocks end in a norm already

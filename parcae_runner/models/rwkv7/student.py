@@ -1,4 +1,11 @@
-"""The cxa076 student TimeMix: RWKV-7 x070 attention replacement for a GQA transformer layer.
+"""The RWKV-7 distillation student (PRWKV): a GQA transformer teacher with every attention replaced by a cxa076
+TimeMix, the x070 attention replacement for a GQA transformer layer.
+
+The student is a deep copy of the teacher (a ``transformers`` Qwen2 / Qwen3 / Llama / Mistral causal LM) whose
+``model.layers[i].self_attn`` is a :class:`StudentAttention`; MLPs, norms and embeddings stay the teacher's (copied).
+r, k, v, o (and their biases) are copied from the teacher's q, k, v, o (OpenMOSE ``train_hybrid_deepspeed.py``:
+q_proj -> receptance, k_proj -> key, v_proj -> value, o_proj -> output), as are Qwen3's q_norm / k_norm into the
+optional per-head r / k norms.
 
 After OpenMOSE ``RWKVInside`` ``rwkv_inside/TimeMixer.py::RWKV_Tmix_x070_Mose_cxa076`` and ``RWKV-Infer``
 ``rwkvengine/prwkv7.py`` (the PRWKV / cxa076 model cards): no token shift (every branch reads x directly), key/value
@@ -11,7 +18,9 @@ RMSNorm on r and k (cxa076r, inheriting Qwen3's q_norm / k_norm). r, k, v, o hav
 
 from __future__ import annotations
 
+import copy
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -19,8 +28,11 @@ from torch import Tensor, nn
 
 from parcae_runner.kernels.wkv7 import wkv7
 from parcae_runner.models.rwkv7.model import LN_X_EPS, lora_rank
+from parcae_runner.models.students import StudentRecipe, decoder_layers
 
 NORMS = ("groupnorm", "none")
+# HF model types whose decoder layers have self_attn.{q,k,v,o}_proj and GQA head counts in the config
+DECODERS = ("qwen2", "qwen3", "llama", "mistral")
 
 
 class HeadRMSNorm(nn.Module):
@@ -110,3 +122,66 @@ class Cxa076TimeMix(nn.Module):
             y = y * (1.0 / math.sqrt(n))
         y = y + (r * k * self.r_k).sum(-1, keepdim=True) * v
         return self.output(y.reshape(bsz, t, h * n) * g), v_first
+
+
+class VFirst:
+    """Layer 0's value, shared by the student's attentions within one forward (x070's value residual)."""
+
+    value: Tensor | None = None
+
+
+class StudentAttention(nn.Module):
+    """Stands where the teacher's ``self_attn`` was: ``(hidden_states [B, T, d], **kwargs) -> (out, None)``."""
+
+    def __init__(self, timemix: Cxa076TimeMix, shared: VFirst) -> None:
+        super().__init__()
+        self.timemix = timemix
+        self.shared = shared
+
+    def forward(self, hidden_states: Tensor, *args: Any, **kwargs: Any) -> tuple[Tensor, None]:
+        v_first = None if self.timemix.layer_id == 0 else self.shared.value
+        out, v_first = self.timemix(hidden_states, v_first)
+        self.shared.value = v_first
+        return out, None
+
+
+@torch.no_grad()
+def inherit(timemix: Cxa076TimeMix, attn: nn.Module) -> None:
+    """Copy the teacher attention's q, k, v, o (weights and biases) and q/k norms into ``timemix``."""
+    pairs = [("q_proj", "receptance"), ("k_proj", "key"), ("v_proj", "value"), ("o_proj", "output")]
+    for theirs, ours in pairs:
+        src, dst = getattr(attn, theirs), getattr(timemix, ours)
+        dst.weight.copy_(src.weight)
+        if dst.bias is not None:
+            dst.bias.copy_(src.bias)
+    if timemix.r_norm is not None and hasattr(attn, "q_norm"):
+        timemix.r_norm.weight.copy_(attn.q_norm.weight)
+        timemix.k_norm.weight.copy_(attn.k_norm.weight)
+
+
+def student_from_teacher(teacher: nn.Module, norm: str, rk_norm: bool, kernel_impl: str) -> nn.Module:
+    """A copy of ``teacher`` whose attentions are cxa076 TimeMixes initialised from them."""
+    config = teacher.config
+    h = int(config.num_attention_heads)
+    h_kv = int(getattr(config, "num_key_value_heads", None) or h)
+    n = int(getattr(config, "head_dim", None) or config.hidden_size // h)
+    student = copy.deepcopy(teacher)
+    shared = VFirst()
+    for i, layer in enumerate(decoder_layers(student)):
+        attn = layer.self_attn
+        biases = (attn.q_proj.bias is not None, attn.o_proj.bias is not None)
+        timemix = Cxa076TimeMix(int(config.hidden_size), (h, h_kv, n), i, norm, rk_norm, biases)
+        timemix.kernel_impl = kernel_impl
+        inherit(timemix, attn)
+        layer.self_attn = StudentAttention(timemix, shared)
+    for p in student.parameters():
+        p.requires_grad_(True)
+    return student.train()
+
+
+def timemixes(student: nn.Module) -> list[nn.Module]:
+    """The student's TimeMixes, in layer order."""
+    return [layer.self_attn.timemix for layer in decoder_layers(student)]
+
+
+RECIPE = StudentRecipe(teacher_model_types=DECODERS, norms=NORMS, build=student_from_teacher, mixers=timemixes)
