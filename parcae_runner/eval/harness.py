@@ -160,7 +160,7 @@ class ParcaeLM(TemplateLM):
 
     def get_model_info(self) -> dict[str, Any]:
         return {
-            "model": "parcae",
+            "model": MODEL_NAME,
             "run": str(self.run) if self.run else None,
             "checkpoint": self.step,
             "recurrence": self.recurrence,

@@ -28,7 +28,7 @@ ALLOWED = {
     ("config/schema.py", "gpt2"): "data.tokenizer_recipe=gpt2: GPT-2's byte-level BPE recipe, for any arch",
     ("config/schema.py", "parcae"): "data.tokenizer_recipe=parcae: Parcae's tokenizer recipe, for any arch",
     ("models/flops.py", "parcae"): "train.flops_convention=parcae: the FLOP count of Parcae's scripts/cost.py",
-    ("eval/harness.py", "parcae"): "lm-eval's --model parcae: this project's model adapter, not an architecture",
+    ("eval/lm_eval_cli.py", "parcae"): "lm-eval's --model parcae: this project's model adapter, not an architecture",
 }
 
 
