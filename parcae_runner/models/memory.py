@@ -79,13 +79,14 @@ class MemoryPlan:
         """One line per term, in GB (1e9 bytes)."""
         checkpointing = "on" if self.activation_checkpointing else "off"
         lines = [
-            f"strategy          {self.strategy}, {self.world_size} GPU(s), shards over {self.shard_group}",
+            f"strategy          {self.strategy}, {self.world_size} GPU(s), shards over {self.shard_group}, "
+            f"activation checkpointing {checkpointing}",
             f"parameters        {self.params / GB:.2f} GB",
             f"gradients         {self.grads / GB:.2f} GB",
             f"optimizer states  {self.optimizer / GB:.2f} GB",
             f"unsharded/buffers {self.unsharded / GB:.2f} GB",
-            f"activations       {self.activations / GB:.2f} GB "
-            f"({self.activations_checkpointed / GB:.2f} GB with checkpointing, {checkpointing})",
+            f"activations       {self.activations / GB:.2f} GB",
+            f"  checkpointed    {self.activations_checkpointed / GB:.2f} GB",
         ]
         if self.cpu_offloaded:
             lines.append(f"offloaded to CPU  {self.cpu_offloaded / GB:.2f} GB")
