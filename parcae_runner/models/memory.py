@@ -23,8 +23,9 @@ allocates nothing) and returns a :class:`MemoryPlan` per rank:
   (each matmul's input, and its output, which the next pointwise op saves; ``4 * d_model``: the two norms' inputs
   and outputs). It assumes fused attention (no ``[B, H, T, T]`` scores) and fused scan kernels, as on a GPU; the
   loss adds ``B * T * vocab * 4`` (cross-entropy's fp32 log-softmax) and the head ``2 * B * T * d_model`` (the
-  final norm's and the head's inputs). With activation checkpointing a block keeps only its input
-  ``B * T * d_model`` and one block at a time is recomputed in full during backward.
+  final norm's and the head's inputs). A block that runs several times with gradients (Parcae's core, under
+  truncated backprop: ``Architecture.activation_passes``) counts once per run. With activation checkpointing a
+  block keeps only its input ``B * T * d_model`` and one block at a time is recomputed in full during backward.
 
 ``smallest_change_that_fits`` names, in order, the changes that make a plan fit a GPU: ``train.strategy=fsdp``,
 the smallest GPU or node count, a smaller micro batch, activation checkpointing.
@@ -38,6 +39,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from parcae_runner.models.registry import ARCHITECTURES
 
 GB = 1e9
 STRATEGIES = ("ddp", "fsdp")
@@ -174,12 +177,26 @@ def _model_width(model: nn.Module) -> tuple[int, int]:
     return embedding.embedding_dim, embedding.num_embeddings
 
 
+def _passes(model: nn.Module) -> dict[int, int]:
+    """id(block) -> how many times it runs with gradients in one training forward, where the architecture's
+    ``activation_passes`` says more than once (Parcae's core under truncated backprop)."""
+    arch = next((a for a in ARCHITECTURES.values() if type(model) is a.model_cls), None)
+    if arch is None or arch.activation_passes is None:
+        return {}
+    counts = arch.activation_passes(model.hparams)
+    return {id(block): n for name, n in counts.items() for block in getattr(model, name)}
+
+
 def activation_bytes(model: nn.Module, micro_batch: int, seq_len: int, act_bytes: int, checkpointing: bool) -> int:
     """Bytes autograd saves for backward in one forward of ``[micro_batch, seq_len]`` tokens (the module docstring's
-    formula); ``checkpointing``: each block keeps only its input, one block is recomputed at a time."""
+    formula); ``checkpointing``: each block keeps only its input, one block is recomputed at a time. A block that
+    runs several times with gradients (``Architecture.activation_passes``) keeps its activations once per run."""
     d_model, vocab = _model_width(model)
     tokens = micro_batch * seq_len
-    blocks = [_block_activation_elements(unit, d_model) for unit in shard_units(model)]
+    passes = _passes(model)
+    blocks = [
+        _block_activation_elements(unit, d_model) for unit in shard_units(model) for _ in range(passes.get(id(unit), 1))
+    ]
     head = tokens * (2 * d_model * act_bytes + vocab * LOSS_BYTES)
     if checkpointing:
         largest = max(blocks, default=0)

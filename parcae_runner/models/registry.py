@@ -60,6 +60,9 @@ class Architecture:
     published: Mapping[str, tuple[float, int]] = field(default_factory=dict)
     # sizes that ``plan`` estimates but ``train`` refuses (too large for this project's studies, e.g. LLaMA 7B)
     plan_only: frozenset[str] = frozenset()
+    # passes(hparams) -> {name of a block list: how many times each of its blocks runs with gradients in one training
+    # forward}, for the memory plan's activations (Parcae's core: mean_backprop_depth). None: every block runs once
+    activation_passes: Callable[[Any], Mapping[str, int]] | None = None
 
 
 class UnknownArchitecture(KeyError):

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from parcae_runner.models import ARCHITECTURES
 from parcae_runner.models.memory import (
@@ -108,28 +107,6 @@ def test_two_rank_fsdp_shards_are_the_plans(arch, two_ranks):
     assert sum(rank0[k] for k in plan) <= 0.55 * sum(one.values())
 
 
-def saved_activation_bytes(model, batch: int, seq_len: int, vocab: int) -> int:
-    """Bytes of the distinct storages autograd saves for backward in one forward and loss, parameters left out.
-
-    Measured with ``saved_tensors_hooks`` rather than the profiler's memory: it counts exactly the tensors kept for
-    backward (the plan's activation term), whatever the CPU allocator caches, and needs no CUDA memory counters.
-    Views of one storage (q, k, v of one projection) count once."""
-    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    storages: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        storage = t.untyped_storage()
-        if storage.data_ptr() not in weights:
-            storages[storage.data_ptr()] = storage.nbytes()
-        return t
-
-    ids = torch.randint(0, vocab, (batch, seq_len + 1))
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        logits = model(ids[:, :-1])
-        F.cross_entropy(logits.float().flatten(0, 1), ids[:, 1:].flatten())
-    return sum(storages.values())
-
-
 # The formula assumes the kernels a GPU runs: fused attention (PyTorch SDPA) and the fused Triton scans, which the
 # tests run through Triton's interpreter (tests/conftest.py sets TRITON_INTERPRET=1). The reference scans save every
 # step's state instead (Mamba's reference saves about 4x the estimate).
@@ -139,12 +116,14 @@ def saved_activation_bytes(model, batch: int, seq_len: int, vocab: int) -> int:
         ("pythia", {}, 4, 256),
         ("llama", {}, 4, 256),
         ("mamba", {"kernel_impl": "triton"}, 1, 64),
+        # the core's blocks keep activations for each of the last mean_backprop_depth iterations
+        ("parcae", {}, 4, 256),
     ],
 )
 def test_activation_estimate_is_within_25_percent(arch, config, batch, seq_len):
     torch.manual_seed(0)
     model = build_model({"name": arch, **config}, "debug", VOCAB)
-    measured = saved_activation_bytes(model, batch, seq_len, VOCAB)
+    measured = measure.saved_activation_bytes(model, batch, seq_len, VOCAB)
     plan = plan_memory(meta_model(arch, "debug"), micro_batch=batch, seq_len=seq_len)
     params = sum(p.nbytes for p in model.parameters())
     # the micro batch is one where activations dominate the parameters

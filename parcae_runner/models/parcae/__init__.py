@@ -9,4 +9,14 @@ DESCRIPTION = (
     "injection and truncated backprop, coda; tied embeddings"
 )
 
-ARCH = register(Architecture("parcae", ParcaeHParams, SIZES, ParcaeModel, DESCRIPTION))
+ARCH = register(
+    Architecture(
+        "parcae",
+        ParcaeHParams,
+        SIZES,
+        ParcaeModel,
+        DESCRIPTION,
+        # truncated backprop: each core block keeps its activations for the last mean_backprop_depth iterations
+        activation_passes=lambda hparams: {"core": hparams.mean_backprop_depth},
+    )
+)
