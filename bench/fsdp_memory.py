@@ -5,15 +5,24 @@ Each rank builds the model, shards every block and then the root, runs one forwa
 (so the states exist) and sums the bytes of its local shards (``DTensor.to_local()``). The 1-rank figures are the
 same step without sharding. ``ratio`` is the 2-rank bytes of rank 0 (the larger shard) over the 1-rank bytes.
 
+It also sets the plan's activation term beside the bytes autograd saves for one forward and loss at
+``--act-batch`` x ``--act-seq-len`` tokens, per kernel implementation where the architecture has a choice (the
+Triton kernels run in Triton's interpreter here, as in the tests).
+
     python bench/fsdp_memory.py --out bench/out/fsdp_memory.json
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import json
 import os
+
+# everything here runs on CPU: the Triton kernels (a GPU's) run in Triton's interpreter, which must be chosen before
+# triton is first imported
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import argparse  # noqa: E402
+import dataclasses  # noqa: E402
+import json  # noqa: E402
 import socket
 import tempfile
 from pathlib import Path
@@ -80,6 +89,28 @@ def measure_one_rank(arch: str, size: str, optimizer: str = "adamw") -> dict[str
     return tensor_bytes(model, step_once(model, optimizer))
 
 
+def saved_activation_bytes(model, batch: int, seq_len: int, vocab: int) -> int:
+    """Bytes of the distinct storages autograd saves for backward in one forward and loss, parameters left out.
+
+    Measured with ``saved_tensors_hooks`` rather than the profiler's memory: it counts exactly the tensors kept for
+    backward (the plan's activation term), whatever the CPU allocator caches or frees early, and needs no CUDA
+    memory counters. Views of one storage (q, k, v of one projection) count once."""
+    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    storages: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in weights:
+            storages[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    ids = torch.randint(0, vocab, (batch, seq_len + 1))
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        logits = model(ids[:, :-1])
+        F.cross_entropy(logits.float().flatten(0, 1), ids[:, 1:].flatten())
+    return sum(storages.values())
+
+
 def _worker(rank: int, world: int, port: int, jobs: list[tuple[str, str]], out_dir: str) -> None:
     os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
     dist.init_process_group("gloo", rank=rank, world_size=world)
@@ -123,11 +154,36 @@ def planned(arch: str, size: str, world_size: int) -> dict[str, int]:
     return {"params": plan.params, "grads": plan.grads, "optimizer": plan.optimizer}
 
 
+def activations(arch: str, size: str, batch: int, seq_len: int) -> list[dict]:
+    """Planned vs saved activation bytes, per kernel implementation (pure torch: one row)."""
+    fields = {f.name for f in dataclasses.fields(ARCHITECTURES[arch].hparams_cls)}
+    impls = ["reference", "triton"] if "kernel_impl" in fields else [None]
+    with torch.device("meta"):
+        plan = plan_memory(build_model({"name": arch}, size, VOCAB), micro_batch=batch, seq_len=seq_len)
+    rows = []
+    for impl in impls:
+        torch.manual_seed(0)
+        model = build_model({"name": arch, **({"kernel_impl": impl} if impl else {})}, size, VOCAB)
+        measured = saved_activation_bytes(model, batch, seq_len, VOCAB)
+        rows.append(
+            {
+                "kernel_impl": impl,
+                "measured": measured,
+                "planned": plan.activations,
+                "planned_checkpointed": plan.activations_checkpointed,
+                "ratio": plan.activations / measured,
+            }
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("bench/out/fsdp_memory.json"))
     parser.add_argument("--size", default="debug")
     parser.add_argument("--archs", nargs="*", default=sorted(ARCHITECTURES))
+    parser.add_argument("--act-batch", type=int, default=2)
+    parser.add_argument("--act-seq-len", type=int, default=128)
     args = parser.parse_args()
     jobs = [(arch, args.size) for arch in args.archs]
     ranks = measure_two_ranks(jobs)
@@ -145,6 +201,7 @@ def main() -> None:
                 "planned_one_rank": planned(arch, size, 1),
                 "planned_two_ranks": planned(arch, size, 2),
                 "ratio": sum(two[0][k] for k in state) / sum(one[k] for k in state),
+                "activations": activations(arch, size, args.act_batch, args.act_seq_len),
             }
         )
     report = {
@@ -155,9 +212,14 @@ def main() -> None:
         "torch": torch.__version__,
         "vocab": VOCAB,
         "optimizer": "adamw",
+        "activation_tokens": [args.act_batch, args.act_seq_len],
         "results": results,
     }
-    lines = [f"{r['arch']:16s} {r['size']}: 2 ranks / 1 rank = {r['ratio']:.3f}" for r in results]
+    lines = [
+        f"{r['arch']:16s} {r['size']}: 2 ranks / 1 rank = {r['ratio']:.3f}; activations planned / saved = "
+        + ", ".join(f"{a['ratio']:.2f} ({a['kernel_impl'] or 'torch'})" for a in r["activations"])
+        for r in results
+    ]
     write_report(args.out, report, "\n".join(lines))
 
 
