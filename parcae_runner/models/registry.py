@@ -73,6 +73,9 @@ class Architecture:
     # the names of its trust-remote-code export, for an architecture no stock transformers class covers (None: none;
     # see ``models.remote``)
     remote_code: RemoteCode | None = None
+    # passes(hparams) -> {name of a block list: how many times each of its blocks runs with gradients in one training
+    # forward}, for the memory plan's activations (Parcae's core: mean_backprop_depth). None: every block runs once
+    activation_passes: Callable[[Any], Mapping[str, int]] | None = None
 
 
 class UnknownArchitecture(KeyError):

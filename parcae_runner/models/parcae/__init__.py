@@ -11,5 +11,14 @@ DESCRIPTION = (
 )
 
 ARCH = register(
-    Architecture("parcae", ParcaeHParams, SIZES, ParcaeModel, DESCRIPTION, remote_code=RemoteCode("parcae", "Parcae"))
+    Architecture(
+        "parcae",
+        ParcaeHParams,
+        SIZES,
+        ParcaeModel,
+        DESCRIPTION,
+        remote_code=RemoteCode("parcae", "Parcae"),
+        # truncated backprop: each core block keeps its activations for the last mean_backprop_depth iterations
+        activation_passes=lambda hparams: {"core": hparams.mean_backprop_depth},
+    )
 )
