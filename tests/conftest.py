@@ -1,4 +1,4 @@
-"""Shared fixtures: one small tokenized corpus for the whole session, and fast run overrides."""
+"""Shared fixtures: one small tokenized corpus for the whole session, and fast run overrides; the system markers."""
 
 from __future__ import annotations
 
@@ -18,6 +18,27 @@ os.environ["TRITON_INTERPRET"] = "1"
 os.environ["WANDB_MODE"] = "offline"
 os.environ.pop("WANDB_API_KEY", None)
 os.environ.setdefault("WANDB_SILENT", "true")
+
+
+# The systems a fixture brings up, as the markers every test using it gets (fixtures a test uses through other
+# fixtures count): `-m "not slurm"` leaves out every test that needs the cluster, and a new test cannot forget its
+# marker. A test that needs a system without such a fixture carries the marker itself (`pytest --markers` lists them).
+SYSTEM_MARKERS: dict[str, tuple[str, ...]] = {
+    "slurm_cluster_session": ("slurm",),
+    # DDP over gloo with ranks on two hosts: several processes that need the cores to themselves
+    "two_host_cluster": ("slurm", "multiprocess"),
+    "docker_engine": ("docker",),
+    "chromium": ("browser",),
+}
+
+
+# tryfirst: the markers must be on the items before `-m` deselects by them
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture in SYSTEM_MARKERS.keys() & set(getattr(item, "fixturenames", ())):
+            for marker in SYSTEM_MARKERS[fixture]:
+                item.add_marker(marker)
 
 
 @pytest.fixture(scope="session")
