@@ -8,15 +8,28 @@ occurs (Hewitt et al., 2023, section 6; the Backpack demo's sense visualisation)
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import torch
+from torch import nn
 
 from parcae_runner.config.errors import ConfigError
 from parcae_runner.runs import checkpoint_path, open_run
 from parcae_runner.runs.checkpoints import load_checkpoint_model
 
 
-def sense_rows(model: torch.nn.Module, token_id: int, top: int) -> list[list[int]]:
+@runtime_checkable
+class SenseModel(Protocol):
+    """What the sense table reads of a Backpack: its sense vectors and the (tied) embedding that scores them."""
+
+    embed: nn.Embedding
+
+    def sense_vectors(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """input_ids ``[B, T]`` -> each token's senses ``[B, k, T, d]``."""
+        ...
+
+
+def sense_rows(model: SenseModel, token_id: int, top: int) -> list[list[int]]:
     """The ``top`` token ids each of the ``k`` senses of ``token_id`` scores highest: ``k`` lists."""
     with torch.no_grad():
         senses = model.sense_vectors(torch.tensor([[token_id]]))[0, :, 0]  # [k, d]
@@ -30,7 +43,7 @@ def sense_table(run_dir: str | Path, words: list[str], top: int = 8, checkpoint:
 
     rd, cfg, run = open_run(run_dir)
     model = load_checkpoint_model(rd, cfg, run, checkpoint_path(rd, checkpoint)[1])
-    if not hasattr(model, "sense_vectors"):
+    if not isinstance(model, SenseModel):
         raise ConfigError("run_dir", str(run_dir), f"a backpack run (this one is {cfg.arch.name})")
     tokenizer = Tokenizer.from_file(str(Path(run.data_info["dir"]) / "tokenizer.json"))
     lines = []
