@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 # under PARCAE_REQUIRE_SYSTEM_TESTS=1 (CI) a skipped system test fails the run: see tests/require_system.py
-pytest_plugins = ["require_system"]
+pytest_plugins = ["tests.require_system"]
 
 # Triton kernels on CPU run only under the interpreter, and triton.jit reads this when a kernel is
 # decorated: it must be set before any test module imports triton (transformers may import it early)
