@@ -25,6 +25,7 @@ def test_size_the_architecture_lacks(fast_overrides, monkeypatch):
         validate_run_config(cfg)
 
 
+@pytest.mark.slow
 def test_resuming_with_another_config_is_refused(fast_overrides):
     first = run_cli(*fast_overrides, "train.max_steps=3", "train.val_batches=0")
     assert first.returncode == 0, first.stderr[-2000:]

@@ -26,6 +26,7 @@ def _run_dir(overrides: list[str]) -> Path:
     return results / "single" / "pythia-debug-s0"
 
 
+@pytest.mark.slow
 def test_a_second_launch_exits_2_naming_the_holder(fast_overrides: list[str]) -> None:
     run_dir = _run_dir(fast_overrides)
     with run_lock(run_dir):
@@ -37,6 +38,7 @@ def test_a_second_launch_exits_2_naming_the_holder(fast_overrides: list[str]) ->
     assert sorted(p.name for p in run_dir.iterdir()) == [LOCK_FILE]
 
 
+@pytest.mark.slow
 def test_a_dead_holders_lock_is_taken_over(fast_overrides: list[str]) -> None:
     run_dir = _run_dir(fast_overrides)
     run_dir.mkdir(parents=True)
