@@ -19,6 +19,12 @@ os.environ["WANDB_MODE"] = "offline"
 os.environ.pop("WANDB_API_KEY", None)
 os.environ.setdefault("WANDB_SILENT", "true")
 
+# nor to the Hugging Face hub: huggingface_hub reads these once, when first imported, so the package's own offline
+# default (set before it imports datasets) comes too late once any earlier test has imported transformers, and
+# a test then waits for the network's timeouts (about 20 s each) in a suite that downloads nothing
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
 
 # The systems a fixture brings up, as the markers every test using it gets (fixtures a test uses through other
 # fixtures count): `-m "not slurm"` leaves out every test that needs the cluster, and a new test cannot forget its
