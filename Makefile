@@ -44,9 +44,9 @@ $(STAMP): pyproject.toml docker/requirements.lock
 test: setup
 	$(BIN)/python -m pytest -q -ra --durations=25
 
-## the inner loop: everything but the slow end-to-end tests
+## the inner loop: no system service (Slurm, Docker, a browser, several ranks, a GPU) and no long training
 test-quick: setup
-	$(BIN)/python -m pytest -q -m "not slow" -x
+	$(BIN)/python -m pytest -q -x -m "not (slurm or docker or browser or multiprocess or gpu or slow)"
 
 ## the Parc demo grid (pythia, mamba, rwkv4 x 2 seeds, debug size) trained locally, then its report
 demo: setup
@@ -102,7 +102,7 @@ sweep-flops: setup
 plan-recurrence:
 plan-flops:
 
-## ruff check + format check, the import layers (lint-imports, pyproject's contract), mypy over runs/, config/ and util/
+## ruff check + format check, the import layers (lint-imports, pyproject's contract), mypy over the whole package
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

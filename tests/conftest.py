@@ -1,4 +1,4 @@
-"""Shared fixtures: one small tokenized corpus for the whole session, and fast run overrides."""
+"""Shared fixtures: one small tokenized corpus for the whole session, and fast run overrides; the system markers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 # under PARCAE_REQUIRE_SYSTEM_TESTS=1 (CI) a skipped system test fails the run: see tests/require_system.py
-pytest_plugins = ["require_system"]
+pytest_plugins = ["tests.require_system"]
 
 # Triton kernels on CPU run only under the interpreter, and triton.jit reads this when a kernel is
 # decorated: it must be set before any test module imports triton (transformers may import it early)
@@ -18,6 +18,33 @@ os.environ["TRITON_INTERPRET"] = "1"
 os.environ["WANDB_MODE"] = "offline"
 os.environ.pop("WANDB_API_KEY", None)
 os.environ.setdefault("WANDB_SILENT", "true")
+
+# nor to the Hugging Face hub: huggingface_hub reads these once, when first imported, so the package's own offline
+# default (set before it imports datasets) comes too late once any earlier test has imported transformers, and
+# a test then waits for the network's timeouts (about 20 s each) in a suite that downloads nothing
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+
+# The systems a fixture brings up, as the markers every test using it gets (fixtures a test uses through other
+# fixtures count): `-m "not slurm"` leaves out every test that needs the cluster, and a new test cannot forget its
+# marker. A test that needs a system without such a fixture carries the marker itself (`pytest --markers` lists them).
+SYSTEM_MARKERS: dict[str, tuple[str, ...]] = {
+    "slurm_cluster_session": ("slurm",),
+    # DDP over gloo with ranks on two hosts: several processes that need the cores to themselves
+    "two_host_cluster": ("slurm", "multiprocess"),
+    "docker_engine": ("docker",),
+    "chromium": ("browser",),
+}
+
+
+# tryfirst: the markers must be on the items before `-m` deselects by them
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture in SYSTEM_MARKERS.keys() & set(getattr(item, "fixturenames", ())):
+            for marker in SYSTEM_MARKERS[fixture]:
+                item.add_marker(marker)
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@ under the results root or the data cache (hashed before and after)."""
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -12,20 +13,26 @@ from pathlib import Path
 
 import pytest
 
-from parcae_runner.cli import main
-from parcae_runner.config import config_dir
+from parcae_runner.cli import build_parser, main
+from parcae_runner.config import config_dir, group_options
 
 REPO = config_dir().parent
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A results root with one finished debug run, a prepared data cache, and a few bad files to point at."""
+    """A results root with one finished debug run and the records a crashed attempt left in the run directory every
+    bad ``train`` targets, a prepared data cache, and a few bad files to point at."""
     root = tmp_path_factory.mktemp("bad-input")
     cache, results = root / "cache", root / "results"
     base = ["arch=pythia", "size=debug", "data.vocab_size=512", "data.seq_len=64", f"data.cache_dir={cache}"]
     args = [*base, f"results_dir={results}", "logger=none", "train.max_steps=4", "train.progress=false"]
     assert main(["train", *args]) == 0
+    crashed = results / "single" / "bad-input"
+    (crashed / "checkpoints" / "checkpoint-7").mkdir(parents=True)
+    (crashed / "run.json").write_text('{"status": "failed", "attempts": 1}\n')
+    (crashed / "metrics.jsonl").write_text('{"step": 5, "train/loss": 4.2}\n')
+    (crashed / "checkpoints" / "checkpoint-7" / "meta.json").write_text('{"step": 7}\n')
     other = root / "llama-folder"
     other.mkdir()
     (other / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 64}))
@@ -54,19 +61,22 @@ def _tree(*roots: Path) -> dict[str, str]:
 
 
 T = "train"
-# (command line with {placeholders}, text the one-line message must hold)
+# (command line with {placeholders}, text the one-line message must hold: the key, the value, what is allowed)
 CASES: list[tuple[str, str]] = [
-    (f"{T} arch=gpt5", "arch=gpt5"),
-    (f"{T} size=13b", "size=13b"),
-    (f"{T} optimizer=lion", "optimizer=lion"),
-    (f"{T} train.max_stepz=10", "train.max_stepz"),
-    (f"{T} train.max_steps=-5", "train.max_steps=-5"),
-    (f"{T} train.batch_size=10 train.micro_batch_size=4", "multiple of train.micro_batch_size"),
+    (f"{T} arch=gpt5", "arch=gpt5: unknown arch; choose one of: " + ", ".join(group_options("arch"))),
+    (f"{T} size=13b", "size=13b: unknown size; choose one of: "),
+    (f"{T} optimizer=lion", "optimizer=lion: not a config group or key"),
+    (f"{T} train.max_stepz=10", "train.max_stepz=10: unknown config key; allowed keys of train: max_steps"),
+    (f"{T} train.max_steps=-5", "train.max_steps=-5: must be a positive number"),
+    (
+        f"{T} train.batch_size=10 train.micro_batch_size=4",
+        "train.batch_size=10: the effective batch must be a multiple of train.micro_batch_size",
+    ),
     (f"{T} train.precision=fp8", "train.precision=fp8"),
     (f"{T} train.schedule=sawtooth", "train.schedule=sawtooth"),
     (f"{T} data.val_fraction=1.5", "data.val_fraction=1.5"),
     (f"{T} data.seq_len=0", "data.seq_len=0"),
-    (f"{T} data=text_files data.path=/no/such/corpus", "data.path=/no/such/corpus"),
+    (f"{T} data=text_files data.path=/no/such/corpus", "data.path=/no/such/corpus: no such file or directory"),
     (f"{T} data=hf data.dataset=parcae-tests/absent-dataset", "data.download=true"),
     (f"{T} data.tokenizer={{not_tok}} data.vocab_size=null", "is not a tokenizer.json"),
     (f"{T} data.tokenizer_recipe=sentencepiece", "data.tokenizer_recipe=sentencepiece"),
@@ -76,8 +86,10 @@ CASES: list[tuple[str, str]] = [
     (f"{T} train.eval.tasks=[no_such_task]", "no_such_task"),
     (f"{T} train.init_from=/no/such/folder", "train.init_from=/no/such/folder"),
     (f"{T} train.init_from={{other}}", "train.init_from"),
-    (f"{T} train.max_steps=100000", "would repeat its data"),
+    # a run that would see the corpus thousands of times: refused, with the numbers
+    (f"{T} train.max_steps=100000", "above data.max_epochs=4; use a larger corpus or fewer steps"),
     (f"{T} train.divergence.max_skipped_in_a_row=0", "train.divergence.max_skipped_in_a_row=0"),
+    ("launch arch=gpt5", "arch=gpt5"),
     ("show arch=gpt5", "arch=gpt5"),
     ("show data.seq_len=0", "data.seq_len=0"),
     ("prepare data=parquet data.path=/no/such/shards", "data.path=/no/such/shards: no such file"),
@@ -97,6 +109,8 @@ CASES: list[tuple[str, str]] = [
     ("fit no-such-sweep --results {results}", "sweep=no-such-sweep"),
     ("wandb-sync no-such-sweep --results {results}", "sweep=no-such-sweep"),
     ("card {root}/no-such-run", "not a run directory"),
+    ("senses {root}/no-such-run the", "not a run directory"),
+    ("distill teacher=/no/such/teacher", "distill.teacher=/no/such/teacher: not a Hugging Face model folder"),
     ("export {root}/no-such-run", "not a run directory"),
     ("export {run} --checkpoint 999", "--checkpoint=999"),
     ("export {run} --format onnx", "--format=onnx"),
@@ -115,7 +129,7 @@ def test_bad_input_exits_2_with_one_line_and_changes_nothing(
 ) -> None:
     monkeypatch.chdir(REPO)
     args = line.format(**{k: str(v) for k, v in world.items()}).split()
-    if args[0] in ("train", "show", "prepare"):
+    if args[0] in ("train", "launch", "show", "prepare"):
         base = [f"data.cache_dir={world['cache']}", f"results_dir={world['results']}", "logger=none"]
         base += ["arch=pythia", "size=debug", "data.vocab_size=512", "data.seq_len=64", "run_name=bad-input"]
         # the case's own values win: they come after the base
@@ -132,8 +146,17 @@ def test_bad_input_exits_2_with_one_line_and_changes_nothing(
     assert _tree(world["results"], world["cache"]) == before
 
 
-def test_the_table_is_long_enough() -> None:
-    assert len(CASES) + len(SLURM_SCRIPT_CASES) >= 40
+def _commands() -> set[str]:
+    (subcommands,) = (a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return set(subcommands.choices)
+
+
+def test_every_row_is_distinct_and_every_command_has_one() -> None:
+    lines = [line for line, _ in CASES]
+    assert len(set(lines)) == len(lines), sorted(line for line in lines if lines.count(line) > 1)
+    assert {line.split()[0] for line in lines} == _commands()
+    scripts = [(tuple(sorted(env.items())), tuple(overrides)) for env, overrides, _ in SLURM_SCRIPT_CASES]
+    assert len(set(scripts)) == len(scripts)
 
 
 SLURM_SCRIPT_CASES = [

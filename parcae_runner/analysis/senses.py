@@ -17,7 +17,7 @@ from parcae_runner.runs import checkpoint_path, open_run
 from parcae_runner.runs.checkpoints import load_checkpoint_model
 
 
-def sense_rows(model: torch.nn.Module, token_id: int, top: int) -> list[list[int]]:
+def sense_rows(model: SenseVectors, token_id: int, top: int) -> list[list[int]]:
     """The ``top`` token ids each of the ``k`` senses of ``token_id`` scores highest: ``k`` lists."""
     with torch.no_grad():
         senses = model.sense_vectors(torch.tensor([[token_id]]))[0, :, 0]  # [k, d]

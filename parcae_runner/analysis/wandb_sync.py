@@ -26,7 +26,8 @@ class SyncPlan:
 
 def plan_sync(sweep_root: Path) -> SyncPlan:
     """Offline run folders of every run directory under ``sweep_root``, split by upload state."""
-    todo, done = [], []
+    todo: list[Path] = []
+    done: list[Path] = []
     for run_dir in sorted(p.parent for p in sweep_root.glob(f"*/{RUN_FILE}")):
         for run_file in find_run_files(run_dir):
             (done if run_file.with_suffix(".wandb.synced").exists() else todo).append(run_file.parent)

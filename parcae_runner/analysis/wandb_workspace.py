@@ -127,13 +127,26 @@ def to_workspace(spec: dict[str, Any]) -> Any:
     from wandb_workspaces import expr
 
     def panel(p: dict[str, Any]) -> Any:
-        band = {"groupby_aggfunc": p.get("aggfunc"), "groupby_rangefunc": p.get("rangefunc")}
+        aggfunc, rangefunc = p.get("aggfunc"), p.get("rangefunc")
         if p["type"] == "line":
             x = "Step" if p["x"] == STEP else p["x"]
-            return wr.LinePlot(title=p["title"], x=x, y=list(p["y"]), groupby=p["groupby"], **band)
-        metrics = [wr.SummaryMetric(m) for m in p["metrics"]]
+            return wr.LinePlot(
+                title=p["title"],
+                x=x,
+                y=list(p["y"]),
+                groupby=p["groupby"],
+                groupby_aggfunc=aggfunc,
+                groupby_rangefunc=rangefunc,
+            )
         groupby = wr.Config(p["groupby"]) if p["groupby"] else None
-        return wr.BarPlot(title=p["title"], metrics=metrics, groupby=groupby, **(band if groupby else {}))
+        # ungrouped bars have nothing to aggregate: the band is left at its default
+        return wr.BarPlot(
+            title=p["title"],
+            metrics=[wr.SummaryMetric(m) for m in p["metrics"]],
+            groupby=groupby,
+            groupby_aggfunc=aggfunc if groupby else None,
+            groupby_rangefunc=rangefunc if groupby else None,
+        )
 
     return ws.Workspace(
         entity=spec["entity"] or "",

@@ -89,6 +89,8 @@ class TokenChunks(Dataset[tuple[torch.Tensor, torch.Tensor]]):
 
 def _is_whole_file(tokens: np.memmap) -> bool:
     # a slice of a memmap keeps the parent's filename and offset, so only a view of the entire file is safe to reopen
+    if tokens.filename is None:
+        return False
     return tokens.offset == 0 and tokens.flags.c_contiguous and Path(tokens.filename).stat().st_size == tokens.nbytes
 
 

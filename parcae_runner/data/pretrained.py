@@ -61,8 +61,9 @@ def _configured_eos(folder: Path) -> str | None:
 def _separator_id(tokenizer: Tokenizer, wanted: str | None, folder: Path | None, spec: str) -> int:
     candidates = [wanted] if wanted else [_configured_eos(folder) if folder else None, *KNOWN_SEPARATORS]
     for token in candidates:
-        if token and tokenizer.token_to_id(token) is not None:
-            return int(tokenizer.token_to_id(token))
+        token_id = tokenizer.token_to_id(token) if token else None
+        if token_id is not None:
+            return int(token_id)
     if wanted:
         raise DataError(f"data.eos_token={wanted!r} is not a token of data.tokenizer={spec!r}")
     raise DataError(
@@ -75,8 +76,9 @@ def separator_of(tokenizer: Tokenizer | None) -> int:
     """The document separator of a tokenizer this project prepared data with (the first of ``KNOWN_SEPARATORS``
     it has; id 0, the gpt2 recipe's ``<|endoftext|>``, when it has none)."""
     for token in KNOWN_SEPARATORS:
-        if tokenizer is not None and tokenizer.token_to_id(token) is not None:
-            return int(tokenizer.token_to_id(token))
+        token_id = tokenizer.token_to_id(token) if tokenizer is not None else None
+        if token_id is not None:
+            return int(token_id)
     return 0
 
 

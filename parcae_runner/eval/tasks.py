@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import functools
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ def own_tasks() -> dict[str, bool]:
     return out
 
 
-def parse_tasks(spec: str | list[str] | tuple[str, ...]) -> list[str]:
+def parse_tasks(spec: str | Sequence[str]) -> list[str]:
     """``"bpb,lambada_embedded"`` (or a list) -> unique names in order."""
     items = spec.split(",") if isinstance(spec, str) else [str(s) for s in spec]
     names = list(dict.fromkeys(s.strip() for s in items if s and s.strip()))

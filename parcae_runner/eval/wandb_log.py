@@ -10,7 +10,7 @@ Offline by default: a new ``wandb/offline-run-*`` folder under the run directory
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Literal
 
 from parcae_runner.config.errors import ConfigError
 from parcae_runner.eval.results import flat_metrics
@@ -21,10 +21,12 @@ from parcae_runner.runs.wandb_offline import finish_run
 
 # what --wandb takes: auto = offline when the run logged to wandb during training, else nothing
 MODES = ("auto", "offline", "online", "off")
+# what a logged evaluation runs in: wandb.init's mode
+LogMode = Literal["offline", "online"]
 STEP_KEY = "trainer/global_step"
 
 
-def resolve_mode(mode: str | None, cfg: Any) -> str | None:
+def resolve_mode(mode: str | None, cfg: Any) -> LogMode | None:
     """The wandb mode to log evaluation results in, or ``None`` for none."""
     mode = mode or "auto"
     if mode not in MODES:
@@ -36,13 +38,13 @@ def resolve_mode(mode: str | None, cfg: Any) -> str | None:
         return "offline" if logged else None
     if mode == "online" and not os.environ.get("WANDB_API_KEY"):
         raise ConfigError("--wandb", mode, "offline (WANDB_API_KEY is not set; upload later with wandb-sync)")
-    return mode
+    return "online" if mode == "online" else "offline"
 
 
 class EvalLogger:
     """The run's wandb run, resumed for logging evaluation results at checkpoint steps."""
 
-    def __init__(self, rd: RunDirectory, cfg: Any, record: RunRecord, mode: str):
+    def __init__(self, rd: RunDirectory, cfg: Any, record: RunRecord, mode: LogMode):
         import wandb
 
         if not record.wandb_id:

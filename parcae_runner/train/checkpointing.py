@@ -17,6 +17,7 @@ from pathlib import Path
 
 import lightning as L
 from safetensors.torch import save_model
+from torch import nn
 
 from parcae_runner.config.errors import RunStopped
 from parcae_runner.config.schema import CheckpointSchedule as ScheduleName
@@ -113,7 +114,9 @@ class CheckpointSchedule(L.Callback):
         trainer.save_checkpoint(tmp / RESUME_FILE)
         if trainer.is_global_zero:
             # save_model stores a tied tensor (embedding = head) once; load it back with load_model
-            save_model(pl_module.model, str(tmp / WEIGHTS_FILE), metadata={"step": str(step)})
+            model = pl_module.model
+            assert isinstance(model, nn.Module), "the task module holds the model it trains"
+            save_model(model, str(tmp / WEIGHTS_FILE), metadata={"step": str(step)})
             files = {name: file_digest(tmp / name) for name in (RESUME_FILE, WEIGHTS_FILE)}
             meta = {"step": step, "tokens": step * self.tokens_per_step, "time": time.time(), "files": files}
             for f in (tmp / RESUME_FILE, tmp / WEIGHTS_FILE):

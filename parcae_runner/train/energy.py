@@ -22,11 +22,15 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import lightning as L
 import torch
 
 from parcae_runner.util.files import atomic_write_json
+
+if TYPE_CHECKING:
+    from codecarbon import OfflineEmissionsTracker
 
 ENERGY_DIR = "energy"
 
@@ -75,7 +79,7 @@ class EnergyMeter(L.Callback):
         self.region = region
         self.measure_power_secs = measure_power_secs
         self.project_name = project_name
-        self.tracker = None
+        self.tracker: OfflineEmissionsTracker | None = None
         self.reading = EnergyReading()
         self._flushed = (0.0, 0.0)
 
@@ -92,7 +96,7 @@ class EnergyMeter(L.Callback):
 
         # codecarbon logs a banner per measurement at INFO; keep the training output readable
         logging.getLogger("codecarbon").setLevel(logging.ERROR)
-        self.tracker = OfflineEmissionsTracker(
+        tracker = OfflineEmissionsTracker(
             country_iso_code=self.country_iso_code,
             region=self.region,
             output_dir=str(self.run_dir),
@@ -104,7 +108,8 @@ class EnergyMeter(L.Callback):
             tracking_mode="machine",
             gpu_ids=os.environ.get("CUDA_VISIBLE_DEVICES"),
         )
-        self.tracker.start()
+        self.tracker = tracker
+        tracker.start()
         self._node = trainer.node_rank
         self._start_step = self._step = trainer.global_step
         self._last_flush = time.monotonic()
@@ -124,10 +129,12 @@ class EnergyMeter(L.Callback):
 
     def flush(self) -> None:
         """Write the attempt's energy so far (codecarbon's CSV row, and our per-attempt file)."""
+        tracker = self.tracker
+        assert tracker is not None, "flush() runs only while metering: between on_fit_start and stop"
         self._last_flush = time.monotonic()
-        self.tracker.flush()
+        tracker.flush()
         try:
-            data = self.tracker._prepare_emissions_data()  # the totals flush() just wrote; no public getter
+            data = tracker._prepare_emissions_data()  # the totals flush() just wrote; no public getter
         except Exception:  # a codecarbon without it: the CSV row is still there
             return
         energy = float(data.energy_consumed)

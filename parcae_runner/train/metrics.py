@@ -158,6 +158,7 @@ class TrainMetrics(L.Callback):
                 loss_sum = trainer.strategy.reduce(loss_sum, reduce_op="mean")
             loss_value = loss_sum.item()
             now = time.perf_counter()
+            assert self._window_start is not None, "on_train_start opens the first window"
             t0, s0 = self._window_start
             rate = (step - s0) / max(now - t0, 1e-9)
             record = {

@@ -169,6 +169,7 @@ class Muon(torch.optim.Muon):
 
     def _update(self, p: Tensor, group: dict, mu: float, wd: float) -> None:
         grad, state = p.grad, self.state[p]
+        assert grad is not None, "step() updates only the parameters that have a gradient"
         if "momentum_buffer" not in state:
             state["momentum_buffer"] = torch.zeros_like(grad, memory_format=torch.preserve_format)
             if group["normuon"]:

@@ -162,6 +162,7 @@ def build_optimizer(
     model: nn.Module, train_cfg, device_type: str = "cpu"
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """The ``train.optimizer`` (adamw | muon) + a per-step LambdaLR, from the ``train`` config group."""
+    opt: torch.optim.Optimizer
     if train_cfg.get("optimizer", "adamw") == "muon":
         opt = build_muon_adamw(model, train_cfg, device_type)
     else:

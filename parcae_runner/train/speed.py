@@ -38,7 +38,8 @@ def checkpoint_blocks(model: nn.Module) -> int:
         if getattr(block, "_activation_checkpointed", False):
             continue
         block.forward = _checkpointed(block.forward)
-        block._activation_checkpointed = True
+        # a plain flag, neither a tensor nor a submodule, which is all Module.__setattr__ is typed to take
+        object.__setattr__(block, "_activation_checkpointed", True)
     return len(found)
 
 

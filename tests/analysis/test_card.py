@@ -17,6 +17,9 @@ from parcae_runner.export.hf import export_hf
 from parcae_runner.models import get_architecture
 from parcae_runner.train.runner import train
 
+# every test reads a run trained (and metered) once for the module (about 13 s)
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def _trained() -> dict[str, Path]:

@@ -64,6 +64,7 @@ def metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_rows_equal_the_runs_own_records(sweep, _trained_store):
     df = collect(sweep)
     assert sorted(df["run"].unique()) == ["pythia-debug-s0", "pythia-debug-s1"]
@@ -96,6 +97,7 @@ def test_rows_equal_the_runs_own_records(sweep, _trained_store):
     assert list(df.columns[:10]) == [*collect_mod.BASE_COLUMNS, "train.lr", "step"]
 
 
+@pytest.mark.slow
 def test_writes_parquet_and_csv(sweep):
     df = collect(sweep)
     pd.testing.assert_frame_equal(pd.read_parquet(sweep / "results.parquet"), df)
@@ -104,6 +106,7 @@ def test_writes_parquet_and_csv(sweep):
     assert list(csv["val_loss"]) == pytest.approx(list(df["val_loss"]))
 
 
+@pytest.mark.slow
 def test_incremental_reads_only_changed_runs(sweep, monkeypatch):
     reads: list[str] = []
     real = collect_mod.read_run_rows
@@ -137,6 +140,7 @@ def test_incremental_reads_only_changed_runs(sweep, monkeypatch):
     assert list(pd.read_parquet(sweep / "results.parquet")["run"].unique()) == ["pythia-debug-s1"]
 
 
+@pytest.mark.slow
 def test_folder_without_sweep_json(sweep):
     (sweep / "sweep.json").unlink()
     df = collect(sweep)

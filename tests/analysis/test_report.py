@@ -310,6 +310,8 @@ def synthetic_sweep() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# the fits and a dozen figures of a synthetic grid: 8 s on a 2-core box
+@pytest.mark.slow
 def test_report_sections_for_recurrence_isoflop_and_evals(tmp_path):
     df = synthetic_sweep()
     index = build_report(tmp_path / "synthetic", df)

@@ -16,6 +16,9 @@ from parcae_runner.config import compose_run_config
 from parcae_runner.runs.wandb_offline import find_run_files, read_offline_run
 from parcae_runner.train.runner import train
 
+# every test reads a sweep trained once for the module (about 13 s)
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def sweep_root(tmp_path_factory, data_cache) -> Path:

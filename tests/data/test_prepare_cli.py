@@ -183,6 +183,7 @@ def test_prepare_progress_and_result(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert tok.get_vocab_size() == manifest["vocab_size"] == 512
 
 
+@pytest.mark.slow
 def test_hub_name_is_read_from_the_hf_cache(tmp_path: Path) -> None:
     """A hub name resolves through huggingface_hub's cache layout under HF_HOME, with no network."""
     import os

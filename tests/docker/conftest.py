@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from launch.conftest import slurm_cluster, slurm_cluster_session  # noqa: F401  (the local Slurm cluster, for the sbatch tests)
+
+from tests.launch.conftest import slurm_cluster, slurm_cluster_session  # noqa: F401  (the local Slurm cluster, for the sbatch tests)
 
 REPO = Path(__file__).resolve().parents[2]
 SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/bin", "/sbin", "/bin"])

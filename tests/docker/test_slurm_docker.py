@@ -12,10 +12,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from launch.test_sweeps import wait_for
 
 from parcae_runner.launch.container import JOB_LABEL
 from parcae_runner.runs import RunDirectory
+from tests.launch.test_sweeps import wait_for
 
 from .conftest import REPO, docker
 

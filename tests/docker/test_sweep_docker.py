@@ -8,9 +8,9 @@ import json
 import subprocess
 
 import pytest
-from launch.test_sweeps import cli, wait_for, write_sweep
 
 from parcae_runner.runs import RunDirectory
+from tests.launch.test_sweeps import cli, wait_for, write_sweep
 
 from .conftest import docker
 

@@ -16,6 +16,9 @@ from parcae_runner.eval.lastword import held_out_documents, lastword_examples
 from parcae_runner.train.runner import train
 from tests.eval.conftest import STEPS, eval_overrides
 
+# the tests score a trained run and its export (about 25 s on a busy 2-core box)
+pytestmark = pytest.mark.slow
+
 
 def _requests(kind: str, args_list: list[tuple]) -> list[Instance]:
     return [Instance(kind, {}, args, i) for i, args in enumerate(args_list)]

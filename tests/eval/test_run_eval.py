@@ -19,6 +19,9 @@ from parcae_runner.runs import list_checkpoints
 from parcae_runner.train.runner import train
 from tests.eval.conftest import STEPS, eval_overrides
 
+# each test evaluates a trained run or trains one (10 to 45 s each on a busy 2-core box)
+pytestmark = pytest.mark.slow
+
 
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(

@@ -77,7 +77,8 @@ def test_architectures_without_hf_mapping_have_no_stock_exporter():
 
 
 @pytest.mark.parametrize("name", ["pythia", "mamba", "rwkv4"])
-@pytest.mark.parametrize("size,vocab", [("debug", 256), ("14m", VOCAB)])
+# the 14m models with the full vocabulary take seconds each on a CPU: slow; debug keeps the check in the quick run
+@pytest.mark.parametrize("size,vocab", [("debug", 256), pytest.param("14m", VOCAB, marks=pytest.mark.slow)])
 def test_export_logits_and_round_trip(name, size, vocab, tmp_path, tokenizer_path):
     model = _random_model(name, size, vocab)
     with_tokenizer = size == "debug"

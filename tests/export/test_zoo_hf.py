@@ -50,7 +50,8 @@ def _trained(name: str, size: str, steps: int = 3) -> torch.nn.Module:
 
 
 @pytest.mark.parametrize("weights", ["random", "trained"])
-@pytest.mark.parametrize("size", ["debug", "14m"])
+# 14m (trained, or just built) takes seconds a model on a CPU: slow; debug keeps the check in the quick run
+@pytest.mark.parametrize("size", ["debug", pytest.param("14m", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("name", sorted(STOCK))
 def test_stock_class_matches_and_imports_back(name, size, weights, tmp_path):
     model = _random(name, size) if weights == "random" else _trained(name, size)

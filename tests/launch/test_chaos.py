@@ -14,9 +14,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from launch.conftest import sbatch_pythia_debug
 from parcae_runner.runs import RunDirectory
 from parcae_runner.runs.checkpoints import verify_checkpoint
+from tests.launch.conftest import sbatch_pythia_debug
 
 pytestmark = pytest.mark.slow
 TRIALS = 10

@@ -13,8 +13,8 @@ import sys
 
 import pytest
 
-from launch.test_sweeps import REPO, cli, squeue_ids, status_rows, wait_for, write_sweep
 from parcae_runner.runs import RunDirectory
+from tests.launch.test_sweeps import REPO, cli, squeue_ids, status_rows, wait_for, write_sweep
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ import cloudpickle
 import pytest
 import submitit
 
-from launch.conftest import local_cluster
+from tests.launch.conftest import local_cluster
 
 ClusterInfo = local_cluster.ClusterInfo
 
@@ -102,7 +102,8 @@ def test_submitit_runs_a_function(slurm_cluster: ClusterInfo, tmp_path: Path) ->
     executor.update_parameters(
         slurm_partition=slurm_cluster.partition, timeout_min=5, mem_gb=0.5, cpus_per_task=1, name="answer"
     )
-    # pytest puts tests/launch on sys.path, the job's interpreter does not: ship this module's code in the pickle
+    # pytest imports this module from the repository root on sys.path, the job's interpreter does not: ship its code
+    # in the pickle
     module = sys.modules[answer.__module__]
     cloudpickle.register_pickle_by_value(module)
     try:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from launch.conftest import local_cluster
 from parcae_runner.cli import main
 from parcae_runner.data import embedded_documents
+from tests.launch.conftest import local_cluster
 
 pytestmark = pytest.mark.slow
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from launch.conftest import sbatch_pythia_debug
 from parcae_runner.runs import RunDirectory
+from tests.launch.conftest import sbatch_pythia_debug
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from launch.conftest import cancel_jobs_left, load_by_path, queued_jobs
-from launch.test_sweeps import REPO, cli, wait_for, write_sweep
 from parcae_runner.runs import RunDirectory
+from tests.launch.conftest import cancel_jobs_left, load_by_path, queued_jobs
+from tests.launch.test_sweeps import REPO, cli, wait_for, write_sweep
 
 pytestmark = pytest.mark.slow
 

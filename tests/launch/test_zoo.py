@@ -4,6 +4,7 @@ machinery as one job array on the local Slurm cluster, every run done and each a
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -16,6 +17,10 @@ from .test_sweeps import REPO, status_rows, wait_for
 
 pytestmark = pytest.mark.slow
 ARCHS = ("gpt2", "pythia", "llama", "mistral", "bloom", "backpack")
+# 4 steps leave each model where its init put it: close to the uniform prediction, whose loss is ln(vocab). Measured
+# (the same 12 runs, cluster=local): 6.11 to 6.32 against ln 512 = 6.24. A model that diverges, gives NaN
+# or comes out of its init far from uniform lands outside.
+NEAR_UNIFORM = 0.3
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
@@ -54,9 +59,11 @@ def test_zoo_demo_runs_on_slurm_and_is_reported(slurm_cluster, tmp_path, data_ca
     wait_for(
         lambda: (r := status_rows(root)) and all(x["status"] == "done" for x in r), 900, "all twelve runs done", poll=2
     )
+    uniform = math.log(512)
     for name in names:
         run = RunDirectory(root / name).read_run()
-        assert run.status == "done" and run["final_val_loss"] > 0, name
+        assert run.status == "done", name
+        assert abs(run["final_val_loss"] - uniform) < NEAR_UNIFORM, (name, run["final_val_loss"])
 
     report = _cli("report", str(root))
     assert report.returncode == 0, report.stderr[-3000:]

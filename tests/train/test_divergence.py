@@ -6,7 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from parcae_runner.runs import RunDirectory
+
+# each test trains until its guard stops the run (15 to 20 s on a busy 2-core box)
+pytestmark = pytest.mark.slow
 
 
 def _train(overrides: list[str]) -> subprocess.CompletedProcess[str]:

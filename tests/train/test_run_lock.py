@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from parcae_runner.runs import RunDirectory
 from parcae_runner.runs.lock import LOCK_FILE, run_lock
 
@@ -24,6 +26,7 @@ def _run_dir(overrides: list[str]) -> Path:
     return results / "single" / "pythia-debug-s0"
 
 
+@pytest.mark.slow
 def test_a_second_launch_exits_2_naming_the_holder(fast_overrides: list[str]) -> None:
     run_dir = _run_dir(fast_overrides)
     with run_lock(run_dir):
@@ -35,6 +38,7 @@ def test_a_second_launch_exits_2_naming_the_holder(fast_overrides: list[str]) ->
     assert sorted(p.name for p in run_dir.iterdir()) == [LOCK_FILE]
 
 
+@pytest.mark.slow
 def test_a_dead_holders_lock_is_taken_over(fast_overrides: list[str]) -> None:
     run_dir = _run_dir(fast_overrides)
     run_dir.mkdir(parents=True)
@@ -54,6 +58,7 @@ def _writer(folder: str, key: str, n: int) -> None:
         stale.update(**{key: i})
 
 
+@pytest.mark.multiprocess
 def test_concurrent_run_json_writers_lose_nothing(tmp_path: Path) -> None:
     rd = RunDirectory(tmp_path / "run")
     rd.path.mkdir()
@@ -76,6 +81,7 @@ def _eval_writer(folder: str, key: str, n: int) -> None:
         rd.read_run().merge("eval", {f"checkpoint-{i}": {key: {"loss": i}}})
 
 
+@pytest.mark.multiprocess
 def test_concurrent_eval_results_merge_into_one_summary(tmp_path: Path) -> None:
     """Evaluations of different tasks written at the same moment (the eval command twice, or beside evaluation
     during training) each keep their entry under every checkpoint: a read-then-write outside the lock loses some."""
@@ -94,6 +100,7 @@ def test_concurrent_eval_results_merge_into_one_summary(tmp_path: Path) -> None:
     assert all(sorted(entry) == ["task0", "task1", "task2"] for entry in summary.values())
 
 
+@pytest.mark.multiprocess
 def test_eval_beside_a_live_training_run_loses_nothing(fast_overrides: list[str]) -> None:
     """`parcae-runner eval` run again and again while the same run trains and finishes: run.json ends with the
     trainer's final fields (status done, final step) and every evaluation's results."""

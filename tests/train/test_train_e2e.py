@@ -57,7 +57,10 @@ def test_run_directory_is_complete(trained):
     steps = sorted(int(p.name.split("-")[1]) for p in run_dir.checkpoints.glob("checkpoint-*"))
     assert steps == [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 300]
     final = load_file(run_dir.checkpoints / "checkpoint-300" / "model.safetensors")
-    assert "embed_in.weight" in final or any("embed" in k for k in final)
+    # pythia unties its head: the embedding and the head are two tensors, [vocab, d] each
+    assert sorted(k for k in final if "embed" in k or "head" in k) == ["embed.weight", "lm_head.weight"]
+    vocab = run_dir.read_run()["data"]["vocab_size"]
+    assert final["embed.weight"].shape[0] == final["lm_head.weight"].shape[0] == vocab
     # only the two newest checkpoints keep the (large) optimizer state (keep_resume_state=2: a corrupt newest one
     # still leaves one to resume from)
     with_state = sorted(p.parent.name for p in run_dir.checkpoints.glob("checkpoint-*/trainer_state.ckpt"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +25,7 @@ class CardFacts:
 
     rd: RunDirectory
     cfg: DictConfig
-    run: dict[str, Any]
+    run: Mapping[str, Any]
     records: list[dict[str, Any]]
     arch: Any  # the registry's Architecture
     size: str
@@ -60,7 +61,7 @@ def load_facts(run_dir: Path) -> CardFacts:
     )
 
 
-def _read(run_dir: Path) -> tuple[RunDirectory, DictConfig, dict[str, Any], list[dict[str, Any]]]:
+def _read(run_dir: Path) -> tuple[RunDirectory, DictConfig, Mapping[str, Any], list[dict[str, Any]]]:
     rd = RunDirectory(Path(run_dir))
     cfg = rd.read_config()
     run = rd.read_run()
@@ -82,14 +83,18 @@ def tool_metadata() -> dict[str, str]:
         md = importlib.metadata.metadata(TOOL)
     except importlib.metadata.PackageNotFoundError:  # a source checkout that was never installed
         return {"version": "unknown", "license": "other", "summary": ""}
+
+    def field(name: str) -> str | None:
+        return md[name] if name in md else None
+
     return {
         "version": md["Version"],
-        "license": (md.get("License-Expression") or md.get("License") or "other").lower(),
-        "summary": md.get("Summary") or "",
+        "license": (field("License-Expression") or field("License") or "other").lower(),
+        "summary": field("Summary") or "",
     }
 
 
-def training_precision(cfg: DictConfig, run: dict[str, Any]) -> str:
+def training_precision(cfg: DictConfig, run: Mapping[str, Any]) -> str:
     """The precision the run trained in. ``auto`` is resolved as ``runner.resolve_precision`` did,
     from the accelerator run.json recorded (the card may be written on another machine)."""
     chosen = str(cfg.train.precision)
@@ -99,25 +104,25 @@ def training_precision(cfg: DictConfig, run: dict[str, Any]) -> str:
     return f"auto ({'bf16-mixed' if on_gpu else '32-true'})"
 
 
-def training_flops_per_token(cfg: DictConfig, run: dict[str, Any]) -> float | None:
+def training_flops_per_token(cfg: DictConfig, run: Mapping[str, Any]) -> float | None:
     """Training FLOPs per token (``models/flops.py``), through the collector's cached meta-device build."""
     from parcae_runner.analysis.collect import flops_per_token
 
-    fpt = flops_per_token(
-        OmegaConf.to_container(cfg.arch, resolve=True),
-        OmegaConf.to_container(cfg.size, resolve=True),
-        run["data"]["vocab_size"],
-        cfg.data.seq_len,
-    )
+    arch = OmegaConf.to_container(cfg.arch, resolve=True)
+    size = OmegaConf.to_container(cfg.size, resolve=True)
+    assert isinstance(arch, dict) and isinstance(size, dict), "arch and size are config groups: mappings"
+    hparams = {str(k): v for k, v in arch.items()}
+    dims = {str(k): v for k, v in size.items()}
+    fpt = flops_per_token(hparams, dims, run["data"]["vocab_size"], cfg.data.seq_len)
     return None if math.isnan(fpt) else fpt
 
 
-def world_size(run: dict[str, Any]) -> int:
+def world_size(run: Mapping[str, Any]) -> int:
     """Data-parallel ranks: run.json's ``hardware.devices`` is Lightning's world size (all nodes)."""
     return int((run.get("hardware") or {}).get("devices") or 1)
 
 
-def hardware_used(run: dict[str, Any]) -> str:
+def hardware_used(run: Mapping[str, Any]) -> str:
     hw = run.get("hardware") or {}
     nodes = int(hw.get("num_nodes") or 1)
     kind = "GPU" if hw.get("accelerator") == "gpu" else "CPU process"
@@ -125,14 +130,14 @@ def hardware_used(run: dict[str, Any]) -> str:
     return f"{world_size(run)} x {hw.get('device_name', 'unknown')} ({kind}){where}"
 
 
-def location(run: dict[str, Any], cfg: DictConfig) -> str:
+def location(run: Mapping[str, Any], cfg: DictConfig) -> str:
     carbon = run.get("carbon") or {}
     country = carbon.get("country") or cfg.cluster.country_iso_code
     region = carbon.get("region") or cfg.cluster.region
     return f"{region}, {country}" if region else str(country)
 
 
-def finished_year(run: dict[str, Any]) -> int:
+def finished_year(run: Mapping[str, Any]) -> int:
     when = run.get("finished_at") or run.get("started_at")
     return datetime.fromtimestamp(float(when), tz=UTC).year if when else datetime.now(tz=UTC).year
 

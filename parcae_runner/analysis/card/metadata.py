@@ -3,6 +3,7 @@ datasets, ``model-index`` with the validation results, ``co2_eq_emissions``)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from omegaconf import DictConfig
 from parcae_runner.analysis.card.facts import TOOL, eval_metrics, hardware_used, location, tool_metadata
 
 
-def front_matter(cfg: DictConfig, run: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
+def front_matter(cfg: DictConfig, run: Mapping[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
     """The card's YAML metadata, as the Hugging Face Hub reads it."""
     from parcae_runner.models.hf import hf_mappings
 

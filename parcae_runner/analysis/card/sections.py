@@ -3,6 +3,9 @@ model-card template (how to use is ``usage.py``): each returns its Markdown line
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from omegaconf import OmegaConf
 
 from parcae_runner.analysis.card.citations import citation_for, tool_citation
@@ -54,7 +57,9 @@ def architecture(f: CardFacts) -> list[str]:
         ("Vocabulary", count(f.data.get("vocab_size"))),
         ("Context length", count(cfg.data.seq_len)),
     ]
-    hparams = {k: v for k, v in OmegaConf.to_container(cfg.arch, resolve=True).items() if k != "name"}
+    arch = OmegaConf.to_container(cfg.arch, resolve=True)
+    assert isinstance(arch, dict), "arch is a config group: a mapping"
+    hparams = {str(k): v for k, v in arch.items() if k != "name"}
     rows += [(f"`arch.{k}`", f"`{v}`") for k, v in hparams.items()]
     return [
         "## Architecture and size",
@@ -188,7 +193,7 @@ def environmental_impact(f: CardFacts) -> list[str]:
     return lines
 
 
-def _attempts(run: dict) -> list[str]:
+def _attempts(run: Mapping[str, Any]) -> list[str]:
     """One table row per attempt of the run (none without an attempt history)."""
     history = run.get("attempt_history") or []
     if not history:

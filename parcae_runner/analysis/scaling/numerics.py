@@ -41,12 +41,12 @@ def single_threaded_blas(fit: Callable) -> Callable:
 
 def confidence_interval(samples: list[float] | np.ndarray, level: float) -> list[float] | None:
     """The central ``level`` percentile interval of the finite ``samples``; None from fewer than two."""
-    samples = np.asarray(samples, dtype=float)
-    samples = samples[np.isfinite(samples)]
-    if samples.size < 2:
+    values = np.asarray(samples, dtype=float)
+    values = values[np.isfinite(values)]
+    if values.size < 2:
         return None
     tail = (1 - level) / 2 * 100
-    lo, hi = np.percentile(samples, [tail, 100 - tail])
+    lo, hi = np.percentile(values, [tail, 100 - tail])
     return [float(lo), float(hi)]
 
 

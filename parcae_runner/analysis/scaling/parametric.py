@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -60,7 +61,7 @@ HOFFMANN_GRID = {
 BOUNDS = [(None, None), (None, None), (None, None), (0.0, 5.0), (0.0, 5.0)]
 
 
-def _minimise(starts: np.ndarray, log_n, log_d, log_l, delta: float) -> tuple[np.ndarray, float]:
+def _minimise(starts: Iterable[np.ndarray], log_n, log_d, log_l, delta: float) -> tuple[np.ndarray, float]:
     best_x, best_f = None, math.inf
     for x0 in starts:
         res = minimize(

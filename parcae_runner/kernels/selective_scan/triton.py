@@ -453,8 +453,8 @@ class SelectiveScanFn(torch.autograd.Function):
         dA = da_part.sum(0).to(A.dtype)
         dB = db_part.sum(0).to(B.dtype)
         dC = dc_part.sum(0).to(C.dtype)
-        dD = dd_part.sum(0).to(D.dtype) if D is not None else None
-        dbias = dbias_part.sum(0).to(delta_bias.dtype) if delta_bias is not None else None
+        dD = dd_part.sum(0).to(D.dtype) if D is not None and dd_part is not None else None
+        dbias = dbias_part.sum(0).to(delta_bias.dtype) if delta_bias is not None and dbias_part is not None else None
         return du, ddelta, dA, dB, dC, dD, dz, dbias, None
 
 

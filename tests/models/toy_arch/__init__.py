@@ -5,7 +5,8 @@ this registration: no YAML (``arch=toy`` composes its hyperparameters' defaults,
 """
 
 from parcae_runner.models.registry import Architecture, register
-from toy_arch.model import ToyHParams, ToyModel
+
+from .model import ToyHParams, ToyModel
 
 ARCH = register(
     Architecture("toy", ToyHParams, {"debug": {"n_layers": 1, "d_model": 32}}, ToyModel, "a causal MLP mixer toy")
