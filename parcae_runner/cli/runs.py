@@ -33,9 +33,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from parcae_runner.train.preflight import preflight
 
     cfg = _compose(args)
-    # bad input is refused before the trainer is imported (Lightning alone takes seconds to import);
-    # train() checks it again, for callers that come in another way
-    preflight(cfg, "train")
+    # bad values and sizes are refused before the trainer is imported (Lightning alone takes seconds to import);
+    # train() runs the whole "train" stage, for callers that come in another way too
+    preflight(cfg, "job")
     from parcae_runner.jobs import train_run
 
     train_run(cfg)

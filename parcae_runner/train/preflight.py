@@ -10,9 +10,10 @@ waits a day in the queue, gets its GPUs and then exits 2 costs its user that day
   the result says it cannot be trained.
 - ``"submit"`` (``launch``, ``sweep``, ``resubmit``): all of ``"plan"``, and what ``train`` would refuse on the
   node: a ``plan``-only size, absent data of ``train.eval.tasks``, and a run directory that holds another config.
-- ``"job"`` (the Slurm job script, inside the allocation, before ``srun``): the values and the size, which cost
-  nothing. The data and the run directory are checked by ``"train"`` a moment later in the job step, inside the
-  container, where the data is read; ``"submit"`` checked them before the job was queued.
+- ``"job"`` (the Slurm job script, inside the allocation, before ``srun``; ``parcae-runner train`` before it imports
+  the trainer): the values and the size, which cost nothing. The data and the run directory are checked by
+  ``"train"`` a moment later in the job step, inside the container, where the data is read; ``"submit"`` checked
+  them before the job was queued.
 - ``"train"`` (``parcae-runner train``, :func:`parcae_runner.train.runner.train`): the values, the size, the run
   directory and the evaluation data, before data is prepared or anything is written. The data budget is then
   checked exactly on the prepared data (:func:`check_data_budget`), before the run directory is touched.
