@@ -141,13 +141,13 @@ def main(argv: list[str] | None = None) -> int:
     from parcae_runner.config import ConfigError, ConfigErrors, compose_run_config, config_dir
     from parcae_runner.config.errors import EXIT_BAD_INPUT
     from parcae_runner.config.presets import resolve_config_arg
-    from parcae_runner.train.preflight import validate
+    from parcae_runner.train.preflight import preflight
 
     overrides = list(sys.argv[1:] if argv is None else argv)
     try:
         config_name = resolve_config_arg(os.environ.get("CONFIG", "config"))
         cfg = compose_run_config(overrides, config_name=config_name)
-        validate(cfg)
+        preflight(cfg, "job")
         mode = os.environ.get("CONTAINER") or cfg.cluster.container
         image = os.environ.get("IMAGE") or cfg.cluster.image
         if mode not in CONTAINER_MODES:

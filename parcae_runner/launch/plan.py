@@ -14,29 +14,32 @@ null, the measured figure of ``config/hardware.py`` for that device and precisio
 Peaks and powers are in ``config/hardware.py``; ``mfu`` and ``pue`` are profile keys. Beside the cost, each run's
 data: the training tokens its corpus offers (exact once prepared, ``~`` an estimate from the input's size) and the
 epochs it would make; above one epoch ``plan`` warns, above ``data.max_epochs`` it refuses (``data/budget.py``).
+
+Every point passes :func:`parcae_runner.train.preflight.preflight`: at stage ``plan`` for ``parcae-runner plan``
+(a ``plan``-only size is costed and marked as one that cannot be trained), at stage ``submit`` for ``sweep`` and
+``resubmit`` (it is refused, with everything else ``train`` would refuse on the node).
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from parcae_runner.config.compose import compose_many
 from parcae_runner.config.errors import ConfigError, ConfigErrors
 from parcae_runner.config.hardware import HARDWARE, grid_intensity, precision_kind
 from parcae_runner.config.schema import Precision
 from parcae_runner.config.validate import tasks_per_node
-from parcae_runner.data.budget import Availability, availability, check_epochs
+from parcae_runner.data.budget import Availability, check_epochs
 from parcae_runner.launch.sweep_file import Point, Sweep, name_point
 from parcae_runner.models.flops import budget_source, flops_convention, model_costs
 from parcae_runner.runs import RunDirectory, RunStatus
-from parcae_runner.train.preflight import validate
+from parcae_runner.train.preflight import Stage, preflight
 
 
 @dataclass
@@ -54,6 +57,7 @@ class PlannedRun:
     data_tokens: int = 0  # training tokens the data offers (an estimate until prepared)
     epochs: float = 0.0
     data_estimated: bool = False
+    trainable: bool = True  # False: a plan-only size, costed but refused by sweep and train
 
     @property
     def run_dir(self) -> RunDirectory:
@@ -150,13 +154,6 @@ def check_cluster_fits(cfg: DictConfig) -> list[ConfigError]:
     return errors
 
 
-def _data_availability(cfg: DictConfig, seen: dict[str, Availability]) -> Availability:
-    key = json.dumps(OmegaConf.to_container(cfg.data, resolve=True), sort_keys=True)
-    if key not in seen:
-        seen[key] = availability(OmegaConf.to_object(cfg.data))  # type: ignore[arg-type]
-    return seen[key]
-
-
 def throughput_assumption(cfg: DictConfig) -> tuple[float, float, str]:
     """Peak FLOP/s and MFU a run is planned at on its cluster's device, and what they are (kind and source)."""
     precision = str(cfg.train.precision) if cfg.train.precision != Precision.AUTO else Precision.BF16_MIXED
@@ -167,11 +164,13 @@ def throughput_assumption(cfg: DictConfig) -> tuple[float, float, str]:
     return t.peak_flops, t.mfu, f"{kind}, mfu {t.source}"
 
 
-def estimate(point: Point, cfg: DictConfig, data: Availability) -> PlannedRun:
-    """Cost of one run; raises ``DataError`` when it would repeat its data more than ``data.max_epochs`` times."""
+def estimate(point: Point, cfg: DictConfig, data: Availability, epochs: float | None = None) -> PlannedRun:
+    """Cost of one run. ``epochs``: as the preflight found them; when not given they are checked here (``DataError``
+    when the run would repeat its data more than ``data.max_epochs`` times)."""
     params, non_emb, fpt = model_costs(cfg, data.model_vocab_size)
     tokens = cfg.train.max_steps * cfg.train.batch_size * cfg.data.seq_len
-    epochs = check_epochs(point.name, tokens, data.tokens, float(cfg.data.max_epochs), data.estimate)
+    if epochs is None:
+        epochs = check_epochs(point.name, tokens, data.tokens, float(cfg.data.max_epochs), data.estimate)
     flops = tokens * fpt
     hw = HARDWARE[cfg.cluster.gpu_type]
     peak, mfu, _ = throughput_assumption(cfg)
@@ -184,8 +183,9 @@ def estimate(point: Point, cfg: DictConfig, data: Availability) -> PlannedRun:
     )
 
 
-def plan_sweep(sweep: Sweep, extra: list[str] | None = None) -> list[PlannedRun]:
-    """Expand and validate every point; raise :class:`ConfigErrors` naming each invalid point."""
+def plan_sweep(sweep: Sweep, extra: list[str] | None = None, stage: Stage = "plan") -> list[PlannedRun]:
+    """Expand every point and run its preflight at ``stage`` (``plan``, or ``submit`` before anything is submitted);
+    raise :class:`ConfigErrors` naming each invalid point."""
     points = sweep.points(extra)
     errors: list[ConfigError] = []
     cfgs: list[DictConfig | None] = []
@@ -208,11 +208,17 @@ def plan_sweep(sweep: Sweep, extra: list[str] | None = None) -> list[PlannedRun]
             name_point(point, cfg.arch.name, cfg.size.name, cfg.seed)
             cfg.run_name = point.name
         try:
-            validate(cfg)
+            checked = preflight(cfg, stage, data_seen=seen)
         except ConfigErrors as exc:
             errors.extend(InvalidPoint(point.name, e) for e in exc.errors)
             continue
-        planned.append(estimate(point, cfg, _data_availability(cfg, seen)))
+        except ConfigError as exc:
+            errors.append(InvalidPoint(point.name, exc))
+            continue
+        assert checked.data is not None
+        run = estimate(point, cfg, checked.data, checked.epochs)
+        run.trainable = checked.trainable
+        planned.append(run)
     names = [r.point.name for r in planned]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         errors.append(ConfigError("params", dup, "two grid points get the same run name; sweep distinct values"))
@@ -244,7 +250,7 @@ def format_plan(sweep: Sweep, runs: list[PlannedRun]) -> str:
             f"{r.gpu_hours:.3g}",
             f"{r.kwh:.3g}",
             f"{r.co2_kg:.3g}",
-            r.status,
+            r.status if r.trainable else "plan-only",
         )
         for r in runs
     ]
@@ -286,6 +292,11 @@ def format_plan(sweep: Sweep, runs: list[PlannedRun]) -> str:
             f"grid {intensity:.4g} kg CO2/kWh ({source})"
         )
     out += [line(header), line(["-" * w for w in widths]), *map(line, rows), line(total)]
+    plan_only = [r.point.name for r in runs if not r.trainable]
+    if plan_only:
+        out.append(
+            f"plan-only sizes, costed but cannot be trained (sweep and train refuse them): {', '.join(plan_only)}"
+        )
     return "\n".join(out)
 
 

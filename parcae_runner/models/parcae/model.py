@@ -15,18 +15,7 @@ ReLU^2 MLP, no biases, zero-initialised output projections), with value embeddin
 the prelude + core + coda stack (the core's tables are looked up once and reused by every iteration).
 Injections are in :mod:`parcae_runner.models.layers.injection`.
 
-Depth in training. With ``num_steps`` left as None in train mode, ``T = max(1, Poisson(mean_recurrence))`` is
-drawn per sequence (``depth_sampling: per-sequence``, Parcae's ``recurrent_iteration_method: per-sequence``) or
-once per forward call (``per-batch``), and each sequence backpropagates through its own last
-``k = min(T, mean_backprop_depth)`` iterations only. A batch runs to its largest T; a sequence whose T is smaller is
-frozen (``torch.where``) while it does not run. Parcae freezes a sequence once it is done; here a sequence with T
-below the batch's largest waits, frozen, until its T iterations end where the batch's loop ends. Every sequence
-goes through the same T iterations as run alone (the blocks never mix sequences), and all the k-iterations fall in
-the batch's last ``max k`` iterations, so only those need autograd. The draws come from a CPU generator that the
-trainer re-seeds before every optimizer step with :meth:`ParcaeModel.set_depth_context` (seed, step, rank), so a
-resumed run draws exactly the depths (and like-init noise) of an uninterrupted one.
-In eval mode the depth is ``eval_recurrence`` (default ``mean_recurrence``) or ``num_steps``, and like-init
-noise comes from a fixed seed, so evaluation is deterministic (Parcae redraws it every call, even in eval).
+Depth in training and in eval: :mod:`parcae_runner.models.parcae.hparams`.
 
 How the size names count parameters: as for :mod:`parcae_runner.models.parcae_baseline`, the names are total
 parameters at vocabulary 32,768 with the tied embedding counted once and the value-embedding tables counted (they
@@ -40,10 +29,8 @@ Not taken from Parcae: logit soft-capping (if any) and the KV cache. Parcae's Mu
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -60,58 +47,16 @@ from parcae_runner.models.layers.qk_norm_block import (
 )
 from parcae_runner.models.layers.rotary import RotaryEmbedding
 
+# the hyperparameters and depth helpers live beside the model; imported from here as they always were
+from parcae_runner.models.parcae.hparams import (
+    EVAL_NOISE_SEED,
+    ParcaeHParams,
+    depth_seed,
+    expected_depth,
+    validate_hparams,
+)
 
-@dataclass
-class ParcaeHParams:
-    name: str = "parcae"
-    # training depth T ~ max(1, Poisson(mean_recurrence)); gradients flow through the last
-    # k = min(T, mean_backprop_depth) iterations only. Parcae: mean_recurrence=8, mean_backprop_depth=4 at every
-    # size (parcae_lm/configs/parcae/*.py)
-    mean_recurrence: int = 8
-    mean_backprop_depth: int = 4
-    # per-sequence: every sequence of a batch draws its own T; per-batch: one T per forward call.
-    # Parcae: recurrent_iteration_method="per-sequence"
-    depth_sampling: str = "per-sequence"
-    # iterations in eval mode when forward() gets no num_steps; None = mean_recurrence
-    eval_recurrence: int | None = None
-    # diagonal | linear | add (parcae_runner.models.layers.injection). Parcae: injection_type="diagonal"
-    injection: str = "diagonal"
-    # like-init (truncated-normal noise, std sqrt(2/(5d))) | zero | embed (x0 = e). Parcae: state_init="like-init"
-    state_init: str = "like-init"
-    norm_eps: float = 1e-6
-    # Parcae: rope_base 50_000 (parcae_lm/models/config.py)
-    rope_base: float = 50000.0
-    # Parcae: intermediate_size = 4 x n_embd
-    mlp_ratio: int = 4
-    # nanochat-style value embeddings on alternate layers of prelude + core + coda
-    value_embeddings: bool = True
-    # Parcae: tie_embeddings=True
-    tie_embeddings: bool = True
-    # the readout C (d x d) between the loop and the coda, as in Parcae
-    readout: bool = True
-
-
-DEPTH_SAMPLINGS = ("per-sequence", "per-batch")
-STATE_INITS = ("like-init", "zero", "embed")
-
-
-# like-init noise in eval mode comes from this seed, so eval forwards are deterministic
-EVAL_NOISE_SEED = 0
-
-
-def depth_seed(seed: int, step: int, rank: int) -> int:
-    """A 63-bit generator seed that is a fixed function of (seed, step, rank), distinct for distinct triples."""
-    digest = hashlib.blake2b(f"parcae-depth:{seed}:{step}:{rank}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
-
-
-def expected_depth(mean_recurrence: float, max_grad_steps: int) -> tuple[float, float]:
-    """``(E[T], E[min(T, K)])`` for ``T = max(1, Poisson(mean_recurrence))``, ``K = max_grad_steps``."""
-    mu = float(mean_recurrence)
-    p = [math.exp(-mu) * mu**t / math.factorial(t) for t in range(max_grad_steps)]  # P(Poisson = t), t < K
-    e_t = mu + p[0]  # max(1, .) moves only the mass at 0, to 1
-    e_k = sum(pt * max(1, t) for t, pt in enumerate(p)) + max_grad_steps * (1.0 - sum(p))
-    return e_t, e_k
+__all__ = ["LoopInputs", "ParcaeHParams", "ParcaeModel", "depth_seed", "expected_depth"]
 
 
 def _num_params(modules: Iterable[nn.Module]) -> int:
@@ -134,7 +79,7 @@ class ParcaeModel(LanguageModel):
     """
 
     def __init__(self, hparams: ParcaeHParams, dims: Mapping[str, int], vocab_size: int) -> None:
-        _validate(hparams)
+        validate_hparams(hparams)
         super().__init__(hparams, dims, vocab_size)
         d, n_heads = dims["d_model"], dims["n_heads"]
         n_prelude, n_core, n_coda = dims["n_prelude"], dims["n_core"], dims["n_coda"]
@@ -449,18 +394,3 @@ def _state_stats(x: Tensor, x_prev: Tensor | None) -> Tensor:
     prev = torch.linalg.vector_norm(x_prev.detach(), dtype=torch.float32)
     change = torch.linalg.vector_norm(x - x_prev.detach(), dtype=torch.float32)
     return torch.stack((rms, change / prev.clamp_min(torch.finfo(torch.float32).tiny)))
-
-
-def _validate(hp: ParcaeHParams) -> None:
-    if hp.injection not in INJECTIONS:
-        raise ValueError(f"arch.injection={hp.injection!r} is not one of: {', '.join(INJECTIONS)}")
-    if hp.depth_sampling not in DEPTH_SAMPLINGS:
-        raise ValueError(f"arch.depth_sampling={hp.depth_sampling!r} is not one of: {', '.join(DEPTH_SAMPLINGS)}")
-    if hp.state_init not in STATE_INITS:
-        raise ValueError(f"arch.state_init={hp.state_init!r} is not one of: {', '.join(STATE_INITS)}")
-    if hp.mean_recurrence < 1:
-        raise ValueError(f"arch.mean_recurrence={hp.mean_recurrence} must be at least 1")
-    if hp.mean_backprop_depth < 1:
-        raise ValueError(f"arch.mean_backprop_depth={hp.mean_backprop_depth} must be at least 1")
-    if hp.eval_recurrence is not None and hp.eval_recurrence < 0:
-        raise ValueError(f"arch.eval_recurrence={hp.eval_recurrence} must be at least 0")
