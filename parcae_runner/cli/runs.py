@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from omegaconf import OmegaConf
 
-from parcae_runner.config.errors import EXIT_FAILURE, EXIT_OK
+from parcae_runner.config.errors import EXIT_FAILURE, EXIT_OK, ConfigError
 from parcae_runner.config.presets import resolve_config_arg
 from parcae_runner.runs.layout import sweep_file
 from parcae_runner.runs.record import RunStatus
@@ -132,7 +132,6 @@ def _wait_and_summarize(root: Path, poll_s: float = 10.0) -> int:
 
 def _sweep_root(name: str, results: str) -> Path:
     """A sweep given by name (results/<name>) or by its results folder."""
-    from parcae_runner.config.errors import ConfigError
 
     for candidate in (Path(name), Path(results) / name):
         if sweep_file(candidate).is_file():
@@ -176,6 +175,8 @@ def cmd_resubmit(args: argparse.Namespace) -> int:
         log(f"nothing to resubmit in {root.name}")
         return EXIT_OK
     extra = record.overrides + args.overrides
+    if record.file_path is None:
+        raise ConfigError("SWEEP", root.name, "a sweep directory whose sweep.json names its sweep file")
     sweep = load_sweep(record.file_path, record.variant)
     launch_sweep(sweep, plan_sweep(sweep, extra, stage="submit"), extra, only=only, job=job_step)
     return EXIT_OK

@@ -190,7 +190,7 @@ def plan_sweep(sweep: Sweep, extra: list[str] | None = None, stage: Stage = "pla
     errors: list[ConfigError] = []
     cfgs: list[DictConfig | None] = []
     try:
-        cfgs = compose_many([p.overrides for p in points], config_name=sweep.preset)
+        cfgs = [*compose_many([p.overrides for p in points], config_name=sweep.preset)]
     except ConfigError:
         # find which points fail, one by one, so the message names them
         for p in points:

@@ -154,7 +154,7 @@ def record_submission(
     launcher: str,
     extra: list[str],
     new_submission: bool = True,
-) -> dict[str, Any]:
+) -> SweepRecord:
     """Write ``results/<sweep>/sweep.json``: the grid, every submission's job ids, time and commit."""
     record = SweepRecord.read(root)
     record.data.update(

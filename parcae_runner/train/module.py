@@ -43,10 +43,14 @@ class ResumableLoader(DataLoader):
         # micro-batches of the whole run, not of what is left: Lightning's restored batch counter
         # continues from the checkpoint, and a shorter length would end the epoch early and
         # replay the sampler from the start
-        return self.sampler.end_step * self.sampler.accumulate
+        sampler = self.sampler
+        assert isinstance(sampler, StepSampler), "built with a StepSampler (make_train_loader)"
+        return sampler.end_step * sampler.accumulate
 
     def state_dict(self) -> dict:
-        return {"start_step": self.sampler.start_step}
+        sampler = self.sampler
+        assert isinstance(sampler, StepSampler)
+        return {"start_step": sampler.start_step}
 
     def load_state_dict(self, state: dict) -> None:
         pass
@@ -143,8 +147,10 @@ class LanguageModelModule(L.LightningModule):
         indices = validation_indices(len(dataset), max_batches * self.cfg.train.micro_batch_size)[rank::world]
         was_training = self.model.training
         self.model.eval()
+        token_bytes = self.token_bytes
+        assert isinstance(token_bytes, torch.Tensor)  # a buffer (register_buffer in __init__)
         totals = score_chunks(
-            self.model, dataset, indices, self.cfg.train.micro_batch_size, self.token_bytes, forward_kwargs
+            self.model, dataset, indices, self.cfg.train.micro_batch_size, token_bytes, forward_kwargs
         )
         self.model.train(was_training)
         return loss_and_bpb(self.trainer.strategy.reduce(totals, reduce_op="sum"))

@@ -106,8 +106,9 @@ def check_eval_data(cfg: DictConfig) -> None:
 
 
 def _training_view(cfg: DictConfig) -> dict[str, Any]:
-    view = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(view, dict)
+    tree = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(tree, dict)
+    view = {str(k): v for k, v in tree.items()}
     for key in RESUME_TOLERATED:
         *parents, leaf = key.split(".")
         node = view

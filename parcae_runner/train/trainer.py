@@ -7,7 +7,7 @@ import logging
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, cast
 
 import lightning as L
 import torch
@@ -52,13 +52,25 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message="The `srun` command is available")
 
 
-def resolve_precision(cfg: DictConfig) -> str:
+# the values of config.schema.Precision other than auto, as Lightning's Trainer types them
+PrecisionName = Literal["32", "32-true", "bf16-mixed", "bf16-true", "16-mixed"]
+
+
+def resolve_precision(cfg: DictConfig) -> PrecisionName:
     if cfg.train.precision != Precision.AUTO:
-        return str(cfg.train.precision)
+        # validated against Precision when the config was composed
+        return cast(PrecisionName, str(cfg.train.precision))
     return "bf16-mixed" if torch.cuda.is_available() else "32-true"
 
 
-def build_loggers(cfg: DictConfig, run_dir: RunDirectory, wandb_id: str) -> list:
+def _as_dict(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as a plain dict (wandb's run config)."""
+    tree = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(tree, dict)
+    return {str(k): v for k, v in tree.items()}
+
+
+def build_loggers(cfg: DictConfig, run_dir: RunDirectory, wandb_id: str | None) -> list:
     if not cfg.logger.wandb or cfg.logger.mode == WandbMode.DISABLED:
         return []
     from lightning.pytorch.loggers import WandbLogger
@@ -88,7 +100,7 @@ def build_loggers(cfg: DictConfig, run_dir: RunDirectory, wandb_id: str) -> list
         save_dir=str(run_dir.path),
         offline=mode == WandbMode.OFFLINE,
         resume="allow",
-        config={**OmegaConf.to_container(cfg, resolve=True), **flat},
+        config={**_as_dict(cfg), **flat},
         # wandb's own console capture duplicates Lightning's progress output
         settings={"console": "off", "init_timeout": 300},
     )

@@ -14,6 +14,7 @@ then ``step(x, prepared)`` at every iteration.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +42,21 @@ def inverse_softplus(y: float) -> float:
     return math.log(math.expm1(y))
 
 
-class DiagonalInjection(nn.Module):
+class Injection(nn.Module):
+    """How the loop state takes in the prelude's output ``e`` at each iteration: ``prepare(e)`` once per forward,
+    then ``step(x, prepared)`` per iteration; what ``prepare`` returns is the subclass's own."""
+
+    def init_weights(self) -> None:
+        raise NotImplementedError
+
+    def prepare(self, e: Tensor) -> Any:
+        raise NotImplementedError
+
+    def step(self, x: Tensor, prepared: Any) -> Tensor:
+        raise NotImplementedError
+
+
+class DiagonalInjection(Injection):
     """``x <- A_bar * x + Delta * (B e)``; ``A_log``, ``dt_bias``: ``[d]``, ``B``: ``[d, d]``."""
 
     def __init__(self, d_model: int) -> None:
@@ -75,7 +90,7 @@ class DiagonalInjection(nn.Module):
         return (a_bar * x + u).to(x.dtype)
 
 
-class LinearInjection(nn.Module):
+class LinearInjection(Injection):
     """``x <- W [x, e]``; ``W``: ``[d, 2d]``, applied at every iteration."""
 
     def __init__(self, d_model: int) -> None:
@@ -93,7 +108,7 @@ class LinearInjection(nn.Module):
         return self.proj(torch.cat((x, e.to(x.dtype)), dim=-1))
 
 
-class AddInjection(nn.Module):
+class AddInjection(Injection):
     """``x <- x + e``; no parameters."""
 
     def __init__(self, d_model: int) -> None:
@@ -109,7 +124,7 @@ class AddInjection(nn.Module):
         return x + e
 
 
-INJECTIONS: dict[str, type[nn.Module]] = {
+INJECTIONS: dict[str, type[Injection]] = {
     "diagonal": DiagonalInjection,
     "linear": LinearInjection,
     "add": AddInjection,

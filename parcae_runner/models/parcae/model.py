@@ -257,7 +257,9 @@ class ParcaeModel(LanguageModel):
             if bool((steps < 0).any()) or bool((grads < 0).any()) or bool((grads > steps).any()):
                 raise ValueError(f"need 0 <= num_grad_steps <= num_steps, got {steps.tolist()}, {grads.tolist()}")
         else:
-            n_steps, n_grad = self.resolve_depth(num_steps, num_grad_steps)
+            # a tensor num_grad_steps beside a scalar num_steps is one count for the whole batch
+            n_grad_given = None if num_grad_steps is None else int(num_grad_steps)
+            n_steps, n_grad = self.resolve_depth(num_steps, n_grad_given)
             steps = torch.full((batch,), n_steps, dtype=torch.long)
             grads = torch.full((batch,), n_grad, dtype=torch.long)
         return self._loop(input_ids, steps, grads)
@@ -379,7 +381,7 @@ class ParcaeModel(LanguageModel):
         n_loop = _num_params([*self.core] + ([per_iter] if per_iter is not None else []))
         d, n_core = self.dims["d_model"], self.dims["n_core"]
         loop_passes = 2 * num_steps + 4 * num_grad_steps
-        attention = (pre_passes * self.dims["n_prelude"] + 6 * self.dims["n_coda"]) * seq_len * d
+        attention: float = (pre_passes * self.dims["n_prelude"] + 6 * self.dims["n_coda"]) * seq_len * d
         attention += loop_passes * n_core * seq_len * d
         return float(pre_passes * n_pre + 6 * n_post + loop_passes * n_loop + attention)
 
