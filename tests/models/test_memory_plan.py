@@ -4,7 +4,9 @@ activation estimate against what autograd saves; and the LLaMA-7B decision on an
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,9 +23,23 @@ from parcae_runner.models.memory import (
 from parcae_runner.models.registry import build_model, count_parameters
 from parcae_runner.train.optim import muon_parameters
 
+BENCH = str(Path(__file__).resolve().parents[2] / "bench")
+
+
+@contextlib.contextmanager
+def bench_on_path() -> Iterator[None]:
+    """bench/ importable for a while: left on sys.path, its kernels.py would pass for the `kernels` package that
+    transformers looks for (and then fails to import from) in every later test."""
+    sys.path.insert(0, BENCH)
+    try:
+        yield
+    finally:
+        sys.path.remove(BENCH)
+
+
 # bench/fsdp_memory.py holds the measuring (one step, then the bytes of every local tensor), shared with the benchmark
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-import fsdp_memory as measure  # noqa: E402
+with bench_on_path():
+    import fsdp_memory as measure
 
 VOCAB = measure.VOCAB
 # the second size each architecture is tested at: its smallest named size up to this many parameters, else the
@@ -89,9 +105,12 @@ TWO_RANK_ARCHS = sorted(ARCHITECTURES)
 
 @pytest.fixture(scope="module")
 def two_ranks() -> list[dict[str, dict[str, int]]]:
-    return measure.measure_two_ranks([(arch, "debug") for arch in TWO_RANK_ARCHS])
+    # the spawned ranks import fsdp_memory by name, from the sys.path they inherit
+    with bench_on_path():
+        return measure.measure_two_ranks([(arch, "debug") for arch in TWO_RANK_ARCHS])
 
 
+@pytest.mark.multiprocess
 @pytest.mark.parametrize("arch", TWO_RANK_ARCHS)
 def test_two_rank_fsdp_shards_are_the_plans(arch, two_ranks):
     plan = state_figures(
