@@ -147,8 +147,12 @@ def test_bad_input_exits_2_with_one_line_and_changes_nothing(
 
 
 def _commands() -> set[str]:
+    """Every subcommand but ``lm-eval``: a pass-through whose arguments, and so whose errors, are lm-eval's own
+    (tests/eval/test_lm_eval_cli.py runs it)."""
+    from parcae_runner.eval.lm_eval_cli import COMMAND as LM_EVAL
+
     (subcommands,) = (a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    return set(subcommands.choices)
+    return set(subcommands.choices) - {LM_EVAL}
 
 
 def test_every_row_is_distinct_and_every_command_has_one() -> None:
