@@ -168,13 +168,13 @@ def plan_with_data_available(monkeypatch):
     """`plan` with every corpus taken as prepared and large: what the docs can get wrong is the config, not the
     contents of this machine's Hugging Face cache."""
     from parcae_runner.data.budget import Availability
-    from parcae_runner.launch import plan
+    from parcae_runner.train import preflight
 
     def available(cfg, seen):
         vocab = int(cfg.data.vocab_size or 50304)
         return Availability(tokens=10**15, model_vocab_size=vocab, estimate=True, description="(docs test)")
 
-    monkeypatch.setattr(plan, "_data_availability", available)
+    monkeypatch.setattr(preflight, "data_availability", available)
 
 
 def test_the_docs_show_commands():
