@@ -15,12 +15,16 @@ identity: that is what keeps a looped core (the same blocks applied R times) sta
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from parcae_runner.models.layers.init import init_embedding, init_norm, small_init_std
+from parcae_runner.models.layers.lm import LanguageModel
 from parcae_runner.models.layers.mlp import MLP
+from parcae_runner.models.layers.rotary import RotaryEmbedding
 from parcae_runner.models.transformer.attention import FusedAttention
 
 # input channels of the value-embedding gate (nanochat's ve_gate_channels)
@@ -123,19 +127,19 @@ def value_embedding_tables(
 
 
 @torch.no_grad()
-def init_qk_norm_embeddings(model: nn.Module) -> float:
+def init_qk_norm_embeddings(model: LanguageModel) -> float:
     """Initialise ``model.embed`` and every ``model.value_embeds`` table with ``N(0, small_init_std(d))``; returns
     the std, which ``finish_qk_norm_init`` gives an untied head."""
     std = small_init_std(model.dims["d_model"])
     init_embedding(model.embed, std)
-    for table in model.value_embeds.values():
-        init_embedding(table, std)
+    for table in cast(nn.ModuleDict, model.value_embeds).values():
+        init_embedding(cast(nn.Embedding, table), std)
     return std
 
 
 @torch.no_grad()
-def finish_qk_norm_init(model: nn.Module, std: float) -> None:
+def finish_qk_norm_init(model: LanguageModel, std: float) -> None:
     """The last step of a QK-norm model's ``init_weights``: an untied head ``N(0, std)``, an empty rotary cache."""
     if not model.hparams.tie_embeddings:
         nn.init.normal_(model.lm_head.weight, std=std)
-    model.rotary.reset_cache()
+    cast(RotaryEmbedding, model.rotary).reset_cache()
