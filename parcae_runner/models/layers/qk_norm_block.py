@@ -72,8 +72,11 @@ class QKNormAttention(FusedAttention):
         if self.ve_gate is not None:
             nn.init.zeros_(self.ve_gate.weight)  # gate 2 * sigmoid(0) = 1
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, ve: Tensor | None = None) -> Tensor:
-        """x: ``[B, T, C]``; cos, sin: ``[T, D]``; ve: ``[B, T, C]`` or None. Returns ``[B, T, C]``."""
+    def forward(
+        self, x: Tensor, rope: tuple[Tensor, Tensor] | None, bias: Tensor | None, ve: Tensor | None = None
+    ) -> Tensor:
+        """x: ``[B, T, C]``; rope: cos, sin ``[T, D]``; bias: ``[H or 1, T, T]`` or None (causal); ve: ``[B, T, C]``
+        or None. Returns ``[B, T, C]``. The parent's signature, plus the value embedding."""
         B, T, _ = x.shape
         q, k, v = self.heads(x)  # each [B, H, T, D]
         if self.ve_gate is not None:
@@ -81,7 +84,7 @@ class QKNormAttention(FusedAttention):
                 raise ValueError("this layer has a value embedding: pass ve")
             gate = 2 * torch.sigmoid(self.ve_gate(x[..., : self.ve_gate.in_features]))  # [B, T, H]
             v = v + (gate.unsqueeze(-1) * ve.view(B, T, self.n_heads, self.head_dim)).transpose(1, 2)
-        return self.out(self.attend(self.q_norm(q), self.k_norm(k), v, (cos, sin), None))
+        return self.out(self.attend(self.q_norm(q), self.k_norm(k), v, rope, bias))
 
 
 class QKNormBlock(nn.Module):
@@ -110,7 +113,7 @@ class QKNormBlock(nn.Module):
         nn.init.zeros_(self.mlp.down.weight)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, ve: Tensor | None = None) -> Tensor:
-        x = x + self.attn(self.norm1(x), cos, sin, ve)
+        x = x + self.attn(self.norm1(x), (cos, sin), None, ve)
         return x + self.mlp(self.norm2(x))
 
 
