@@ -61,6 +61,8 @@ def setup(cfg: DistillConfig) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     student = st.build_student(teacher, cfg.norm, cfg.rk_norm, cfg.kernel_impl)
     if str(cfg.stage) == "2":
+        # the config check refuses stage 2 without a finished stage 1 to continue
+        assert cfg.stage1_from is not None
         state = torch.load(Path(cfg.stage1_from) / STUDENT_DIR / "stage1.pt", weights_only=True)
         try:
             student.load_state_dict(state, strict=True)

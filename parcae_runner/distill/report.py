@@ -20,7 +20,10 @@ def collect(root: Path) -> dict[str, dict[str, list[tuple[int, float]]]]:
     """norm -> run name -> [(step, val/kl)] for the finished distillation runs under ``root``."""
     curves: dict[str, dict[str, list[tuple[int, float]]]] = defaultdict(dict)
     for rd in _finished(root):
-        norm = rd.read_config()["distill"]["norm"]
+        config = rd.read_config()
+        # a finished run has written its config
+        assert config is not None
+        norm = config["distill"]["norm"]
         curves[norm][rd.path.name] = [(r["step"], r["val/kl"]) for r in rd.read_metrics() if "val/kl" in r]
     return curves
 

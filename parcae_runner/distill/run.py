@@ -9,7 +9,7 @@ Every input is checked before anything is written (bad input: ConfigError, exit 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +27,8 @@ class Recorder:
     """Appends metric records to ``metrics.jsonl`` (and wandb, when on) and keeps them for the summary."""
 
     def __init__(self, rd: RunDirectory, wandb_run: Any = None) -> None:
-        self.rd, self.records, self.wandb_run = rd, [], wandb_run
+        self.rd, self.wandb_run = rd, wandb_run
+        self.records: list[dict[str, Any]] = []
 
     def add(self, record: dict[str, Any]) -> None:
         self.records.append(record)
@@ -51,7 +52,11 @@ def start_wandb(rd: RunDirectory, mode: str, project: str, name: str, group: str
     import wandb
 
     settings = wandb.Settings(console="off", silent=True)
-    return wandb.init(dir=rd.path, mode=mode, project=project, name=name, group=group, config=config, settings=settings)
+    # DistillConfig checks mode against WANDB_MODES
+    wandb_mode = cast(Literal["online", "offline", "disabled"], mode)
+    return wandb.init(
+        dir=rd.path, mode=wandb_mode, project=project, name=name, group=group, config=config, settings=settings
+    )
 
 
 @torch.no_grad()

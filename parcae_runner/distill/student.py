@@ -5,7 +5,7 @@ architecture whose spec declares a student recipe (``models.students``; the cxa0
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -92,8 +92,9 @@ class AttentionTap:
         self.outputs: list[Tensor] = []
         self.handles = []
         for layer in layers_of(teacher):
-            self.handles.append(layer.self_attn.register_forward_pre_hook(self._pre, with_kwargs=True))
-            self.handles.append(layer.self_attn.register_forward_hook(self._post))
+            attn = cast(nn.Module, layer.self_attn)
+            self.handles.append(attn.register_forward_pre_hook(self._pre, with_kwargs=True))
+            self.handles.append(attn.register_forward_hook(self._post))
 
     def _pre(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         self.inputs.append(kwargs["hidden_states"] if "hidden_states" in kwargs else args[0])

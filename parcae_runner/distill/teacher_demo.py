@@ -20,7 +20,8 @@ def ensure_demo_teacher(folder: Path, data: TokenStreams, seq_len: int, steps: i
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(0)
-    config = Qwen2Config(
+    # transformers wraps the config dataclass's __init__ to take the fields it does not declare, as head_dim
+    config = Qwen2Config(  # type: ignore[call-arg]
         vocab_size=data.vocab_size,
         hidden_size=64,
         intermediate_size=192,

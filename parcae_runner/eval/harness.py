@@ -58,7 +58,8 @@ def run_data(record: RunRecord) -> Any:
     """The prepared data (tokenizer, held-out split) a run trained on, from ``run.json``'s record."""
     from parcae_runner.data import DataError, load_prepared
 
-    folder = record.data_info.get("dir")
+    # a missing "dir" (None) is the TypeError below
+    folder: Any = record.data_info.get("dir")
     try:
         return load_prepared(folder)
     except (TypeError, DataError) as exc:
@@ -100,6 +101,8 @@ class ParcaeLM(TemplateLM):
         **unused: Any,
     ) -> None:
         super().__init__()
+        default_length: int | None
+        self.step: int | None
         if model is None:
             if not run:
                 raise ValueError("parcae: model_args must name a run directory: run=<results/sweep/run>")
@@ -115,13 +118,14 @@ class ParcaeLM(TemplateLM):
             device = "cpu"
         self.device_name = device or ("cuda" if torch.cuda.is_available() else "cpu")
         # no dtype: the weights' own (a checkpoint loads in float32; a live model keeps its precision)
-        self.model = model.to(device=self.device_name, dtype=DTYPES.get(dtype)).eval()
+        self.model = model.to(device=self.device_name, dtype=DTYPES.get(dtype) if dtype is not None else None).eval()
         self.tokenizer = tokenizer
         self._eot_id = separator_of(tokenizer)
         self.run = run
-        self._max_length = _as_int(max_length, "max_length") or default_length
-        if not self._max_length:
+        known_length = _as_int(max_length, "max_length") or default_length
+        if not known_length:
             raise ValueError("parcae: max_length is unknown; pass max_length=<tokens>")
+        self._max_length = known_length
         self.batch_size = _as_int(batch_size, "batch_size") or DEFAULT_BATCH_SIZE
         self.recurrence = _as_int(recurrence, "recurrence")
         self.forward_kwargs: dict[str, Any] = {}

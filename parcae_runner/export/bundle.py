@@ -55,15 +55,15 @@ def _nested_other_imports(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]
         elif isinstance(node, ast.ImportFrom) and node.level == 0:
             have.add((node.module or "").split(".")[0])
     found: list[ast.Import | ast.ImportFrom] = []
-    for node in ast.walk(tree):
-        if id(node) in top:
+    for inner in ast.walk(tree):
+        if id(inner) in top:
             continue
-        if isinstance(node, ast.Import) and any(a.name.split(".")[0] not in have for a in node.names):
-            found.append(node)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0:
-            root = (node.module or "").split(".")[0]
+        if isinstance(inner, ast.Import) and any(a.name.split(".")[0] not in have for a in inner.names):
+            found.append(inner)
+        elif isinstance(inner, ast.ImportFrom) and inner.level == 0:
+            root = (inner.module or "").split(".")[0]
             if root != PACKAGE and root not in have:
-                found.append(node)
+                found.append(inner)
     return found
 
 
@@ -79,13 +79,13 @@ def _rewrite(text: str, tree: ast.Module, followed: set[str]) -> str:
             edits.append((node, f"from .{flat_name(module)} import {names}"))
         else:
             edits.append((node, f'raise ImportError("{module} is not shipped with this export")'))
-    for node in _nested_other_imports(tree):
-        names = node.module if isinstance(node, ast.ImportFrom) else ", ".join(a.name for a in node.names)
-        edits.append((node, f'raise ImportError("{names}: not needed by the shipped code")'))
+    for nested in _nested_other_imports(tree):
+        what = nested.module if isinstance(nested, ast.ImportFrom) else ", ".join(a.name for a in nested.names)
+        edits.append((nested, f'raise ImportError("{what}: not needed by the shipped code")'))
     # from the bottom up, so that the line numbers above stay valid
-    for node, new in sorted(edits, key=lambda edit: -edit[0].lineno):
-        indent = lines[node.lineno - 1][: node.col_offset]
-        lines[node.lineno - 1 : node.end_lineno] = [f"{indent}{new}\n"]
+    for stmt, new in sorted(edits, key=lambda edit: -edit[0].lineno):
+        indent = lines[stmt.lineno - 1][: stmt.col_offset]
+        lines[stmt.lineno - 1 : stmt.end_lineno] = [f"{indent}{new}\n"]
     return "".join(lines)
 
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 import dataclasses
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from torch import nn
 
 from parcae_runner.export.bundle import bundle, flat_name
 from parcae_runner.models import ARCHITECTURES, Architecture, get_architecture
+from parcae_runner.models.layers.lm import LanguageModel
 
 REMOTE_DIR = Path(__file__).parent / "remote"
 WRAPPER = "runner_hf"
@@ -74,7 +75,7 @@ def _modeling_file(arch: Architecture) -> str:
 def _generic_sizes(model: nn.Module) -> dict[str, int]:
     """What generic tools (lm-eval, generate) look for in a config: width, depth (every block of every top-level
     ``ModuleList``) and heads."""
-    dims = model.dims
+    dims = cast(LanguageModel, model).dims
     blocks = sum(len(m) for m in model.children() if isinstance(m, nn.ModuleList))
     heads = dims.get("n_heads") or dims["d_model"] // dims.get("head_size", dims["d_model"])
     return {"hidden_size": int(dims["d_model"]), "num_hidden_layers": int(blocks), "num_attention_heads": int(heads)}
@@ -88,18 +89,19 @@ def remote_config(model: nn.Module, arch_name: str, **overrides: Any) -> Any:
     arch = get_architecture(arch_name)
     names = arch.remote_code
     assert names is not None
-    hparams = dataclasses.asdict(model.hparams)
+    lm = cast(LanguageModel, model)
+    hparams = dataclasses.asdict(lm.hparams)
     # the shipped code has no Triton kernels: the pure-torch reference of each op runs
     if "kernel_impl" in hparams:
         hparams["kernel_impl"] = "reference"
     # the class the shipped configuration file defines, so that the saved config.json is what it reads back
     config_cls = type(f"{names.class_prefix}Config", (PretrainedConfig,), {"model_type": names.model_type})
     config = config_cls(
-        vocab_size=int(model.vocab_size),
-        dims={k: int(v) for k, v in model.dims.items()},
+        vocab_size=int(lm.vocab_size),
+        dims={k: int(v) for k, v in lm.dims.items()},
         hparams=hparams,
         initializer_range=float(hparams.get("init_std", 0.02)),
-        tie_word_embeddings=bool(model.tied),
+        tie_word_embeddings=bool(lm.tied),
         use_cache=False,
         **_generic_sizes(model),
         **overrides,

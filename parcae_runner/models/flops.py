@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -71,7 +71,7 @@ def parcae_flops_per_token(model: nn.Module, seq_len: int) -> float:
     dims = getattr(model, "dims", {})
     d = dims["d_model"]
     core = getattr(model, "core", None)
-    hp = getattr(model, "hparams", None)
+    hp: Any = getattr(model, "hparams", None)
     if isinstance(core, nn.Module) and hasattr(hp, "mean_recurrence"):
         core_ids = {id(p) for p in core.parameters()}
         n_core = sum(params[i].numel() for i in core_ids if i in params)
@@ -161,8 +161,9 @@ def model_costs(cfg: DictConfig, vocab_size: int | None = None, convention: str 
     model, built once per distinct architecture config on the meta device, at ``vocab_size`` (default: the
     config's :func:`planning_vocab_size`)."""
     vocab = vocab_size if vocab_size is not None else planning_vocab_size(cfg)
-    arch = OmegaConf.to_container(cfg.arch, resolve=True)
-    size = OmegaConf.to_container(cfg.size, resolve=True)
+    # cfg.arch and cfg.size are config nodes, so their containers are dicts
+    arch = cast("dict[str, Any]", OmegaConf.to_container(cfg.arch, resolve=True))
+    size = cast("dict[str, Any]", OmegaConf.to_container(cfg.size, resolve=True))
     return arch_costs(arch, size, vocab, cfg.data.seq_len, convention)
 
 

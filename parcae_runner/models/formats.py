@@ -10,8 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 from torch import nn
+
+from parcae_runner.models.layers.lm import LanguageModel
 
 
 @dataclass(frozen=True)
@@ -23,9 +26,10 @@ class WeightFormat:
     # one line for help and error messages
     description: str
     # import_into(model, path) loads the file's weights into the built model; ValueError when they do not fit it
-    import_into: Callable[[nn.Module, Path], None]
+    # (model: the architecture's own model class, hence Any)
+    import_into: Callable[[Any, Path], None]
     # export(model, path) writes the file and returns its path; ValueError when the model cannot be written in it
-    export: Callable[[nn.Module, Path], Path]
+    export: Callable[[Any, Path], Path]
 
 
 def _all_formats() -> list[tuple[str, WeightFormat]]:
@@ -72,7 +76,7 @@ def load_weight_file(model: nn.Module, source: str) -> bool:
     ``source`` is no weight file (an exported folder). ValueError when it cannot initialise the model."""
     if not is_weight_file(source):
         return False
-    arch_name = model.hparams.name
+    arch_name: str = cast(LanguageModel, model).hparams.name
     problem = init_file_problem(source, arch_name)
     if problem is not None:
         raise ValueError(problem)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
 
+from parcae_runner.models.layers.lm import LanguageModel
 from parcae_runner.models.registry import ARCHITECTURES, get_architecture
 
 
@@ -113,7 +114,7 @@ def init_from_hf(model: nn.Module, folder: str | Path) -> None:
     """Load an exported folder's weights into ``model``; its architecture and dims must match."""
     arch, _, dims, state = import_hf(folder)
     ours = exporter_for(model)[0]
-    if arch != ours or dims != dict(model.dims):
+    if arch != ours or dims != dict(cast(LanguageModel, model).dims):
         raise InitMismatch(folder, f"holds {arch} with dims {dims}; this run builds {ours} with {model.dims}")
     with torch.no_grad():
         model.load_state_dict(state, strict=True)

@@ -225,12 +225,10 @@ def get_dims(arch: Architecture, size: SizeSpec) -> dict[str, int]:
     Raises ``UnknownSize`` listing the sizes ``arch`` has, or ``ValueError`` naming a bad override.
     """
     name, overrides = split_size(size)
-    try:
-        dims = dict(arch.sizes[name])
-    except (KeyError, TypeError):
-        raise UnknownSize(
-            f"unknown size={name!r} for architecture {arch.name!r}; its sizes: {', '.join(arch.sizes)}"
-        ) from None
+    row = arch.sizes.get(name) if isinstance(name, str) else None
+    if row is None:
+        raise UnknownSize(f"unknown size={name!r} for architecture {arch.name!r}; its sizes: {', '.join(arch.sizes)}")
+    dims = dict(row)
     errors = size_errors(arch, size)
     if errors:
         raise ValueError("; ".join(f"{key}={value}: {allowed}" for key, value, allowed in errors))
@@ -280,7 +278,7 @@ def count_parameters(model: nn.Module, non_embedding: bool = False) -> int:
     """
     params = {id(p): p for p in model.parameters()}
     if non_embedding:
-        excluded = [m for m in model.modules() if isinstance(m, nn.Embedding)]
+        excluded: list[nn.Module] = [m for m in model.modules() if isinstance(m, nn.Embedding)]
         head = getattr(model, "lm_head", None)
         if isinstance(head, nn.Module):
             excluded.append(head)

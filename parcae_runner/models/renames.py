@@ -6,9 +6,13 @@ from __future__ import annotations
 import importlib
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from torch import Tensor, nn
+
+from parcae_runner.models.layers.lm import LanguageModel
+
+M = TypeVar("M", bound=LanguageModel)
 
 
 def rename(name: str, renames: list[tuple[str, str]], target: str) -> str:
@@ -27,16 +31,16 @@ def renamed_state_dict(model: nn.Module, renames: list[tuple[str, str]], target:
 
 
 @dataclass(frozen=True)
-class Renames:
+class Renames(Generic[M]):
     """One architecture's names in one transformers class (``target``, e.g. "GPT-NeoX")."""
 
-    model_cls: type[nn.Module]
+    model_cls: type[M]
     target: str
     # the transformers config class, e.g. "GPTNeoXConfig"
     config_cls: str
     table: list[tuple[str, str]]
 
-    def check(self, model: object) -> nn.Module:
+    def check(self, model: object) -> M:
         """``model`` itself; TypeError unless it is a ``model_cls``."""
         if not isinstance(model, self.model_cls):
             raise TypeError(f"{self.target} export takes a {self.model_cls.__name__}, not {type(model).__name__}")
@@ -53,10 +57,11 @@ class Renames:
     def hf_config(self, model: nn.Module, fields: dict[str, Any], overrides: dict[str, Any]) -> Any:
         """The HF config of ``model``: its vocabulary, width and depth, then ``fields``, then ``overrides``
         (``transformers`` is imported here, an optional dependency)."""
-        dims = self.check(model).dims
+        checked = self.check(model)
+        dims = checked.dims
         config_cls = getattr(importlib.import_module("transformers"), self.config_cls)
         common = {
-            "vocab_size": int(model.vocab_size),
+            "vocab_size": int(checked.vocab_size),
             "hidden_size": int(dims["d_model"]),
             "num_hidden_layers": int(dims["n_layers"]),
         }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from torch import nn
 
@@ -28,7 +29,7 @@ class StudentRecipe:
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
     """The decoder layers of a transformers causal LM (``model.model.layers``)."""
-    return model.model.layers
+    return cast(nn.ModuleList, cast(nn.Module, model.model).layers)
 
 
 def student_recipe() -> StudentRecipe:

@@ -29,7 +29,8 @@ class RunnerConfig(PretrainedConfig):
         self.hparams = dict(hparams or {})
         self.initializer_range = initializer_range
         kwargs.setdefault("use_cache", False)
-        super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)
+        # transformers wraps PretrainedConfig's dataclass __init__ to take extra fields; its signature does not show it
+        super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)  # type: ignore[call-arg]
 
 
 class RunnerForCausalLM(PreTrainedModel, GenerationMixin):

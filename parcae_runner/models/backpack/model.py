@@ -18,8 +18,9 @@ divides scores by the layer number (``scale_attn_by_inverse_layer_idx``, on in t
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -137,7 +138,7 @@ class BackpackModel(LanguageModel):
                 init_norm(module)
             elif isinstance(module, nn.Linear) and module is not self.lm_head:
                 init_linear(module, std)
-        for block in self.blocks:
+        for block in cast(Iterable[Block], self.blocks):
             init_linear(block.attn.o, out_std)
             init_linear(block.mlp.down, out_std)
 

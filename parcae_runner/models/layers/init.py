@@ -37,7 +37,8 @@ def init_embedding(embedding: nn.Embedding, std: float) -> None:
 @torch.no_grad()
 def init_norm(norm: nn.Module) -> None:
     """Scale 1, shift 0 (LayerNorm, RMSNorm, ...; absent affine parameters are skipped)."""
-    if getattr(norm, "weight", None) is not None:
-        nn.init.ones_(norm.weight)
-    if getattr(norm, "bias", None) is not None:
-        nn.init.zeros_(norm.bias)
+    weight, bias = getattr(norm, "weight", None), getattr(norm, "bias", None)
+    if weight is not None:
+        nn.init.ones_(weight)
+    if bias is not None:
+        nn.init.zeros_(bias)

@@ -15,12 +15,16 @@ identity: that is what keeps a looped core (the same blocks applied R times) sta
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from parcae_runner.models.layers.init import init_embedding, init_norm, small_init_std
+from parcae_runner.models.layers.lm import LanguageModel
 from parcae_runner.models.layers.mlp import MLP
+from parcae_runner.models.layers.rotary import RotaryEmbedding
 from parcae_runner.models.transformer.attention import FusedAttention
 
 # input channels of the value-embedding gate (nanochat's ve_gate_channels)
@@ -68,8 +72,11 @@ class QKNormAttention(FusedAttention):
         if self.ve_gate is not None:
             nn.init.zeros_(self.ve_gate.weight)  # gate 2 * sigmoid(0) = 1
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, ve: Tensor | None = None) -> Tensor:
-        """x: ``[B, T, C]``; cos, sin: ``[T, D]``; ve: ``[B, T, C]`` or None. Returns ``[B, T, C]``."""
+    def forward(
+        self, x: Tensor, rope: tuple[Tensor, Tensor] | None, bias: Tensor | None, ve: Tensor | None = None
+    ) -> Tensor:
+        """x: ``[B, T, C]``; rope: cos, sin ``[T, D]``; bias: ``[H or 1, T, T]`` or None (causal); ve: ``[B, T, C]``
+        or None. Returns ``[B, T, C]``. The parent's signature, plus the value embedding."""
         B, T, _ = x.shape
         q, k, v = self.heads(x)  # each [B, H, T, D]
         if self.ve_gate is not None:
@@ -77,7 +84,7 @@ class QKNormAttention(FusedAttention):
                 raise ValueError("this layer has a value embedding: pass ve")
             gate = 2 * torch.sigmoid(self.ve_gate(x[..., : self.ve_gate.in_features]))  # [B, T, H]
             v = v + (gate.unsqueeze(-1) * ve.view(B, T, self.n_heads, self.head_dim)).transpose(1, 2)
-        return self.out(self.attend(self.q_norm(q), self.k_norm(k), v, (cos, sin), None))
+        return self.out(self.attend(self.q_norm(q), self.k_norm(k), v, rope, bias))
 
 
 class QKNormBlock(nn.Module):
@@ -106,7 +113,7 @@ class QKNormBlock(nn.Module):
         nn.init.zeros_(self.mlp.down.weight)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, ve: Tensor | None = None) -> Tensor:
-        x = x + self.attn(self.norm1(x), cos, sin, ve)
+        x = x + self.attn(self.norm1(x), (cos, sin), None, ve)
         return x + self.mlp(self.norm2(x))
 
 
@@ -123,19 +130,19 @@ def value_embedding_tables(
 
 
 @torch.no_grad()
-def init_qk_norm_embeddings(model: nn.Module) -> float:
+def init_qk_norm_embeddings(model: LanguageModel) -> float:
     """Initialise ``model.embed`` and every ``model.value_embeds`` table with ``N(0, small_init_std(d))``; returns
     the std, which ``finish_qk_norm_init`` gives an untied head."""
     std = small_init_std(model.dims["d_model"])
     init_embedding(model.embed, std)
-    for table in model.value_embeds.values():
-        init_embedding(table, std)
+    for table in cast(nn.ModuleDict, model.value_embeds).values():
+        init_embedding(cast(nn.Embedding, table), std)
     return std
 
 
 @torch.no_grad()
-def finish_qk_norm_init(model: nn.Module, std: float) -> None:
+def finish_qk_norm_init(model: LanguageModel, std: float) -> None:
     """The last step of a QK-norm model's ``init_weights``: an untied head ``N(0, std)``, an empty rotary cache."""
     if not model.hparams.tie_embeddings:
         nn.init.normal_(model.lm_head.weight, std=std)
-    model.rotary.reset_cache()
+    cast(RotaryEmbedding, model.rotary).reset_cache()

@@ -40,6 +40,10 @@ class RotaryEmbedding(nn.Module):
     ``to_empty``, whose buffers hold garbage).
     """
 
+    # the cached tables, [T, dim] each (buffers, registered in __init__)
+    cos: Tensor
+    sin: Tensor
+
     def __init__(self, head_dim: int, rotary_pct: float = 1.0, base: float = 10000.0) -> None:
         super().__init__()
         self.dim = int(head_dim * rotary_pct)

@@ -25,8 +25,9 @@ Precision: ``A_log``, ``D`` and the dt bias must stay fp32 (state-spaces/mamba#6
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -112,17 +113,21 @@ class MambaMixer(nn.Module):
         dt, B, C = self.x_proj(x.transpose(1, 2)).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         dt = self.dt_proj.weight @ dt.transpose(1, 2)  # [B, E, T]; bias and softplus are applied in the scan
         A = -torch.exp(self.A_log.float())  # [E, N]
-        y = selective_scan(
-            x,
-            dt,
-            A,
-            B.transpose(1, 2),  # [B, N, T]
-            C.transpose(1, 2),  # [B, N, T]
-            D=self.D.float(),
-            z=z,
-            delta_bias=self.dt_proj.bias.float(),
-            delta_softplus=True,
-            impl=self.kernel_impl,
+        # without return_last_state the scan returns the output alone
+        y = cast(
+            Tensor,
+            selective_scan(
+                x,
+                dt,
+                A,
+                B.transpose(1, 2),  # [B, N, T]
+                C.transpose(1, 2),  # [B, N, T]
+                D=self.D.float(),
+                z=z,
+                delta_bias=self.dt_proj.bias.float(),
+                delta_softplus=True,
+                impl=self.kernel_impl,
+            ),
         )  # [B, E, T], gated by silu(z)
         return self.out_proj(y.transpose(1, 2))  # [B, T, d]
 
@@ -154,7 +159,7 @@ class MambaModel(LanguageModel):
     def init_weights(self) -> None:
         self.tie_head()
         init_embedding(self.embed, EMBED_STD)
-        for block in self.blocks:
+        for block in cast(Iterable[MambaBlock], self.blocks):
             init_norm(block.norm)
             block.mixer.init_weights(self.dims["n_layers"])
         init_norm(self.norm_f)

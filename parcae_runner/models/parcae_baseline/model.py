@@ -18,8 +18,9 @@ vocabulary of 32,768, counting the tied token embedding once and the value-embed
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -66,7 +67,7 @@ class ParcaeBaselineModel(LanguageModel):
     def init_weights(self) -> None:
         self.tie_head()
         std = init_qk_norm_embeddings(self)
-        for block in self.blocks:
+        for block in cast(Iterable[QKNormBlock], self.blocks):
             block.init_weights()
         init_norm(self.norm)
         finish_qk_norm_init(self, std)

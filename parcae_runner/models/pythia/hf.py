@@ -7,7 +7,7 @@ inside the functions), ``to_hf_state_dict(model)`` gives our weights under GPT-N
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from parcae_runner.models.pythia.model import PythiaHParams, PythiaModel
 from parcae_runner.models.renames import Renames
@@ -77,7 +77,8 @@ def from_hf_config(config: GPTNeoXConfig) -> tuple[PythiaHParams, dict[str, int]
     d_model = int(config.hidden_size)
     if int(config.intermediate_size) % d_model:
         raise ValueError(f"GPTNeoXConfig.intermediate_size={config.intermediate_size} is not a multiple of {d_model}")
-    rope = config.rope_parameters
+    # GPTNeoXConfig's __init__ always leaves a dict here (rope_theta and partial_rotary_factor filled in)
+    rope = cast("dict[str, Any]", config.rope_parameters)
     hparams = PythiaHParams(
         rotary_pct=float(rope.get("partial_rotary_factor", 1.0)),
         rotary_base=float(rope["rope_theta"]),

@@ -8,8 +8,9 @@ Parameter names differ from HF ``GPTNeoXForCausalLM`` but the tensors map one to
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -76,7 +77,7 @@ class PythiaModel(LanguageModel):
         else:
             std = out_std = self.hparams.init_std
         init_embedding(self.embed, std)
-        for block in self.blocks:
+        for block in cast(Iterable[PythiaBlock], self.blocks):
             init_norm(block.ln1)
             init_norm(block.ln2)
             init_linear(block.attn.qkv, std)

@@ -8,7 +8,7 @@ outputs by ``rescale_every`` (default 6), which we export as our own ``rescale_e
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from parcae_runner.models.renames import Renames
 from parcae_runner.models.rwkv4.model import RWKV4HParams, RWKV4Model
@@ -60,7 +60,10 @@ def to_hf_config(model: RWKV4Model, **overrides: Any) -> RwkvConfig:
 def from_hf_config(config: RwkvConfig) -> tuple[RWKV4HParams, dict[str, int]]:
     """The inverse of ``to_hf_config``: our hparams and dims for an HF ``RwkvConfig``."""
     d_model = int(config.hidden_size)
-    if int(config.attention_hidden_size) != d_model:
+    # RwkvConfig's __init__ fills the optional sizes from hidden_size, so a built config has ints there
+    attention_hidden_size = cast(int, config.attention_hidden_size)
+    intermediate_size = cast(int, config.intermediate_size)
+    if int(attention_hidden_size) != d_model:
         raise ValueError(
             f"RwkvConfig.attention_hidden_size={config.attention_hidden_size} != hidden_size={d_model}: "
             "our rwkv4 has square time-mix projections"
@@ -70,10 +73,10 @@ def from_hf_config(config: RwkvConfig) -> tuple[RWKV4HParams, dict[str, int]]:
             f"RwkvConfig.layer_norm_epsilon={config.layer_norm_epsilon}: HF's ln_out ignores it and uses "
             f"{HF_LN_OUT_EPS}, our rwkv4 has one norm_eps for every LayerNorm"
         )
-    if int(config.intermediate_size) % d_model:
+    if int(intermediate_size) % d_model:
         raise ValueError(f"RwkvConfig.intermediate_size={config.intermediate_size} is not a multiple of {d_model}")
     hparams = RWKV4HParams(
-        ffn_mult=int(config.intermediate_size) // d_model,
+        ffn_mult=int(intermediate_size) // d_model,
         norm_eps=float(config.layer_norm_epsilon),
         rescale_every=max(int(config.rescale_every), 0),  # HF: <= 0 means off
         tie_embeddings=bool(config.tie_word_embeddings),

@@ -29,8 +29,9 @@ not part of the model, and is not used here.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -179,7 +180,7 @@ class RWKV4Model(LanguageModel):
         self.tie_head()
         nn.init.uniform_(self.embed.weight, -EMBED_INIT, EMBED_INIT)
         init_norm(self.ln0)
-        for layer_id, block in enumerate(self.blocks):
+        for layer_id, block in enumerate(cast(Iterable[RWKV4Block], self.blocks)):
             init_norm(block.ln1)
             init_norm(block.ln2)
             block.attention.init_weights(layer_id, n_layers)

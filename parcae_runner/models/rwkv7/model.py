@@ -23,8 +23,9 @@ Init follows ``RWKV_Tmix_x070.__init__`` / ``RWKV_CMix_x070.__init__`` and ``gen
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -81,6 +82,18 @@ def _ortho(x: Tensor, scale: float) -> None:
 
 class RWKV7TimeMix(nn.Module):
     """x070 time mixing (``att``): ``[B, T, C], v_first -> [B, T, C], v_first``."""
+
+    # the [1, 1, C] token-shift lerps and per-channel vectors, registered by name in __init__
+    x_r: nn.Parameter
+    x_w: nn.Parameter
+    x_k: nn.Parameter
+    x_v: nn.Parameter
+    x_a: nn.Parameter
+    x_g: nn.Parameter
+    w0: nn.Parameter
+    a0: nn.Parameter
+    k_k: nn.Parameter
+    k_a: nn.Parameter
 
     def __init__(self, hp: RWKV7HParams, d_model: int, head_size: int, layer_id: int) -> None:
         super().__init__()
@@ -153,8 +166,9 @@ class RWKV7TimeMix(nn.Module):
         g = torch.sigmoid(xg @ self.g1) @ self.g2
         kk = F.normalize((k * self.k_k).view(bsz, t, h, n), dim=-1, p=2.0).view(bsz, t, c)
         k = k * (1 + (a - 1) * self.k_a)
-        heads = [z.view(bsz, t, h, n) for z in (r, log_w, k, v, -kk, kk * a)]
-        y = wkv7(*heads, impl=self.kernel_impl).view(bsz * t, c)  # [B*T, C]
+        hr, hw, hk, hv, ha, hb = (z.view(bsz, t, h, n) for z in (r, log_w, k, v, -kk, kk * a))
+        # without return_state the kernel returns the output alone
+        y = cast(Tensor, wkv7(hr, hw, hk, hv, ha, hb, impl=self.kernel_impl)).view(bsz * t, c)  # [B*T, C]
         y = self.ln_x(y).view(bsz, t, c)
         bonus = (r.view(bsz, t, h, n) * k.view(bsz, t, h, n) * self.r_k).sum(-1, keepdim=True) * v.view(bsz, t, h, n)
         return self.output((y + bonus.view(bsz, t, c)) * g), v_first
@@ -219,7 +233,7 @@ class RWKV7Model(LanguageModel):
         self.tie_head()
         nn.init.uniform_(self.embed.weight, -EMBED_INIT, EMBED_INIT)
         init_norm(self.ln0)
-        for block in self.blocks:
+        for block in cast(Iterable[RWKV7Block], self.blocks):
             init_norm(block.ln1)
             init_norm(block.ln2)
             block.att.init_weights(n_layers)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -103,7 +103,8 @@ class Cxa076TimeMix(nn.Module):
         r = self.receptance(x).view(bsz, t, h, n)
         k = self.repeat_kv(self.key(x).view(bsz, t, self.h_kv, n))
         v = self.repeat_kv(self.value(x).view(bsz, t, self.h_kv, n))
-        if self.r_norm is not None:
+        # r_norm and k_norm are built together (rk_norm)
+        if self.r_norm is not None and self.k_norm is not None:
             r, k = self.r_norm(r), self.k_norm(k)
         # fp32 decay under autocast too (decays near 1 compound over the sequence)
         w_tilde = (-F.softplus(-(self.w0 + torch.tanh(x @ self.w1) @ self.w2).float()) - 0.5).view(bsz, t, h, n)
@@ -115,7 +116,8 @@ class Cxa076TimeMix(nn.Module):
         g = torch.sigmoid(x @ self.g1) @ self.g2  # [B, T, H*N]
         kk = F.normalize(k, dim=-1, p=2.0)
         k = k * (1 - w_tilde + a).to(k.dtype)
-        y = wkv7(r, -torch.exp(w_tilde), k, v, -kk, kk * a, impl=self.kernel_impl)  # [B, T, H, N]
+        # without return_state the kernel returns the output alone
+        y = cast(Tensor, wkv7(r, -torch.exp(w_tilde), k, v, -kk, kk * a, impl=self.kernel_impl))  # [B, T, H, N]
         if self.ln_x is not None:
             y = self.ln_x(y.reshape(bsz * t, h * n)).view(bsz, t, h, n)
         else:
@@ -154,22 +156,24 @@ def inherit(timemix: Cxa076TimeMix, attn: nn.Module) -> None:
         dst.weight.copy_(src.weight)
         if dst.bias is not None:
             dst.bias.copy_(src.bias)
-    if timemix.r_norm is not None and hasattr(attn, "q_norm"):
-        timemix.r_norm.weight.copy_(attn.q_norm.weight)
-        timemix.k_norm.weight.copy_(attn.k_norm.weight)
+    if timemix.r_norm is not None and timemix.k_norm is not None and hasattr(attn, "q_norm"):
+        for theirs, norm in (("q_norm", timemix.r_norm), ("k_norm", timemix.k_norm)):
+            norm.weight.copy_(getattr(attn, theirs).weight)
 
 
 def student_from_teacher(teacher: nn.Module, norm: str, rk_norm: bool, kernel_impl: str) -> nn.Module:
     """A copy of ``teacher`` whose attentions are cxa076 TimeMixes initialised from them."""
-    config = teacher.config
+    # a transformers config: which fields it has depends on the teacher's model type
+    config: Any = teacher.config
     h = int(config.num_attention_heads)
     h_kv = int(getattr(config, "num_key_value_heads", None) or h)
     n = int(getattr(config, "head_dim", None) or config.hidden_size // h)
     student = copy.deepcopy(teacher)
     shared = VFirst()
     for i, layer in enumerate(decoder_layers(student)):
-        attn = layer.self_attn
-        biases = (attn.q_proj.bias is not None, attn.o_proj.bias is not None)
+        attn = cast(nn.Module, layer.self_attn)
+        q_proj, o_proj = cast(nn.Linear, attn.q_proj), cast(nn.Linear, attn.o_proj)
+        biases = (q_proj.bias is not None, o_proj.bias is not None)
         timemix = Cxa076TimeMix(int(config.hidden_size), (h, h_kv, n), i, norm, rk_norm, biases)
         timemix.kernel_impl = kernel_impl
         inherit(timemix, attn)
@@ -181,7 +185,7 @@ def student_from_teacher(teacher: nn.Module, norm: str, rk_norm: bool, kernel_im
 
 def timemixes(student: nn.Module) -> list[nn.Module]:
     """The student's TimeMixes, in layer order."""
-    return [layer.self_attn.timemix for layer in decoder_layers(student)]
+    return [cast(StudentAttention, layer.self_attn).timemix for layer in decoder_layers(student)]
 
 
 RECIPE = StudentRecipe(teacher_model_types=DECODERS, norms=NORMS, build=student_from_teacher, mixers=timemixes)

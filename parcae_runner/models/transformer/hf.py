@@ -69,8 +69,8 @@ class Target:
             m = QKV.match(name)
             if m and self.fused_qkv:
                 if m[2] == "q":
-                    parts = [ours[f"blocks.{m[1]}.attn.{x}.{m[3]}"] for x in "qkv"]
-                    out[self.hf_name(name)] = self._fuse(*parts, model.dims["n_heads"])
+                    q, k, v = (ours[f"blocks.{m[1]}.attn.{x}.{m[3]}"] for x in "qkv")
+                    out[self.hf_name(name)] = self._fuse(q, k, v, model.dims["n_heads"])
                 continue
             out[self.hf_name(name)] = tensor
         return {k: (v.t().contiguous() if self._is_transposed(k) else v) for k, v in out.items()}

@@ -7,7 +7,8 @@ Which norm, positions, MLP, residual, attention heads and window: :class:`Transf
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -54,7 +55,7 @@ class TransformerModel(LanguageModel):
         for module in (self.embed_norm, self.norm):
             if module is not None:
                 init_norm(module)
-        for block in self.blocks:
+        for block in cast(Iterable[Block], self.blocks):
             init_norm(block.ln1)
             init_norm(block.ln2)
             for linear in (block.attn.q, block.attn.k, block.attn.v, block.mlp.up, block.mlp.gate):
