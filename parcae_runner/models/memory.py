@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from parcae_runner.models.param_roles import muon_parameter_names
 from parcae_runner.models.registry import ARCHITECTURES
 
 GB = 1e9
@@ -109,29 +110,6 @@ def shard_units(model: nn.Module) -> list[nn.Module]:
             units.extend(module)
             inside.update(id(m) for unit in module for m in unit.modules())
     return units
-
-
-def muon_parameter_names(model: nn.Module, no_decay: Sequence[str] = ("bias", "norm")) -> set[str]:
-    """Names of the parameters Muon trains under ``train.optimizer=muon``: the rule of
-    ``parcae_runner.train.optim.muon_parameters`` (2-D, not an embedding table or the head, not opted out), which
-    a test keeps equal to it; this layer may not import ``train``."""
-    opted_out: set[str] = set()
-    for method in ("no_weight_decay", "no_muon"):
-        if hasattr(model, method):
-            opted_out |= set(getattr(model, method)())
-    tables = {id(p) for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters()}
-    head = getattr(model, "lm_head", None)
-    if isinstance(head, nn.Module):
-        tables |= {id(p) for p in head.parameters()}
-    return {
-        name
-        for name, p in model.named_parameters()
-        if p.requires_grad
-        and p.ndim == 2
-        and id(p) not in tables
-        and name not in opted_out
-        and not any(s in name for s in no_decay)
-    }
 
 
 def shard_numel(shape: Sequence[int], group: int) -> int:

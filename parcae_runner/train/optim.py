@@ -16,11 +16,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from parcae_runner.models.param_roles import muon_parameter_names, opted_out
 from parcae_runner.train.muon import Muon
-
-
-def _opted_out(model: nn.Module, method: str) -> set[str]:
-    return set(getattr(model, method)()) if hasattr(model, method) else set()
 
 
 def parameter_groups(
@@ -32,7 +29,7 @@ def parameter_groups(
     contains one of ``no_decay``. Architectures can also opt parameters out (Mamba's A_log, D)
     by listing their names in a ``no_weight_decay()`` method, the convention of timm/mamba.
     """
-    opt_out = _opted_out(model, "no_weight_decay")
+    opt_out = opted_out(model, "no_weight_decay")
     skip = {id(p) for p in exclude}
     decay, keep = [], []
     for name, p in model.named_parameters():
@@ -46,21 +43,9 @@ def parameter_groups(
 
 
 def muon_parameters(model: nn.Module, no_decay: Sequence[str]) -> list[nn.Parameter]:
-    """The hidden 2-D matrices Muon trains: not in an ``nn.Embedding``, not the head (``lm_head``), not named by
-    ``no_decay``, ``no_weight_decay()`` or ``no_muon()`` (a tied head is the embedding, so it is left out too)."""
-    out_of_muon = _opted_out(model, "no_weight_decay") | _opted_out(model, "no_muon")
-    tables = {id(p) for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters()}
-    head = getattr(model, "lm_head", None)
-    tables |= {id(p) for p in head.parameters()} if isinstance(head, nn.Module) else set()
-    return [
-        p
-        for name, p in model.named_parameters()
-        if p.requires_grad
-        and p.ndim == 2
-        and id(p) not in tables
-        and name not in out_of_muon
-        and not any(s in name for s in no_decay)
-    ]
+    """The parameters Muon trains, in the model's order (the rule: :func:`models.param_roles.muon_parameter_names`)."""
+    names = muon_parameter_names(model, no_decay)
+    return [p for name, p in model.named_parameters() if name in names]
 
 
 class MuonAdamW(torch.optim.Optimizer):

@@ -14,14 +14,12 @@ import torch
 
 from parcae_runner.models import ARCHITECTURES
 from parcae_runner.models.memory import (
-    muon_parameter_names,
     plan_memory,
     shard_numel,
     shard_units,
     smallest_change_that_fits,
 )
 from parcae_runner.models.registry import build_model, count_parameters
-from parcae_runner.train.optim import muon_parameters
 
 BENCH = str(Path(__file__).resolve().parents[2] / "bench")
 
@@ -68,13 +66,6 @@ def meta_model(arch: str, size: str | dict, vocab: int = VOCAB):
 
 def state_figures(plan) -> dict[str, int]:
     return {"params": plan.params, "grads": plan.grads, "optimizer": plan.optimizer}
-
-
-@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
-def test_the_muon_rule_is_the_optimizers(arch):
-    model = meta_model(arch, "debug")
-    names = {id(p): n for n, p in model.named_parameters()}
-    assert muon_parameter_names(model) == {names[id(p)] for p in muon_parameters(model, ["bias", "norm"])}
 
 
 # the second sizes build and step models of ~14M parameters: a few seconds each, so `slow`

@@ -80,6 +80,19 @@ def _ortho(x: Tensor, scale: float) -> None:
     nn.init.orthogonal_(x, gain=gain * scale)
 
 
+@torch.compiler.disable
+def _wkv7_by_head(heads: tuple[int, int], impl: str, *flat: Tensor) -> Tensor:
+    """``wkv7`` on ``[B, T, C]`` inputs (r, log w, k, v, a, b), viewed as ``[B, T, H, N]`` here -> ``[B*T, C]``.
+
+    The views are made outside any compiled graph on purpose: a graph that breaks around the kernel would otherwise
+    return the six head views beside their bases, and torch 2.13 rebuilds such aliased outputs through a record that
+    can be read after it was freed (pytorch/pytorch#185630; seen here as garbage shapes and, rarely, a segfault)."""
+    bsz, t, c = flat[0].shape
+    r, w, k, v, a, b = (z.view(bsz, t, *heads) for z in flat)
+    # without return_state the kernel returns the output alone
+    return cast(Tensor, wkv7(r, w, k, v, a, b, impl=impl)).view(bsz * t, c)
+
+
 class RWKV7TimeMix(nn.Module):
     """x070 time mixing (``att``): ``[B, T, C], v_first -> [B, T, C], v_first``."""
 
@@ -166,9 +179,7 @@ class RWKV7TimeMix(nn.Module):
         g = torch.sigmoid(xg @ self.g1) @ self.g2
         kk = F.normalize((k * self.k_k).view(bsz, t, h, n), dim=-1, p=2.0).view(bsz, t, c)
         k = k * (1 + (a - 1) * self.k_a)
-        hr, hw, hk, hv, ha, hb = (z.view(bsz, t, h, n) for z in (r, log_w, k, v, -kk, kk * a))
-        # without return_state the kernel returns the output alone
-        y = cast(Tensor, wkv7(hr, hw, hk, hv, ha, hb, impl=self.kernel_impl)).view(bsz * t, c)  # [B*T, C]
+        y = _wkv7_by_head((h, n), self.kernel_impl, r, log_w, k, v, -kk, kk * a)  # [B*T, C]
         y = self.ln_x(y).view(bsz, t, c)
         bonus = (r.view(bsz, t, h, n) * k.view(bsz, t, h, n) * self.r_k).sum(-1, keepdim=True) * v.view(bsz, t, h, n)
         return self.output((y + bonus.view(bsz, t, c)) * g), v_first
