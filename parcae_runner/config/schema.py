@@ -82,6 +82,12 @@ class WandbMode(enum.StrEnum):
     DISABLED = "disabled"
 
 
+class Strategy(enum.StrEnum):
+    AUTO = "auto"  # ddp, unless the memory plan says the model does not fit one GPU that way and fsdp fits
+    DDP = "ddp"  # every rank holds the whole model, its gradients and optimizer states (Lightning's DDP)
+    FSDP = "fsdp"  # parameters, gradients and optimizer states sharded over the ranks (FSDP2, fully_shard)
+
+
 class Launcher(enum.StrEnum):
     LOCAL = "local"
     SLURM = "slurm"
@@ -188,6 +194,22 @@ class DivergenceConfig:
 
 
 @dataclass
+class FsdpConfig:
+    """FSDP2 (``torch.distributed.fsdp.fully_shard``) settings, read when ``train.strategy`` resolves to fsdp."""
+
+    # free each block's gathered parameters after its forward (gathered again for backward): less memory, one more
+    # all-gather per block; false keeps them until backward (ZeRO-2-like)
+    reshard_after_forward: bool = True
+    # on GPU: bf16 parameters for compute, fp32 gradient reduction, fp32 master copy; on CPU everything stays fp32
+    mixed_precision: bool = True
+    # keep the sharded parameters, gradients and optimizer states in host memory (slow; for models that fit no
+    # other way)
+    cpu_offload: bool = False
+    # with several nodes: shard within a node, replicate across nodes (HSDP); false shards over every GPU
+    hybrid: bool = False
+
+
+@dataclass
 class MuonConfig:
     """``train.optimizer=muon``: Muon's settings (parcae_runner/train/muon.py names the source of each).
     Defaults are Parcae's ``optim_config`` (muon_lr, muon_momentum, muon_wd, muon_ns_steps) and its schedules."""
@@ -253,6 +275,9 @@ class TrainConfig:
     # torch.compile the model (looped models: their blocks, around the loop); activation checkpointing per block
     compile: bool = False
     activation_checkpointing: bool = False
+    # auto | ddp | fsdp (schema.Strategy; docs/strategies.md): how the model is spread over the ranks
+    strategy: str = "auto"
+    fsdp: FsdpConfig = field(default_factory=FsdpConfig)
     val_interval: int = 50
     val_batches: int = 8
     log_interval: int = 10
@@ -294,6 +319,9 @@ class ClusterConfig:
     accelerator: str | None = None
     cpus_per_task: int = 1
     mem_gb: float = 4.0
+    # memory of one GPU in GB (1e9 bytes): the memory plan refuses a run that does not fit it; null: not checked
+    # (CPU profiles)
+    gpu_memory_gb: float | None = None
     time_min: int = 60
     # jobs of one array that may run at once
     array_parallelism: int = 64

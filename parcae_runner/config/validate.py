@@ -26,6 +26,7 @@ from parcae_runner.config.schema import (
     Optimizer,
     Precision,
     Schedule,
+    Strategy,
     TokenizerRecipe,
     WandbMode,
 )
@@ -233,6 +234,7 @@ def validate_run_config(cfg: DictConfig, check_tasks: Callable[[list[str]], None
     _one_of(errors, cfg, "train.optimizer", choices(Optimizer))
     _validate_muon(errors, cfg)
     _one_of(errors, cfg, "train.precision", choices(Precision))
+    _one_of(errors, cfg, "train.strategy", choices(Strategy))
     _one_of(errors, cfg, "train.checkpoint.schedule", choices(CheckpointSchedule))
     _positive(errors, cfg, "train.checkpoint.every")
     _positive(errors, cfg, "train.checkpoint.keep_resume_state")

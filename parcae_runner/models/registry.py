@@ -76,6 +76,9 @@ class Architecture:
     # passes(hparams) -> {name of a block list: how many times each of its blocks runs with gradients in one training
     # forward}, for the memory plan's activations (Parcae's core: mean_backprop_depth). None: every block runs once
     activation_passes: Callable[[Any], Mapping[str, int]] | None = None
+    # the block classes FSDP shards one by one (train.strategy=fsdp, train/sharding.py); the rest of the model
+    # (embeddings, final norm, head) is the root unit. Empty: the architecture cannot be sharded (fsdp refused)
+    shard_units: tuple[type, ...] = ()
 
 
 class UnknownArchitecture(KeyError):

@@ -3,6 +3,7 @@
 from parcae_runner.models.backpack.model import BackpackHParams, BackpackModel
 from parcae_runner.models.backpack.sizes import PUBLISHED, SIZES
 from parcae_runner.models.registry import Architecture, register
+from parcae_runner.models.transformer.block import Block
 from parcae_runner.models.remote import RemoteCode
 
 CITATION = """@inproceedings{hewitt2023backpack,
@@ -35,5 +36,6 @@ ARCH = register(
         check=check,
         published=PUBLISHED,
         remote_code=RemoteCode("parcae_backpack", "ParcaeBackpack"),
+        shard_units=(Block,),
     )
 )

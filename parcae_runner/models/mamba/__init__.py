@@ -1,7 +1,7 @@
 """Mamba-1: the `mamba` architecture (model, sizes, Hugging Face mapping)."""
 
 from parcae_runner.models.mamba import hf
-from parcae_runner.models.mamba.model import MambaHParams, MambaModel
+from parcae_runner.models.mamba.model import MambaBlock, MambaHParams, MambaModel
 from parcae_runner.models.mamba.sizes import SIZES
 from parcae_runner.models.registry import Architecture, register
 
@@ -15,5 +15,7 @@ CITATION = """@article{gu2023mamba,
 DESCRIPTION = "Mamba-1 selective SSM blocks (RMSNorm pre-norm, conv + selective scan), tied embeddings"
 
 ARCH = register(
-    Architecture("mamba", MambaHParams, SIZES, MambaModel, DESCRIPTION, hf=hf, hf_model_type="mamba", citation=CITATION)
+    Architecture("mamba", MambaHParams, SIZES, MambaModel, DESCRIPTION, hf=hf, hf_model_type="mamba", citation=CITATION,
+        shard_units=(MambaBlock,),
+    )
 )

@@ -4,6 +4,7 @@ It was called `gpt` until the model zoo brought GPT-2 itself (`gpt2`); `gpt` sta
 (``registry.ALIASES``, ``launch_configs/arch/gpt.yaml``), so old configs and run directories still load.
 """
 
+from parcae_runner.models.layers.qk_norm_block import QKNormBlock
 from parcae_runner.models.parcae_baseline.model import ParcaeBaselineHParams, ParcaeBaselineModel
 from parcae_runner.models.parcae_baseline.sizes import SIZES
 from parcae_runner.models.registry import Architecture, alias, register
@@ -19,6 +20,7 @@ ARCH = register(
         ParcaeBaselineModel,
         DESCRIPTION,
         remote_code=RemoteCode("parcae_baseline", "ParcaeBaseline"),
+        shard_units=(QKNormBlock,),
     )
 )
 alias("gpt", "parcae_baseline", "arch=gpt is deprecated: it is Parcae's baseline, now arch=parcae_baseline")

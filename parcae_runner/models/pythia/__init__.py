@@ -1,7 +1,7 @@
 """Pythia (GPT-NeoX): the `pythia` architecture (model, sizes, Hugging Face mapping)."""
 
 from parcae_runner.models.pythia import hf
-from parcae_runner.models.pythia.model import PythiaHParams, PythiaModel
+from parcae_runner.models.pythia.model import PythiaBlock, PythiaHParams, PythiaModel
 from parcae_runner.models.pythia.sizes import SIZES
 from parcae_runner.models.registry import Architecture, register
 
@@ -18,6 +18,7 @@ DESCRIPTION = "GPT-NeoX decoder as in the Pythia suite: parallel residual, parti
 
 ARCH = register(
     Architecture(
-        "pythia", PythiaHParams, SIZES, PythiaModel, DESCRIPTION, hf=hf, hf_model_type="gpt_neox", citation=CITATION
+        "pythia", PythiaHParams, SIZES, PythiaModel, DESCRIPTION, hf=hf, hf_model_type="gpt_neox", citation=CITATION,
+        shard_units=(PythiaBlock,),
     )
 )

@@ -2,7 +2,7 @@
 
 from parcae_runner.models.registry import Architecture, register
 from parcae_runner.models.rwkv4 import hf
-from parcae_runner.models.rwkv4.model import RWKV4HParams, RWKV4Model
+from parcae_runner.models.rwkv4.model import RWKV4Block, RWKV4HParams, RWKV4Model
 from parcae_runner.models.rwkv4.sizes import SIZES
 
 CITATION = """@inproceedings{peng2023rwkv,
@@ -17,5 +17,7 @@ CITATION = """@inproceedings{peng2023rwkv,
 DESCRIPTION = "RWKV-4 (time-mix WKV + squared-ReLU channel-mix, token shift), untied embeddings"
 
 ARCH = register(
-    Architecture("rwkv4", RWKV4HParams, SIZES, RWKV4Model, DESCRIPTION, hf=hf, hf_model_type="rwkv", citation=CITATION)
+    Architecture("rwkv4", RWKV4HParams, SIZES, RWKV4Model, DESCRIPTION, hf=hf, hf_model_type="rwkv", citation=CITATION,
+        shard_units=(RWKV4Block,),
+    )
 )

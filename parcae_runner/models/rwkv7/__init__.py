@@ -4,7 +4,7 @@ from parcae_runner.models.formats import WeightFormat
 from parcae_runner.models.registry import Architecture, register
 from parcae_runner.models.remote import RemoteCode
 from parcae_runner.models.rwkv7.blinkdl import init_from_pth, save_pth
-from parcae_runner.models.rwkv7.model import RWKV7HParams, RWKV7Model
+from parcae_runner.models.rwkv7.model import RWKV7Block, RWKV7HParams, RWKV7Model
 from parcae_runner.models.rwkv7.sizes import SIZES
 from parcae_runner.models.rwkv7.student import RECIPE as STUDENT
 
@@ -36,5 +36,6 @@ ARCH = register(
         formats=(BLINKDL,),
         student=STUDENT,
         remote_code=RemoteCode("parcae_rwkv7", "ParcaeRWKV7"),
+        shard_units=(RWKV7Block,),
     )
 )

@@ -10,6 +10,7 @@ from types import ModuleType
 
 from parcae_runner.models.registry import Architecture, register
 from parcae_runner.models.transformer.config import TransformerHParams, check
+from parcae_runner.models.transformer.block import Block
 from parcae_runner.models.transformer.model import TransformerModel
 
 
@@ -37,6 +38,7 @@ def register_family(
         check=check,
         published=published,
         plan_only=frozenset(plan_only),
+        shard_units=(Block,),
     )
     return register(arch)
 
