@@ -1,8 +1,10 @@
 """A run's checkpoints, ``checkpoints/checkpoint-N/``, and loading a model from one.
 
 Each checkpoint folder holds ``model.safetensors`` (weights, what exports and evals read),
-``meta.json`` (step, tokens, time) and, for the newest ones, ``trainer_state.ckpt`` (Lightning's
-full state) from which a killed run resumes. A folder is built under a temporary name and renamed
+``meta.json`` (step, tokens, time, every file's size and sha256) and, for the newest ones, ``trainer_state.ckpt``
+(Lightning's full state) from which a killed run resumes. A sharded run (``train.strategy=fsdp``) writes both as
+``torch.distributed.checkpoint`` folders instead, each rank its shards: ``model/`` (the weights, read back one
+tensor at a time by :mod:`parcae_runner.runs.sharded_weights`) and ``trainer_state.ckpt/``. A folder is built under a temporary name and renamed
 into place (:class:`parcae_runner.train.checkpointing.CheckpointSchedule`), so a folder named
 ``checkpoint-N`` with its ``meta.json`` is always complete.
 """
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
 PREFIX = "checkpoint-"
 RESUME_FILE = "trainer_state.ckpt"
 WEIGHTS_FILE = "model.safetensors"
+SHARDED_WEIGHTS_DIR = "model"
 META_FILE = "meta.json"
 
 
@@ -46,6 +49,15 @@ def file_digest(path: Path) -> dict[str, Any]:
     return {"bytes": path.stat().st_size, "sha256": digest}
 
 
+def checkpoint_files(folder: Path) -> list[str]:
+    """Every file of a checkpoint folder but ``meta.json``, as paths relative to it (a DCP folder's files too)."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != META_FILE)
+
+
+def _is_resume_state(name: str) -> bool:
+    return name == RESUME_FILE or name.startswith(f"{RESUME_FILE}/")
+
+
 def verify_checkpoint(path: Path) -> str | None:
     """``None`` when every file ``meta.json`` lists is there with its size and sha256; else what is wrong.
 
@@ -57,8 +69,8 @@ def verify_checkpoint(path: Path) -> str | None:
     for name, expected in (meta.get("files") or {}).items():
         file = path / name
         if not file.is_file():
-            if name == RESUME_FILE:  # older checkpoints lose their trainer state by design (keep_resume_state)
-                continue
+            if _is_resume_state(name) and not (path / RESUME_FILE).exists():
+                continue  # older checkpoints lose their trainer state by design (keep_resume_state)
             return f"{name} is missing"
         if file.stat().st_size != expected["bytes"]:
             return f"{name} has {file.stat().st_size} bytes, {expected['bytes']} were written"
@@ -109,8 +121,13 @@ def load_checkpoint_model(rd: RunDirectory, cfg: DictConfig, run: RunRecord, pat
     # the embedding's size (the tokenizer's vocabulary padded); older runs recorded only the tokenizer's
     vocab = run.data_info.get("model_vocab_size") or run.data_info["vocab_size"]
     model = build_model(cfg.arch, cfg.size, vocab)
-    # load_model, not load_file: a tied tensor (embedding = head) is stored once
-    load_weights(model, str(path / WEIGHTS_FILE))
+    if (path / SHARDED_WEIGHTS_DIR).is_dir():
+        from parcae_runner.runs.sharded_weights import load_sharded_weights
+
+        load_sharded_weights(model, path / SHARDED_WEIGHTS_DIR)
+    else:
+        # load_model, not load_file: a tied tensor (embedding = head) is stored once
+        load_weights(model, str(path / WEIGHTS_FILE))
     return model.eval()
 
 

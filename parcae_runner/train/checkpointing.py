@@ -21,11 +21,14 @@ from torch import nn
 
 from parcae_runner.config.errors import RunStopped
 from parcae_runner.config.schema import CheckpointSchedule as ScheduleName
+from parcae_runner.runs.sharded_weights import save_sharded_weights
 from parcae_runner.runs.checkpoints import (
     META_FILE,
     PREFIX,
     RESUME_FILE,
+    SHARDED_WEIGHTS_DIR,
     WEIGHTS_FILE,
+    checkpoint_files,
     file_digest,
     list_checkpoints,
 )
@@ -110,27 +113,36 @@ class CheckpointSchedule(L.Callback):
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
         trainer.strategy.barrier()
-        # every rank takes part: sharded strategies gather state collectively
+        # every rank takes part: a sharded model (train.strategy=fsdp) writes the trainer state as a DCP folder, each
+        # rank its shards, and its weights as a second one that outlives the trainer state (keep_resume_state)
         trainer.save_checkpoint(tmp / RESUME_FILE)
+        model = pl_module.model
+        assert isinstance(model, nn.Module), "the task module holds the model it trains"
+        if getattr(pl_module, "sharded", False):
+            save_sharded_weights(model, tmp / SHARDED_WEIGHTS_DIR)
         if trainer.is_global_zero:
-            # save_model stores a tied tensor (embedding = head) once; load it back with load_model
-            model = pl_module.model
-            assert isinstance(model, nn.Module), "the task module holds the model it trains"
-            save_model(model, str(tmp / WEIGHTS_FILE), metadata={"step": str(step)})
-            files = {name: file_digest(tmp / name) for name in (RESUME_FILE, WEIGHTS_FILE)}
-            meta = {"step": step, "tokens": step * self.tokens_per_step, "time": time.time(), "files": files}
-            for f in (tmp / RESUME_FILE, tmp / WEIGHTS_FILE):
-                fsync_file(f)
-            atomic_write_json(tmp / META_FILE, meta)
-            if final.exists():  # a re-run step after resume: replace the old copy
-                shutil.rmtree(final)
-            tmp.rename(final)
-            fsync_dir(self.root)
-            self._prune_resume_state()
+            self._publish(model, tmp, final, step, sharded=getattr(pl_module, "sharded", False))
         trainer.strategy.barrier()
         return final
+
+    def _publish(self, model: nn.Module, tmp: Path, final: Path, step: int, sharded: bool) -> None:
+        """Rank zero: the weights (unless sharded), ``meta.json`` over every file, then the rename into place."""
+        if not sharded:
+            # save_model stores a tied tensor (embedding = head) once; load it back with load_model
+            save_model(model, str(tmp / WEIGHTS_FILE), metadata={"step": str(step)})
+        files = {name: file_digest(tmp / name) for name in checkpoint_files(tmp)}
+        for name in files:
+            fsync_file(tmp / name)
+        meta = {"step": step, "tokens": step * self.tokens_per_step, "time": time.time(), "files": files}
+        atomic_write_json(tmp / META_FILE, meta)
+        if final.exists():  # a re-run step after resume: replace the old copy
+            shutil.rmtree(final)
+        tmp.rename(final)
+        fsync_dir(self.root)
+        self._prune_resume_state()
 
     def _prune_resume_state(self) -> None:
         with_state = [p for _, p in list_checkpoints(self.root) if (p / RESUME_FILE).exists()]
         for path in with_state[: -self.keep_resume_state]:
-            (path / RESUME_FILE).unlink()
+            state = path / RESUME_FILE
+            shutil.rmtree(state) if state.is_dir() else state.unlink()

@@ -17,6 +17,7 @@ from parcae_runner.data import PreparedData, StepSampler, TokenChunks, validatio
 from parcae_runner.eval.scoring import loss_and_bpb, score_chunks
 from parcae_runner.models.abilities import SampledDepth
 from parcae_runner.train.optim import build_optimizer
+from parcae_runner.train.sharding import shard_model, shard_unit_classes
 
 
 class ResumableLoader(DataLoader):
@@ -76,7 +77,19 @@ class LanguageModelModule(L.LightningModule):
         # the clipping norm of this step's gradients, set by the divergence guard (train/divergence.py) when it
         # measures them, used once by configure_gradient_clipping
         self.clip_norm: torch.Tensor | None = None
+        self.sharded = False  # set once configure_model has sharded the model (train.strategy=fsdp)
         self.register_buffer("token_bytes", torch.as_tensor(data.token_bytes, dtype=torch.float64), persistent=False)
+
+    def configure_model(self) -> None:
+        """Under ``train.strategy=fsdp`` (Lightning's ModelParallelStrategy), shard the model over the device mesh
+        once the processes exist: train/sharding.py. Under DDP there is nothing to do."""
+        from lightning.pytorch.strategies import ModelParallelStrategy
+
+        if not isinstance(self.trainer.strategy, ModelParallelStrategy) or self.sharded:
+            return
+        units = shard_unit_classes(self.cfg.arch.name)
+        shard_model(self.model, units, self.device_mesh, self.cfg)
+        self.sharded = True
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids)

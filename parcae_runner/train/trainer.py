@@ -15,7 +15,7 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf
 
 from parcae_runner.config.schema import Precision, WandbMode
-from parcae_runner.config.validate import gradient_accumulation
+from parcae_runner.config.validate import gradient_accumulation, world_size
 from parcae_runner.runs import RunDirectory, run_name
 from parcae_runner.runs.attempts import Attempt
 from parcae_runner.runs.wandb_offline import finish_run
@@ -26,6 +26,7 @@ from parcae_runner.train.eval_callback import EvalAtCheckpoints
 from parcae_runner.train.metrics import MetricsSink, PeriodicEvaluation, TrainMetrics
 from parcae_runner.train.ranks import AnnounceRank
 from parcae_runner.train.requeue import RequeueOnSignal
+from parcae_runner.train.sharding import lightning_strategy
 from parcae_runner.util.log import log
 
 
@@ -178,6 +179,7 @@ def build_trainer(cfg: DictConfig, run_dir: RunDirectory, attempt: Attempt) -> A
         accelerator=t.accelerator,
         devices=t.devices,
         num_nodes=t.num_nodes,
+        strategy=lightning_strategy(cfg, world_size(cfg)),
         precision=resolve_precision(cfg),
         max_steps=t.max_steps,
         max_epochs=-1,
