@@ -148,6 +148,12 @@ class StepSampler(Sampler[int]):
     def __len__(self) -> int:
         return (self.end_step - self.start_step) * self.accumulate * self.micro_batch_size
 
+    def global_indices(self, step: int) -> list[int]:
+        """Every sample of optimizer step ``step`` over all ranks, in the global order (independent of the ranks)."""
+        return sample_order(
+            self.data_seed, self.num_chunks, step * self.samples_per_step, self.samples_per_step, self.shuffle
+        ).tolist()
+
     def __iter__(self) -> Iterator[int]:
         per_micro = self.micro_batch_size * self.world_size
         for step in range(self.start_step, self.end_step):

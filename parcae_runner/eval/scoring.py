@@ -19,9 +19,13 @@ def score_chunks(
     batch_size: int,
     token_bytes: torch.Tensor,
     forward_kwargs: dict | None = None,
+    min_batches: int = 0,
 ) -> torch.Tensor:
     """``[nats, tokens, bytes]`` (float64, on ``token_bytes``' device) summed over the chunks ``indices``
-    of ``dataset``: the one definition of validation loss and bits per byte, in training and in ``eval``."""
+    of ``dataset``: the one definition of validation loss and bits per byte, in training and in ``eval``.
+
+    ``min_batches``: run at least this many forwards, the extra ones on the first chunk and not counted; a sharded
+    model (FSDP) needs every rank to run as many forwards as the others, each being collective."""
     device = token_bytes.device
     totals = torch.zeros(3, dtype=torch.float64, device=device)
     for start in range(0, len(indices), batch_size):
@@ -31,6 +35,8 @@ def score_chunks(
         nats = F.cross_entropy(logits.float().view(-1, logits.size(-1)), y.view(-1), reduction="sum")
         count = torch.tensor(y.numel(), device=device).double()
         totals += torch.stack([nats.double(), count, token_bytes[y].sum()])
+    for _ in range(min_batches - math.ceil(len(indices) / batch_size)):
+        model(dataset[0][0][None].to(device), **(forward_kwargs or {}))
     return totals
 
 

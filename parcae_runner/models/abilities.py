@@ -3,6 +3,7 @@ probing attribute names, so an ability has one declared shape that type checkers
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from torch import Tensor, nn
@@ -12,8 +13,10 @@ from torch import Tensor, nn
 class SampledDepth(Protocol):
     """A model that runs some blocks a drawn number of times (a looped core), its depth drawn per step."""
 
-    def set_depth_context(self, seed: int, step: int, rank: int) -> None:
-        """Re-seed the depth draws from (model seed, optimizer step, rank), so a resumed run draws the same depths."""
+    def set_depth_context(self, seed: int, step: int, rank: int, peers: Sequence[int] = ()) -> None:
+        """Re-seed the depth draws from (model seed, optimizer step, slice of the global batch), so a resumed run,
+        and a run on another number of ranks, draws the same depths; ``peers``: the other ranks' slices of the same
+        micro step, whose deepest draw the loop runs to (every rank runs the same number of iterations)."""
         ...
 
     def validation_depths(self) -> list[int]:

@@ -4,9 +4,9 @@ Each checkpoint folder holds ``model.safetensors`` (weights, what exports and ev
 ``meta.json`` (step, tokens, time, every file's size and sha256) and, for the newest ones, ``trainer_state.ckpt``
 (Lightning's full state) from which a killed run resumes. A sharded run (``train.strategy=fsdp``) writes both as
 ``torch.distributed.checkpoint`` folders instead, each rank its shards: ``model/`` (the weights, read back one
-tensor at a time by :mod:`parcae_runner.runs.sharded_weights`) and ``trainer_state.ckpt/``. A folder is built under a temporary name and renamed
-into place (:class:`parcae_runner.train.checkpointing.CheckpointSchedule`), so a folder named
-``checkpoint-N`` with its ``meta.json`` is always complete.
+tensor at a time by :mod:`parcae_runner.runs.sharded_weights`) and ``trainer_state.ckpt/``. A folder is built under
+a temporary name and renamed into place (:class:`parcae_runner.train.checkpointing.CheckpointSchedule`), so a folder
+named ``checkpoint-N`` with its ``meta.json`` is always complete.
 """
 
 from __future__ import annotations

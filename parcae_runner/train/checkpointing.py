@@ -4,8 +4,11 @@ Each checkpoint folder holds ``model.safetensors`` (weights, what exports and ev
 ``meta.json`` (step, tokens, time, and the size and sha256 of each file, checked at resume) and,
 for the newest ``keep_resume_state`` checkpoints,
 ``trainer_state.ckpt`` (Lightning's full state: optimizer, scheduler, loop counters) from which a
-killed run resumes. The folder is built under a temporary name and renamed into place, so a
-folder named ``checkpoint-N`` is always complete. Reading them: :mod:`parcae_runner.runs.checkpoints`.
+killed run resumes. A sharded run (``train.strategy=fsdp``) writes ``model/`` (its weights) and
+``trainer_state.ckpt/`` as ``torch.distributed.checkpoint`` folders instead, every rank its shards; they are read
+back at any number of ranks (elastic resume) and ``meta.json`` lists each of their files. The folder is built under
+a temporary name and renamed into place, so a folder named ``checkpoint-N`` is always complete.
+Reading them: :mod:`parcae_runner.runs.checkpoints`.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ from torch import nn
 
 from parcae_runner.config.errors import RunStopped
 from parcae_runner.config.schema import CheckpointSchedule as ScheduleName
-from parcae_runner.runs.sharded_weights import save_sharded_weights
 from parcae_runner.runs.checkpoints import (
     META_FILE,
     PREFIX,
@@ -32,6 +34,7 @@ from parcae_runner.runs.checkpoints import (
     file_digest,
     list_checkpoints,
 )
+from parcae_runner.runs.sharded_weights import save_sharded_weights
 from parcae_runner.util.files import atomic_write_json, fsync_dir, fsync_file
 
 

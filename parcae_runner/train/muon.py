@@ -38,6 +38,7 @@ import math
 
 import torch
 from torch import Tensor
+from torch.distributed.tensor import DTensor, distribute_tensor
 
 # Amsel et al., "The Polar Express" (arXiv 2505.16932), 5 iterations, safety factor 2e-2, cushion 2
 POLAR_EXPRESS = (
@@ -179,9 +180,17 @@ class Muon(torch.optim.Muon):
         buf = state["momentum_buffer"]
         buf.lerp_(grad, 1 - mu)
         u = grad.lerp(buf, mu) if group["nesterov"] else buf
+        sharded = isinstance(u, DTensor)
+        if sharded:
+            # FSDP: Newton-Schulz needs the whole matrix. Gather it (one all-gather of the matrix, in the gradient's
+            # dtype, per step), orthogonalize on every rank (the same numbers everywhere), keep this rank's shard.
+            u = u.full_tensor()
         o = newton_schulz(u, group["ns_coefficients"], group["ns_steps"], self.ns_dtype).to(p.dtype)
         if group["normuon"]:
             o = normuon(o, state["second_moment"], group["beta2"])
+        if sharded:
+            # no communication: every rank holds the full update and keeps the slice that matches its shard of p
+            o = distribute_tensor(o, p.device_mesh, p.placements, src_data_rank=None)
         lr = group["lr"] * math.sqrt(max(1.0, p.size(0) / p.size(1)))
         if wd:
             decay = p * (o * p >= 0) if group["cautious"] else p

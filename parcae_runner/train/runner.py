@@ -22,6 +22,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from parcae_runner.config.errors import ConfigError, RunStopped
+from parcae_runner.config.schema import Strategy
 from parcae_runner.data import PreparedData, prepare_data
 from parcae_runner.models import build_model
 from parcae_runner.runs import RESUME_FILE, RunDirectory, RunRecord, RunStatus, latest_resumable
@@ -34,6 +35,7 @@ from parcae_runner.train.module import LanguageModelModule
 from parcae_runner.train.preflight import check_data_budget, preflight
 from parcae_runner.train.requeue import requeue_job, slurm_job_id
 from parcae_runner.train.run_facts import carbon_facts, hardware_info, identity, model_and_data, summarize_metrics
+from parcae_runner.train.sharding import resolved_strategy
 from parcae_runner.train.speed import speed_up
 from parcae_runner.train.trainer import AttemptTrainer, build_trainer, close_wandb, quiet_lightning
 from parcae_runner.util.log import log
@@ -107,6 +109,10 @@ def _train_locked(
         log(f"already finished: {run_dir.path}")
         return run_dir
     resume = latest_resumable(run_dir.checkpoints, verify=True)
+    if resume and (resume[1] / RESUME_FILE).is_dir() and resolved_strategy(cfg) != Strategy.FSDP:
+        raise ConfigError(
+            "train.strategy", cfg.train.strategy, f"{resume[1].name} is sharded (DCP): resume with train.strategy=fsdp"
+        )
     start_step = resume[0] if resume else 0
     if _is_first_rank():
         attempt = _start_attempt(cfg, run_dir, record, model, data, resume)
@@ -129,7 +135,7 @@ def _train_locked(
         status, error = _failure_status(exc)
         raise
     finally:
-        digest = module.train_loader.digest.hexdigest() if module.train_loader is not None else None
+        digest = module.digest.value(built.trainer.global_step)
         _finish(run_dir, built, attempt, status, error, digest, on_done)
     # last: once Slurm has the requeue it may terminate this job at any moment
     if status == RunStatus.REQUEUED and built.trainer.is_global_zero:

@@ -3,8 +3,8 @@
 from parcae_runner.models.backpack.model import BackpackHParams, BackpackModel
 from parcae_runner.models.backpack.sizes import PUBLISHED, SIZES
 from parcae_runner.models.registry import Architecture, register
-from parcae_runner.models.transformer.block import Block
 from parcae_runner.models.remote import RemoteCode
+from parcae_runner.models.transformer.block import Block
 
 CITATION = """@inproceedings{hewitt2023backpack,
   title = {Backpack Language Models},

@@ -15,7 +15,15 @@ CITATION = """@article{gu2023mamba,
 DESCRIPTION = "Mamba-1 selective SSM blocks (RMSNorm pre-norm, conv + selective scan), tied embeddings"
 
 ARCH = register(
-    Architecture("mamba", MambaHParams, SIZES, MambaModel, DESCRIPTION, hf=hf, hf_model_type="mamba", citation=CITATION,
+    Architecture(
+        "mamba",
+        MambaHParams,
+        SIZES,
+        MambaModel,
+        DESCRIPTION,
+        hf=hf,
+        hf_model_type="mamba",
+        citation=CITATION,
         shard_units=(MambaBlock,),
     )
 )

@@ -30,7 +30,7 @@ Not taken from Parcae: logit soft-capping (if any) and the KV cache. Parcae's Mu
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 import torch
@@ -136,26 +136,46 @@ class ParcaeModel(LanguageModel):
 
     # ------------------------------------------------------------------------------------------ depth
 
-    def set_depth_context(self, seed: int, step: int, rank: int) -> None:
-        """Re-seed the depth sampler; the trainer calls this before every optimizer step.
+    def set_depth_context(self, seed: int, step: int, rank: int, peers: Sequence[int] = ()) -> None:
+        """Re-seed the depth sampler; the trainer calls this before every training micro batch.
 
-        Every training forward after it draws (in order) its depth and its like-init noise seed from a CPU
-        generator seeded with :func:`depth_seed` ``(seed, step, rank)``: the micro-batches of one step get
-        successive draws, and a run resumed at ``step`` repeats them exactly.
+        ``rank`` is the micro batch's slice of the global batch (micro-batch index x world size + rank), so the
+        draws of a sample do not depend on how many ranks share the batch. The next training forward draws (in
+        order) its depths and its like-init noise seed from a CPU generator seeded with :func:`depth_seed`
+        ``(seed, step, rank)``; a run resumed at ``step`` repeats them exactly. ``peers``: every slice of the same
+        micro step on the other ranks; the loop then runs to the deepest of all their draws (a sequence that is
+        done is frozen, so its result is the same), and every rank runs the core the same number of times, as
+        sharded training (FSDP) needs: each run of a sharded block is a collective.
         """
         self._depth_generator.manual_seed(depth_seed(seed, step, rank))
+        self._peer_seeds = [depth_seed(seed, step, p) for p in peers if p != rank]
 
-    def sample_depth(self) -> tuple[int, int]:
+    def sample_depth(self, generator: torch.Generator | None = None) -> tuple[int, int]:
         """Draw ``(T, k)``: ``T = max(1, Poisson(mean_recurrence))``, ``k = min(T, mean_backprop_depth)``."""
         rate = torch.tensor(float(self.hparams.mean_recurrence), device="cpu")  # even under a meta default device
-        num_steps = max(1, int(torch.poisson(rate, generator=self._depth_generator).item()))
+        num_steps = max(1, int(torch.poisson(rate, generator=generator or self._depth_generator).item()))
         return num_steps, min(num_steps, self.hparams.mean_backprop_depth)
 
-    def sample_depths(self, batch: int) -> tuple[Tensor, Tensor]:
+    def sample_depths(self, batch: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """Per-sequence draws ``(T [batch], k [batch])`` int64 on the CPU, same law as :meth:`sample_depth`."""
         rate = torch.full((batch,), float(self.hparams.mean_recurrence), device="cpu")
-        steps = torch.poisson(rate, generator=self._depth_generator).long().clamp_min(1)
+        steps = torch.poisson(rate, generator=generator or self._depth_generator).long().clamp_min(1)
         return steps, steps.clamp(max=self.hparams.mean_backprop_depth)
+
+    def peer_depth(self, batch: int) -> tuple[int, int]:
+        """``(max T, max k)`` over the peers' draws of this micro step (``(0, 0)`` without peers): what each of
+        them draws first from its own generator, as :meth:`forward` does."""
+        deepest = (0, 0)
+        for seed in self._peer_seeds:
+            generator = torch.Generator(device="cpu")
+            generator.manual_seed(seed)
+            if self.hparams.depth_sampling == "per-sequence":
+                steps, grads = self.sample_depths(batch, generator)
+                drawn = (int(steps.max()), int(grads.max()))
+            else:
+                drawn = self.sample_depth(generator)
+            deepest = (max(deepest[0], drawn[0]), max(deepest[1], drawn[1]))
+        return deepest
 
     def resolve_depth(self, num_steps: int | None, num_grad_steps: int | None) -> tuple[int, int]:
         """``(T, k)`` for one forward: sampled in training when ``num_steps`` is None, else as given.
@@ -243,6 +263,8 @@ class ParcaeModel(LanguageModel):
         int tensors ``[B]`` (``num_grad_steps`` None: ``min(T, mean_backprop_depth)`` in training, ``T`` in eval).
         """
         batch = input_ids.shape[0]
+        # the peers' depths bound the loop only when this forward draws its own (training, num_steps not given)
+        loop_to = self.peer_depth(batch) if num_steps is None and self.training else (0, 0)
         if num_steps is None and self.training and self.hparams.depth_sampling == "per-sequence":
             steps, grads = self.sample_depths(batch)
             if num_grad_steps is not None:
@@ -262,19 +284,21 @@ class ParcaeModel(LanguageModel):
             n_steps, n_grad = self.resolve_depth(num_steps, n_grad_given)
             steps = torch.full((batch,), n_steps, dtype=torch.long)
             grads = torch.full((batch,), n_grad, dtype=torch.long)
-        return self._loop(input_ids, steps, grads)
+        return self._loop(input_ids, steps, grads, loop_to)
 
-    def _loop(self, input_ids: Tensor, steps: Tensor, grads: Tensor) -> Tensor:
+    def _loop(self, input_ids: Tensor, steps: Tensor, grads: Tensor, loop_to: tuple[int, int] = (0, 0)) -> Tensor:
         """The forward for per-sequence depths ``steps``, ``grads`` (CPU int64 ``[B]``).
 
         End-aligned: sequence ``b`` runs at loop iterations ``t_max - steps[b] .. t_max - 1`` and is frozen before;
         its grad iterations are its last ``grads[b]``. Only the loop's last ``max(grads)`` iterations run under
         autograd, and in them a sequence still in its no-grad part (never the case for sampled depths, whose
-        ``k = min(T, mean_backprop_depth)``) is detached.
+        ``k = min(T, mean_backprop_depth)``) is detached. ``loop_to``: at least this many iterations, of which at
+        least this many with autograd (the peers' deepest draw, :meth:`peer_depth`).
         """
-        t_max = int(steps.max()) if steps.numel() else 0
+        t_max = max(int(steps.max()) if steps.numel() else 0, loop_to[0])
         uniform = bool((steps == t_max).all()) and bool((grads == grads[0]).all()) if steps.numel() else True
-        k_max = int(grads.max()) if steps.numel() else 0
+        k_max = max(int(grads.max()) if steps.numel() else 0, loop_to[1])
+        uniform = uniform and k_max == int(grads[0]) if steps.numel() else uniform
         inputs = self.loop_inputs(input_ids)
         e = self.encode(input_ids, inputs)  # [B, T, d]
         x = self.initial_state(e)  # [B, T, d]

@@ -18,7 +18,14 @@ DESCRIPTION = "GPT-NeoX decoder as in the Pythia suite: parallel residual, parti
 
 ARCH = register(
     Architecture(
-        "pythia", PythiaHParams, SIZES, PythiaModel, DESCRIPTION, hf=hf, hf_model_type="gpt_neox", citation=CITATION,
+        "pythia",
+        PythiaHParams,
+        SIZES,
+        PythiaModel,
+        DESCRIPTION,
+        hf=hf,
+        hf_model_type="gpt_neox",
+        citation=CITATION,
         shard_units=(PythiaBlock,),
     )
 )

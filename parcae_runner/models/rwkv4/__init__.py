@@ -17,7 +17,15 @@ CITATION = """@inproceedings{peng2023rwkv,
 DESCRIPTION = "RWKV-4 (time-mix WKV + squared-ReLU channel-mix, token shift), untied embeddings"
 
 ARCH = register(
-    Architecture("rwkv4", RWKV4HParams, SIZES, RWKV4Model, DESCRIPTION, hf=hf, hf_model_type="rwkv", citation=CITATION,
+    Architecture(
+        "rwkv4",
+        RWKV4HParams,
+        SIZES,
+        RWKV4Model,
+        DESCRIPTION,
+        hf=hf,
+        hf_model_type="rwkv",
+        citation=CITATION,
         shard_units=(RWKV4Block,),
     )
 )

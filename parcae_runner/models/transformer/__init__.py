@@ -9,8 +9,8 @@ from __future__ import annotations
 from types import ModuleType
 
 from parcae_runner.models.registry import Architecture, register
-from parcae_runner.models.transformer.config import TransformerHParams, check
 from parcae_runner.models.transformer.block import Block
+from parcae_runner.models.transformer.config import TransformerHParams, check
 from parcae_runner.models.transformer.model import TransformerModel
 
 
