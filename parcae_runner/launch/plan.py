@@ -18,8 +18,8 @@ epochs it would make; above one epoch ``plan`` warns, above ``data.max_epochs`` 
 Every point passes :func:`parcae_runner.train.preflight.preflight`: at stage ``plan`` for ``parcae-runner plan``
 (a ``plan``-only size is costed and marked as one that cannot be trained), at stage ``submit`` for ``sweep`` and
 ``resubmit`` (it is refused, with everything else ``train`` would refuse on the node). Both refuse a run whose memory
-plan does not fit ``cluster.gpu_memory_gb``; the table shows each run's GB per GPU, and below it the memory plan,
-term by term, of the largest distinct plans (``train/memory_fit.py``; docs/memory.md). A corpus this machine has no
+plan does not fit ``cluster.gpu_memory_gb``; the table shows each run's GB per GPU and, on a GPU profile, below it
+the memory plan, term by term, of the largest distinct plans (``train/memory_fit.py``; docs/memory.md). A corpus this machine has no
 copy of is planned on its published size where ``data/published.py`` knows it, and the plan says so.
 """
 
@@ -337,20 +337,22 @@ MEMORY_PLANS_SHOWN = 3
 
 
 def memory_section(runs: list[PlannedRun]) -> list[str]:
-    """The memory plan per GPU, term by term, of the largest distinct plans, each headed by the runs it is."""
+    """On a profile with ``cluster.gpu_memory_gb``: the memory plan per GPU, term by term, of the largest distinct
+    plans, each headed by the runs it is. Elsewhere (CPU profiles) one line: there is no GPU to fit."""
     plans: dict[str, list[PlannedRun]] = {}
     for r in runs:
-        if r.memory is not None:
+        if r.memory is not None and r.memory.gpu_memory_gb is not None:
             plans.setdefault(r.memory.format(), []).append(r)
+    if not plans:
+        return ["memory: the GB/GPU column, per rank; not checked, cluster.gpu_memory_gb is not set (docs/memory.md)"]
     largest = sorted(plans.items(), key=lambda item: -item[1][0].memory.plan.total)  # type: ignore[union-attr]
     out = []
     for text, same in largest[:MEMORY_PLANS_SHOWN]:
         names = ", ".join(r.point.name for r in same[:3]) + (f" and {len(same) - 3} more" if len(same) > 3 else "")
-        unit = "GPU" if same[0].memory is not None and same[0].memory.on_gpu else "rank (CPU, fp32)"
-        out.append(f"memory per {unit} of {names} (docs/memory.md):")
+        out.append(f"memory per GPU of {names} (docs/memory.md):")
         out += [f"  {line}" for line in text.splitlines()]
-    if len(largest) > MEMORY_PLANS_SHOWN:
-        out.append(f"{len(largest) - MEMORY_PLANS_SHOWN} smaller memory plans: see the GB/GPU column")
+    if (more := len(largest) - MEMORY_PLANS_SHOWN) > 0:
+        out.append(f"{more} smaller memory plan{'s' if more > 1 else ''}: see the GB/GPU column")
     return out
 
 

@@ -79,6 +79,20 @@ def test_plan_refuses_ddp_for_llama_7b_naming_fsdp_and_the_gpu_count_then_plans_
     assert not (tmp_path / "results").exists()
 
 
+def test_plan_shows_the_largest_distinct_plans_in_full_and_one_line_on_a_cpu_profile(tmp_path, where, capsys):
+    sweep = write_sweep(tmp_path / "ladder.yaml", {"size": "debug,14m,31m,70m", "seed": "0,1"}, {"arch": "pythia"})
+    assert main(["plan", str(sweep), "cluster=slurm_a100", *where]) == 0
+    out = capsys.readouterr().out
+    heads = [line for line in out.splitlines() if line.startswith("memory per GPU of ")]
+    assert heads == [f"memory per GPU of pythia-{s}-s0, pythia-{s}-s1 (docs/memory.md):" for s in ("70m", "31m", "14m")]
+    assert out.count("GPU memory        80 GB (cluster.gpu_memory_gb): fits") == 3
+    assert out.splitlines()[-1] == "1 smaller memory plan: see the GB/GPU column"
+    assert main(["plan", str(sweep), *where]) == 0
+    out = capsys.readouterr().out
+    assert "memory per GPU of" not in out
+    assert out.splitlines()[-1].startswith("memory: the GB/GPU column, per rank; not checked, cluster.gpu_memory_gb")
+
+
 @pytest.mark.parametrize("command", ["train", "launch", "sweep"])
 def test_train_launch_and_sweep_refuse_what_does_not_fit_before_anything_is_written(
     command, tmp_path, where, sbatch_calls, capsys
