@@ -89,6 +89,15 @@ CASES: list[tuple[str, str]] = [
     # a run that would see the corpus thousands of times: refused, with the numbers
     (f"{T} train.max_steps=100000", "above data.max_epochs=4; use a larger corpus or fewer steps"),
     (f"{T} train.divergence.max_skipped_in_a_row=0", "train.divergence.max_skipped_in_a_row=0"),
+    # sharding (issue 26): a batch the FSDP world does not divide; a run that does not fit the profile's GPU
+    (
+        f"{T} train.strategy=fsdp train.devices=2 train.batch_size=6 train.micro_batch_size=2",
+        "train.batch_size=6: the effective batch must be a multiple of train.micro_batch_size (2) x the world size",
+    ),
+    (
+        f"{T} arch=llama size=llama-7b cluster=slurm_a100 train.strategy=ddp",
+        "above cluster.gpu_memory_gb=80; smallest change that fits: train.strategy=fsdp cluster.gpus_per_node=",
+    ),
     ("launch arch=gpt5", "arch=gpt5"),
     ("show arch=gpt5", "arch=gpt5"),
     ("show data.seq_len=0", "data.seq_len=0"),

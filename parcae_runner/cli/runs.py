@@ -60,7 +60,21 @@ def cmd_show(args: argparse.Namespace) -> int:
     validate(cfg)
     print(OmegaConf.to_yaml(cfg, resolve=True), end="")
     print(f"# {budget_source(cfg)}")
+    if cfg.cluster.get("gpu_memory_gb") is not None:
+        print(f"# memory: {_memory_line(cfg)}")
     return EXIT_OK
+
+
+def _memory_line(cfg) -> str:
+    """``show``'s one comment line on a GPU profile: the total per GPU and whether it fits (``plan`` prints every
+    term, and refuses what does not fit; ``show`` shows the config as it is)."""
+    from parcae_runner.data.published import tokenizer_vocab
+    from parcae_runner.train.memory_fit import memory_fit
+
+    vocab = tokenizer_vocab(OmegaConf.to_object(cfg.data))  # type: ignore[arg-type]
+    if vocab is None:
+        return f"per GPU once data.tokenizer={cfg.data.tokenizer} is in the cache (or data.vocab_size is set)"
+    return memory_fit(cfg, vocab).summary()
 
 
 def cmd_launch(args: argparse.Namespace) -> int:

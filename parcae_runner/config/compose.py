@@ -150,7 +150,8 @@ def compose_many(override_lists: list[list[str]], config_name: str = "config") -
         group_part = tuple(o for o in overrides if _is_group_override(o))
         value_part = [o for o in overrides if not _is_group_override(o)]
         if group_part not in bases:
-            bases[group_part] = compose_run_config(list(group_part), config_name=config_name)
+            # the profile's resources are applied below, after the values: cluster.nodes=2 must reach train.num_nodes
+            bases[group_part] = compose_run_config(list(group_part), config_name=config_name, resources=False)
         cfg = bases[group_part].copy()
         try:
             for parsed in parser.parse_overrides(value_part):
@@ -162,12 +163,16 @@ def compose_many(override_lists: list[list[str]], config_name: str = "config") -
             raise _as_config_error(exc, overrides) from None
         _check_size(cfg)
         _apply_budget(cfg)
+        _apply_cluster_resources(cfg)
         out.append(cfg)
     return out
 
 
-def compose_run_config(overrides: list[str] | None = None, config_name: str = "config") -> DictConfig:
-    """Compose and resolve the run config. Raises :class:`ConfigError` on any bad input."""
+def compose_run_config(
+    overrides: list[str] | None = None, config_name: str = "config", resources: bool = True
+) -> DictConfig:
+    """Compose and resolve the run config. Raises :class:`ConfigError` on any bad input. ``resources=False`` leaves
+    ``train.devices``/``num_nodes``/``accelerator`` as configured, for a caller that applies more overrides first."""
     overrides = list(overrides or [])
     register_configs()
     _check_group_overrides(overrides)
@@ -196,7 +201,8 @@ def compose_run_config(overrides: list[str] | None = None, config_name: str = "c
         raise ConfigError(missing[0], "???", "a value is required (pass it as an override)")
     _check_size(cfg)
     _apply_budget(cfg)
-    _apply_cluster_resources(cfg)
+    if resources:
+        _apply_cluster_resources(cfg)
     return cfg
 
 

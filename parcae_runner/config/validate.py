@@ -68,6 +68,47 @@ def gradient_accumulation(cfg: DictConfig) -> int:
     return cfg.train.batch_size // (cfg.train.micro_batch_size * world_size(cfg))
 
 
+def _shard_errors(cfg: DictConfig) -> list[ConfigError]:
+    """``train.strategy=fsdp`` needs the architecture's sharding units (``Architecture.shard_units``); an unknown
+    architecture is :func:`validate_run_config`'s to report."""
+    from parcae_runner.models.registry import ARCHITECTURES
+
+    arch = ARCHITECTURES.get(str(cfg.arch.name))
+    if arch is None or str(cfg.train.strategy) != Strategy.FSDP or arch.shard_units:
+        return []
+    return [
+        ConfigError(
+            "train.strategy",
+            cfg.train.strategy,
+            f"arch={arch.name} names no sharding units (its spec's shard_units: the block classes FSDP wraps); "
+            "train it with train.strategy=ddp, or name its blocks in its registration",
+        )
+    ]
+
+
+def _batch_errors(cfg: DictConfig) -> list[ConfigError]:
+    """Every rank takes whole micro-batches: the effective batch is a multiple of micro batch x ranks. Under FSDP the
+    ranks are the world size the model is sharded over, which the message names, with a batch that would do."""
+    t, ranks = cfg.train, world_size(cfg)
+    per_step = t.micro_batch_size * ranks
+    if t.batch_size % per_step == 0:
+        return []
+    how = f"train.micro_batch_size ({t.micro_batch_size}) x data-parallel ranks ({ranks}) = {per_step}"
+    if str(t.strategy) == Strategy.FSDP:
+        how = (
+            f"train.micro_batch_size ({t.micro_batch_size}) x the world size train.strategy=fsdp shards over "
+            f"({ranks} = {t.num_nodes} node(s) x {ranks // max(1, t.num_nodes)} rank(s)) = {per_step}"
+        )
+    nearest = -(-t.batch_size // per_step) * per_step
+    return [
+        ConfigError(
+            "train.batch_size",
+            t.batch_size,
+            f"the effective batch must be a multiple of {how}: e.g. train.batch_size={nearest}",
+        )
+    ]
+
+
 def _validate_cluster(errors: list[ConfigError], cfg: DictConfig) -> None:
     c = cfg.cluster
     _one_of(errors, cfg, "cluster.launcher", choices(Launcher))
@@ -216,16 +257,7 @@ def validate_run_config(cfg: DictConfig, check_tasks: Callable[[list[str]], None
     for key in ("min_lr", "warmup_steps", "weight_decay", "grad_clip", "val_batches", "num_workers"):
         _positive(errors, cfg, f"train.{key}", allow_zero=True)
     if t.batch_size > 0 and t.micro_batch_size > 0:
-        per_step = t.micro_batch_size * world_size(cfg)
-        if t.batch_size % per_step:
-            errors.append(
-                ConfigError(
-                    "train.batch_size",
-                    t.batch_size,
-                    f"the effective batch must be a multiple of train.micro_batch_size ({t.micro_batch_size})"
-                    f" x data-parallel ranks ({world_size(cfg)}) = {per_step}",
-                )
-            )
+        errors.extend(_batch_errors(cfg))
     if t.min_lr > t.lr:
         errors.append(ConfigError("train.min_lr", t.min_lr, f"must not exceed train.lr ({t.lr})"))
     _one_of(errors, cfg, "train.schedule", choices(Schedule))
@@ -235,6 +267,7 @@ def validate_run_config(cfg: DictConfig, check_tasks: Callable[[list[str]], None
     _validate_muon(errors, cfg)
     _one_of(errors, cfg, "train.precision", choices(Precision))
     _one_of(errors, cfg, "train.strategy", choices(Strategy))
+    errors.extend(_shard_errors(cfg))
     _one_of(errors, cfg, "train.checkpoint.schedule", choices(CheckpointSchedule))
     _positive(errors, cfg, "train.checkpoint.every")
     _positive(errors, cfg, "train.checkpoint.keep_resume_state")

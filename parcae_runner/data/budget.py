@@ -46,12 +46,14 @@ ESTIMATE_BYTES_PER_TOKEN = 4.0
 class Availability:
     """Training tokens a data config offers (in whole windows of ``seq_len``) and the model vocabulary it implies.
 
-    ``estimate``: not prepared yet, so counted from the input's size (``ESTIMATE_BYTES_PER_TOKEN``)."""
+    ``estimate``: not prepared yet, so counted from the input's size (``ESTIMATE_BYTES_PER_TOKEN``) or, where
+    ``published`` says so, taken from the corpus's published size (``data/published.py``: ``plan`` without the data)."""
 
     tokens: int
     model_vocab_size: int
     estimate: bool
     description: str
+    published: str | None = None
 
 
 def _window_tokens(shard_tokens: list[int], seq_len: int, overlap: bool) -> int:

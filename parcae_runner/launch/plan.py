@@ -17,7 +17,10 @@ epochs it would make; above one epoch ``plan`` warns, above ``data.max_epochs`` 
 
 Every point passes :func:`parcae_runner.train.preflight.preflight`: at stage ``plan`` for ``parcae-runner plan``
 (a ``plan``-only size is costed and marked as one that cannot be trained), at stage ``submit`` for ``sweep`` and
-``resubmit`` (it is refused, with everything else ``train`` would refuse on the node).
+``resubmit`` (it is refused, with everything else ``train`` would refuse on the node). Both refuse a run whose memory
+plan does not fit ``cluster.gpu_memory_gb``; the table shows each run's GB per GPU and, on a GPU profile, below it
+the memory plan, term by term, of the largest distinct plans (``train/memory_fit.py``; docs/memory.md). A corpus this machine has no
+copy of is planned on its published size where ``data/published.py`` knows it, and the plan says so.
 """
 
 from __future__ import annotations
@@ -38,7 +41,9 @@ from parcae_runner.config.validate import tasks_per_node
 from parcae_runner.data.budget import Availability, check_epochs
 from parcae_runner.launch.sweep_file import Point, Sweep, name_point
 from parcae_runner.models.flops import budget_source, flops_convention, model_costs
+from parcae_runner.models.memory import GB
 from parcae_runner.runs import RunDirectory, RunStatus
+from parcae_runner.train.memory_fit import MemoryFit, memory_fit
 from parcae_runner.train.preflight import Stage, preflight
 
 
@@ -58,6 +63,8 @@ class PlannedRun:
     epochs: float = 0.0
     data_estimated: bool = False
     trainable: bool = True  # False: a plan-only size, costed but refused by sweep and train
+    memory: MemoryFit | None = None  # the memory plan per GPU at the run's strategy and world size
+    data_published: str | None = None  # the data is not here: its published size (data/published.py), and whence
 
     @property
     def run_dir(self) -> RunDirectory:
@@ -164,9 +171,11 @@ def throughput_assumption(cfg: DictConfig) -> tuple[float, float, str]:
     return t.peak_flops, t.mfu, f"{kind}, mfu {t.source}"
 
 
-def estimate(point: Point, cfg: DictConfig, data: Availability, epochs: float | None = None) -> PlannedRun:
-    """Cost of one run. ``epochs``: as the preflight found them; when not given they are checked here (``DataError``
-    when the run would repeat its data more than ``data.max_epochs`` times)."""
+def estimate(
+    point: Point, cfg: DictConfig, data: Availability, epochs: float | None = None, memory: MemoryFit | None = None
+) -> PlannedRun:
+    """Cost of one run. ``epochs`` and ``memory``: as the preflight found them; when not given they are made here
+    (``DataError`` when the run would repeat its data more than ``data.max_epochs`` times)."""
     params, non_emb, fpt = model_costs(cfg, data.model_vocab_size)
     tokens = cfg.train.max_steps * cfg.train.batch_size * cfg.data.seq_len
     if epochs is None:
@@ -178,8 +187,24 @@ def estimate(point: Point, cfg: DictConfig, data: Availability, epochs: float | 
     kwh = gpu_hours * hw.power_w / 1000 * cfg.cluster.pue
     co2 = kwh * grid_intensity(cfg.cluster)[0]
     status = RunDirectory.for_config(cfg).read_run().status or RunStatus.NEW
+    if memory is None:
+        memory = memory_fit(cfg, data.model_vocab_size)
     return PlannedRun(
-        point, cfg, params, non_emb, tokens, flops, gpu_hours, kwh, co2, status, data.tokens, epochs, data.estimate
+        point,
+        cfg,
+        params,
+        non_emb,
+        tokens,
+        flops,
+        gpu_hours,
+        kwh,
+        co2,
+        status,
+        data.tokens,
+        epochs,
+        data.estimate,
+        memory=memory,
+        data_published=data.published,
     )
 
 
@@ -216,7 +241,7 @@ def plan_sweep(sweep: Sweep, extra: list[str] | None = None, stage: Stage = "pla
             errors.append(InvalidPoint(point.name, exc))
             continue
         assert checked.data is not None
-        run = estimate(point, cfg, checked.data, checked.epochs)
+        run = estimate(point, cfg, checked.data, checked.epochs, checked.memory)
         run.trainable = checked.trainable
         planned.append(run)
     names = [r.point.name for r in planned]
@@ -238,7 +263,7 @@ def _human(x: float) -> str:
 
 def format_plan(sweep: Sweep, runs: list[PlannedRun]) -> str:
     """A table, one row per run, and the totals."""
-    header = ("run", "params", "tokens", "data", "epochs", "FLOPs", "GPU-h", "kWh", "kg CO2", "status")
+    header = ("run", "params", "tokens", "data", "epochs", "FLOPs", "GPU-h", "kWh", "kg CO2", "GB/GPU", "status")
     rows = [
         (
             r.point.name,
@@ -250,6 +275,7 @@ def format_plan(sweep: Sweep, runs: list[PlannedRun]) -> str:
             f"{r.gpu_hours:.3g}",
             f"{r.kwh:.3g}",
             f"{r.co2_kg:.3g}",
+            f"{r.memory.plan.total / GB:.1f}" if r.memory is not None else "-",
             r.status if r.trainable else "plan-only",
         )
         for r in runs
@@ -265,6 +291,7 @@ def format_plan(sweep: Sweep, runs: list[PlannedRun]) -> str:
         f"{sum(r.gpu_hours for r in todo):.3g}",
         f"{sum(r.kwh for r in todo):.3g}",
         f"{sum(r.co2_kg for r in todo):.3g}",
+        "",
         f"{len(todo)}/{len(runs)}",
     )
     widths = [max(len(str(row[i])) for row in [header, *rows, total]) for i in range(len(header))]
@@ -292,6 +319,7 @@ def format_plan(sweep: Sweep, runs: list[PlannedRun]) -> str:
             f"grid {intensity:.4g} kg CO2/kWh ({source})"
         )
     out += [line(header), line(["-" * w for w in widths]), *map(line, rows), line(total)]
+    out += memory_section(runs) + published_data_section(runs)
     plan_only = [r.point.name for r in runs if not r.trainable]
     if plan_only:
         out.append(
@@ -302,3 +330,43 @@ def format_plan(sweep: Sweep, runs: list[PlannedRun]) -> str:
 
 def results_root(runs: list[PlannedRun]) -> Path:
     return Path(runs[0].cfg.results_dir) / runs[0].cfg.sweep
+
+
+# the memory plans printed in full below the table: the largest distinct ones (a grid of seeds shares one)
+MEMORY_PLANS_SHOWN = 3
+
+
+def memory_section(runs: list[PlannedRun]) -> list[str]:
+    """On a profile with ``cluster.gpu_memory_gb``: the memory plan per GPU, term by term, of the largest distinct
+    plans, each headed by the runs it is. Elsewhere (CPU profiles) one line: there is no GPU to fit."""
+    plans: dict[str, list[PlannedRun]] = {}
+    for r in runs:
+        if r.memory is not None and r.memory.gpu_memory_gb is not None:
+            plans.setdefault(r.memory.format(), []).append(r)
+    if not plans:
+        return ["memory: the GB/GPU column, per rank; not checked, cluster.gpu_memory_gb is not set (docs/memory.md)"]
+    largest = sorted(plans.items(), key=lambda item: -item[1][0].memory.plan.total)  # type: ignore[union-attr]
+    out = []
+    for text, same in largest[:MEMORY_PLANS_SHOWN]:
+        names = ", ".join(r.point.name for r in same[:3]) + (f" and {len(same) - 3} more" if len(same) > 3 else "")
+        out.append(f"memory per GPU of {names} (docs/memory.md):")
+        out += [f"  {line}" for line in text.splitlines()]
+    if (more := len(largest) - MEMORY_PLANS_SHOWN) > 0:
+        out.append(f"{more} smaller memory plan{'s' if more > 1 else ''}: see the GB/GPU column")
+    return out
+
+
+def published_data_section(runs: list[PlannedRun]) -> list[str]:
+    """Which runs were planned on a corpus's published size, not on a copy of it: train needs the data itself."""
+    notes: dict[str, list[str]] = {}
+    for r in runs:
+        if r.data_published:
+            notes.setdefault(r.data_published, []).append(r.point.name)
+    out = []
+    for note, names in notes.items():
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        out.append(
+            f"data of {shown}: not in this machine's cache, planned on its published size ({note}); "
+            "train needs the data itself (parcae-runner prepare ... data.download=true, on a machine with network)"
+        )
+    return out

@@ -4,19 +4,23 @@ Nothing may be queued that the node would refuse, and nothing may be written bef
 waits a day in the queue, gets its GPUs and then exits 2 costs its user that day. So ``train``, ``launch``,
 ``sweep``, ``plan`` and the Slurm job script all ask this module, each at its stage:
 
-- ``"plan"`` (``parcae-runner plan``): every value (:func:`validate`) and the data: the source opens, the
-  tokenizer loads, and the run does not repeat its data more than ``data.max_epochs`` times (exact once prepared, an
-  estimate before). A ``plan``-only size (e.g. LLaMA 7B) is costed, not refused: planning it is what plan is for;
-  the result says it cannot be trained.
-- ``"submit"`` (``launch``, ``sweep``, ``resubmit``): all of ``"plan"``, and what ``train`` would refuse on the
-  node: a ``plan``-only size, absent data of ``train.eval.tasks``, and a run directory that holds another config.
+- ``"plan"`` (``parcae-runner plan``): every value (:func:`validate`), the data and the memory. The data: the source
+  opens, the tokenizer loads, and the run does not repeat its data more than ``data.max_epochs`` times (exact once
+  prepared, an estimate before); a known corpus that is not in this machine's cache is planned on its published size
+  (``data/published.py``), and the plan says so. The memory: the run's plan per GPU (``train/memory_fit.py``) must
+  fit ``cluster.gpu_memory_gb``. A ``plan``-only size (e.g. LLaMA 7B) is costed, not refused: planning it is what
+  plan is for; the result says it cannot be trained, unless it fits under ``train.strategy=fsdp``.
+- ``"submit"`` (``launch``, ``sweep``, ``resubmit``): all of ``"plan"`` but the published sizes (the node needs the
+  data), and what ``train`` would refuse on the node: a ``plan``-only size, absent data of ``train.eval.tasks``, and
+  a run directory that holds another config.
 - ``"job"`` (the Slurm job script, inside the allocation, before ``srun``; ``parcae-runner train`` before it imports
-  the trainer): the values and the size, which cost nothing. The data and the run directory are checked by
+  the trainer): the values, the size and the memory, which cost nothing (the model is built on the meta device; the
+  memory is checked when the vocabulary is known without the data). The data and the run directory are checked by
   ``"train"`` a moment later in the job step, inside the container, where the data is read; ``"submit"`` checked
   them before the job was queued.
-- ``"train"`` (``parcae-runner train``, :func:`parcae_runner.train.runner.train`): the values, the size, the run
-  directory and the evaluation data, before data is prepared or anything is written. The data budget is then
-  checked exactly on the prepared data (:func:`check_data_budget`), before the run directory is touched.
+- ``"train"`` (``parcae-runner train``, :func:`parcae_runner.train.runner.train`): the values, the size, the memory,
+  the run directory and the evaluation data, before data is prepared or anything is written. The data budget is
+  then checked exactly on the prepared data (:func:`check_data_budget`), before the run directory is touched.
 
 Every refusal is bad input: ``ConfigError``/``ConfigErrors``/``DataError``, exit 2, naming the key or run.
 """
@@ -32,8 +36,11 @@ from parcae_runner.config.errors import ConfigError
 from parcae_runner.config.validate import validate_run_config
 from parcae_runner.data import PreparedData, TokenChunks, check_epochs
 from parcae_runner.data.budget import Availability, availability
+from parcae_runner.data.errors import DataError
+from parcae_runner.data.published import published_availability, tokenizer_vocab
 from parcae_runner.eval.tasks import check_task_data, check_task_names, go_offline, task_metadata
 from parcae_runner.runs import RunDirectory, run_name
+from parcae_runner.train.memory_fit import MemoryFit, check_fits, memory_fit
 
 Stage = Literal["plan", "submit", "job", "train"]
 STAGES: tuple[str, ...] = ("plan", "submit", "job", "train")
@@ -44,12 +51,13 @@ RESUME_TOLERATED = ("train.progress", "train.num_workers", "train.eval", "logger
 
 @dataclass
 class Checked:
-    """What a preflight learnt on the way: whether the size can be trained, and (``plan``/``submit``) the data the
-    run would read and the epochs it would make over it."""
+    """What a preflight learnt on the way: whether the size can be trained, (``plan``/``submit``) the data the run
+    would read and the epochs it would make over it, and the memory plan per GPU (when it was made)."""
 
     trainable: bool
     data: Availability | None = None
     epochs: float | None = None
+    memory: MemoryFit | None = None
 
 
 def preflight(cfg: DictConfig, stage: Stage, data_seen: dict[str, Availability] | None = None) -> Checked:
@@ -59,18 +67,37 @@ def preflight(cfg: DictConfig, stage: Stage, data_seen: dict[str, Availability] 
     if stage not in STAGES:
         raise ValueError(f"preflight stage {stage!r}: choose one of {', '.join(STAGES)}")
     validate(cfg)
-    trainable = plan_only_reason(cfg) is None
-    if stage != "plan":
-        check_trainable(cfg)
     if stage in ("submit", "train"):
         check_same_run(RunDirectory.for_config(cfg), cfg)
         check_eval_data(cfg)
-    if stage not in ("plan", "submit"):
-        return Checked(trainable)
-    data = data_availability(cfg, {} if data_seen is None else data_seen)
-    tokens = cfg.train.max_steps * cfg.train.batch_size * cfg.data.seq_len
-    epochs = check_epochs(run_name(cfg), tokens, data.tokens, float(cfg.data.max_epochs), data.estimate)
-    return Checked(trainable, data, epochs)
+    data, epochs = None, None
+    if stage in ("plan", "submit"):
+        data = planning_data(cfg, stage, {} if data_seen is None else data_seen)
+        tokens = cfg.train.max_steps * cfg.train.batch_size * cfg.data.seq_len
+        epochs = check_epochs(run_name(cfg), tokens, data.tokens, float(cfg.data.max_epochs), data.estimate)
+    memory = check_memory(cfg, data)
+    trainable = plan_only_reason(cfg, memory) is None
+    if stage != "plan":
+        check_trainable(cfg, memory)
+    return Checked(trainable, data, epochs, memory)
+
+
+def check_memory(cfg: DictConfig, data: Availability | None) -> MemoryFit | None:
+    """The run's memory plan per GPU, refused (exit 2, naming the smallest change that fits) when it does not fit
+    ``cluster.gpu_memory_gb``. ``plan`` and ``submit`` always make it (their output shows it); ``job`` and ``train``
+    when there is something to check (a GPU memory, a ``plan``-only size) and the vocabulary is known without the
+    data (else None: ``submit`` checked it with the data's own)."""
+    if data is not None:
+        vocab: int | None = data.model_vocab_size
+    elif cfg.cluster.get("gpu_memory_gb") is None and plan_only_reason(cfg) is None:
+        return None
+    else:
+        vocab = tokenizer_vocab(OmegaConf.to_object(cfg.data))  # type: ignore[arg-type]
+    if vocab is None:
+        return None
+    fit = memory_fit(cfg, vocab)
+    check_fits(fit)
+    return fit
 
 
 def validate(cfg: DictConfig) -> None:
@@ -79,19 +106,25 @@ def validate(cfg: DictConfig) -> None:
     validate_run_config(cfg, check_tasks=check_task_names)
 
 
-def plan_only_reason(cfg: DictConfig) -> str | None:
-    """Why ``cfg``'s size cannot be trained (it is ``plan``-only for its architecture), or None."""
+def plan_only_reason(cfg: DictConfig, memory: MemoryFit | None = None) -> str | None:
+    """Why ``cfg``'s size cannot be trained, or None. A ``plan``-only size (e.g. LLaMA 7B) trains only sharded: when
+    its strategy resolves to fsdp and its memory plan fits the profile's ``cluster.gpu_memory_gb``."""
     from parcae_runner.models import get_architecture
 
     arch = get_architecture(cfg.arch.name)
-    if cfg.size.name in arch.plan_only:
-        return f"plan-only for {arch.name} (parcae-runner plan estimates it; it cannot be trained)"
-    return None
+    if cfg.size.name not in arch.plan_only:
+        return None
+    if memory is not None and memory.strategy == "fsdp" and memory.fits:
+        return None
+    return (
+        f"plan-only for {arch.name}: it trains only with train.strategy=fsdp on a cluster profile whose "
+        "cluster.gpu_memory_gb its memory plan fits (parcae-runner plan names the GPU count)"
+    )
 
 
-def check_trainable(cfg: DictConfig) -> None:
-    """A ``plan``-only size (e.g. LLaMA 7B) can be planned and costed but not trained: bad input, exit 2."""
-    reason = plan_only_reason(cfg)
+def check_trainable(cfg: DictConfig, memory: MemoryFit | None = None) -> None:
+    """A ``plan``-only size that does not train sharded can be planned and costed but not trained: exit 2."""
+    reason = plan_only_reason(cfg, memory)
     if reason is not None:
         raise ConfigError("size", cfg.size.name, reason)
 
@@ -148,12 +181,31 @@ def check_same_run(run_dir: RunDirectory, cfg: DictConfig) -> None:
 def data_availability(cfg: DictConfig, seen: dict[str, Availability]) -> Availability:
     """The training tokens ``cfg``'s data offers (``DataError`` when the source or tokenizer is missing), once per
     distinct data config in ``seen``."""
-    import json
-
-    key = json.dumps(OmegaConf.to_container(cfg.data, resolve=True), sort_keys=True)
+    key = _data_key(cfg)
     if key not in seen:
         seen[key] = availability(OmegaConf.to_object(cfg.data))  # type: ignore[arg-type]
     return seen[key]
+
+
+def _data_key(cfg: DictConfig) -> str:
+    import json
+
+    return json.dumps(OmegaConf.to_container(cfg.data, resolve=True), sort_keys=True)
+
+
+def planning_data(cfg: DictConfig, stage: Stage, seen: dict[str, Availability]) -> Availability:
+    """:func:`data_availability`; at stage ``plan`` a known corpus that this machine cannot read (not in its cache)
+    is planned on its published size instead (``data/published.py``), so a study is priced before the download."""
+    try:
+        return data_availability(cfg, seen)
+    except DataError:
+        if stage != "plan":
+            raise
+        published = published_availability(OmegaConf.to_object(cfg.data))  # type: ignore[arg-type]
+        if published is None:
+            raise
+        seen[_data_key(cfg)] = published
+        return published
 
 
 def training_tokens(cfg: DictConfig, data: PreparedData) -> tuple[int, int]:

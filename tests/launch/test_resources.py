@@ -75,6 +75,18 @@ def test_a_profile_with_gpus_trains_on_gpus_and_only_a_test_profile_may_say_cpu(
     assert (local.train.accelerator, local.train.devices) == ("auto", "auto")
 
 
+def test_a_sweep_point_gets_the_resources_its_own_values_give():
+    """A grid point's cluster.nodes / cluster.gpus_per_node reach train.num_nodes / train.devices as in a single
+    run (compose_many composes each group choice once and applies the values after)."""
+    from parcae_runner.config.compose import compose_many
+
+    points = [["cluster=slurm_h100", "cluster.nodes=2"], ["cluster=slurm_a100", "cluster.gpus_per_node=4"]]
+    for overrides, cfg in zip(points, compose_many(points), strict=True):
+        single = compose_run_config(overrides)
+        assert (cfg.train.devices, cfg.train.num_nodes) == (single.train.devices, single.train.num_nodes)
+    assert [(c.train.devices, c.train.num_nodes) for c in compose_many(points)] == [(8, 2), (4, 1)]
+
+
 def test_cpu_nodes_take_their_ranks_from_the_profile():
     two = compose_run_config(["arch=pythia", "size=debug", "cluster=slurm_local_two_hosts"])
     assert (two.train.accelerator, two.train.devices, two.train.num_nodes) == ("auto", "auto", 2)
