@@ -39,11 +39,9 @@ from parcae_runner.util.log import log
 def resolved_strategy(cfg: DictConfig) -> str:
     """``ddp`` or ``fsdp``: ``train.strategy`` as given, and ``auto`` as the memory plan decides."""
     if cfg.train.strategy == Strategy.AUTO:
-        try:
-            from parcae_runner.train.memory_fit import resolve_strategy  # type: ignore[import-not-found]
-        except ImportError:  # TODO(merge): the memory plan's resolver
-            return str(Strategy.DDP)
-        return str(resolve_strategy(cfg))
+        from parcae_runner.train.memory_fit import resolve_strategy
+
+        return resolve_strategy(cfg)
     return str(cfg.train.strategy)
 
 
