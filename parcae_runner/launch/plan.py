@@ -19,8 +19,8 @@ Every point passes :func:`parcae_runner.train.preflight.preflight`: at stage ``p
 (a ``plan``-only size is costed and marked as one that cannot be trained), at stage ``submit`` for ``sweep`` and
 ``resubmit`` (it is refused, with everything else ``train`` would refuse on the node). Both refuse a run whose memory
 plan does not fit ``cluster.gpu_memory_gb``; the table shows each run's GB per GPU and, on a GPU profile, below it
-the memory plan, term by term, of the largest distinct plans (``train/memory_fit.py``; docs/memory.md). A corpus this machine has no
-copy of is planned on its published size where ``data/published.py`` knows it, and the plan says so.
+the memory plan, term by term, of the largest distinct plans (``train/memory_fit.py``; docs/memory.md). A corpus
+this machine has no copy of is planned on its published size where ``data/published.py`` knows it, and says so.
 """
 
 from __future__ import annotations
