@@ -46,7 +46,22 @@ Stage = Literal["plan", "submit", "job", "train"]
 STAGES: tuple[str, ...] = ("plan", "submit", "job", "train")
 
 # keys that may change between attempts of one run without changing what is trained
-RESUME_TOLERATED = ("train.progress", "train.num_workers", "train.eval", "logger", "cluster")
+# where a run runs and how its model is spread over the ranks do not change what it trains: a run resumes on another
+# number of ranks or nodes, or sharded (elastic resume, docs/strategies.md); the global batch stays train.batch_size.
+# A run directory moved or copied elsewhere (results_dir) is the same run
+RESUME_TOLERATED = (
+    "results_dir",
+    "train.progress",
+    "train.num_workers",
+    "train.eval",
+    "logger",
+    "cluster",
+    "train.devices",
+    "train.num_nodes",
+    "train.accelerator",
+    "train.strategy",
+    "train.fsdp",
+)
 
 
 @dataclass

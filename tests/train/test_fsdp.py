@@ -121,7 +121,16 @@ def _kill_after_checkpoint(overrides: list[str], run: Path, step: int) -> None:
 
 
 def final_weights(run: Path) -> dict[str, torch.Tensor]:
-    return load_model(run).state_dict()
+    """The final weights, less the attention key biases: a key bias adds the same ``q . b`` to every logit of a query,
+    which softmax cancels, so its true gradient is zero and AdamW normalises pure rounding noise into steps of the
+    learning rate's size; how that noise rounds depends on the order of the gradient reduction, which changes with the
+    number of ranks. Measured: every other weight within 1.2e-7 of the uninterrupted run, those within 2.6e-5."""
+    weights = load_model(run).state_dict()
+    for name, tensor in weights.items():
+        if name.endswith("attn.qkv.bias"):  # GPT-NeoX's fused layout: [heads, (q, k, v), head_dim]
+            heads = 4  # pythia debug
+            weights[name] = tensor.view(heads, 3, -1)[:, [0, 2]].reshape(-1)
+    return weights
 
 
 @pytest.mark.slow
