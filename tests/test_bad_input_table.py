@@ -98,6 +98,10 @@ CASES: list[tuple[str, str]] = [
         f"{T} arch=llama size=llama-7b cluster=slurm_a100 train.strategy=ddp",
         "above cluster.gpu_memory_gb=80; smallest change that fits: train.strategy=fsdp cluster.gpus_per_node=",
     ),
+    (
+        f"{T} train.strategy=fsdp train.eval.tasks=[lambada_openai]",
+        "train.eval.tasks=['lambada_openai']: evaluations during training need the whole model in one process",
+    ),
     ("launch arch=gpt5", "arch=gpt5"),
     ("show arch=gpt5", "arch=gpt5"),
     ("show data.seq_len=0", "data.seq_len=0"),

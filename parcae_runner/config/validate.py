@@ -73,17 +73,29 @@ def _shard_errors(cfg: DictConfig) -> list[ConfigError]:
     architecture is :func:`validate_run_config`'s to report."""
     from parcae_runner.models.registry import ARCHITECTURES
 
-    arch = ARCHITECTURES.get(str(cfg.arch.name))
-    if arch is None or str(cfg.train.strategy) != Strategy.FSDP or arch.shard_units:
+    if str(cfg.train.strategy) != Strategy.FSDP:
         return []
-    return [
-        ConfigError(
-            "train.strategy",
-            cfg.train.strategy,
-            f"arch={arch.name} names no sharding units (its spec's shard_units: the block classes FSDP wraps); "
-            "train it with train.strategy=ddp, or name its blocks in its registration",
+    errors = []
+    if cfg.train.eval.tasks:
+        errors.append(
+            ConfigError(
+                "train.eval.tasks",
+                list(cfg.train.eval.tasks),
+                "evaluations during training need the whole model in one process; with train.strategy=fsdp leave "
+                "them out and run `parcae-runner eval` on the checkpoints",
+            )
         )
-    ]
+    arch = ARCHITECTURES.get(str(cfg.arch.name))
+    if arch is not None and not arch.shard_units:
+        errors.append(
+            ConfigError(
+                "train.strategy",
+                cfg.train.strategy,
+                f"arch={arch.name} names no sharding units (its spec's shard_units: the block classes FSDP wraps); "
+                "train it with train.strategy=ddp, or name its blocks in its registration",
+            )
+        )
+    return errors
 
 
 def _batch_errors(cfg: DictConfig) -> list[ConfigError]:

@@ -20,6 +20,7 @@ from parcae_runner.eval.run_eval import evaluate_model
 from parcae_runner.eval.tasks import task_metadata
 from parcae_runner.runs import RunDirectory
 from parcae_runner.train.metrics import MetricsSink
+from parcae_runner.util.log import log
 
 
 def eval_steps(checkpoint_steps: list[int], every: int) -> set[int]:
@@ -52,6 +53,12 @@ class EvalAtCheckpoints(L.Callback):
 
     def _evaluate(self, trainer, pl_module, step: int) -> None:
         if not self.tasks or not trainer.is_global_zero:
+            return
+        if getattr(pl_module, "sharded", False):
+            # train.strategy=auto chose fsdp (an explicit fsdp with tasks is refused by the config validation): a
+            # sharded forward on one rank would wait for the others forever
+            log("train.eval.tasks skipped: the model is sharded (fsdp); run `parcae-runner eval` on the checkpoints")
+            self.tasks = []
             return
         if self._tokenizer is None:
             self._tokenizer = pl_module.data.load_tokenizer()
