@@ -40,9 +40,11 @@ $(STAMP): pyproject.toml docker/requirements.lock
 	rm -f $(VENV)/lib/python*/site-packages/parcae_runner_lm_eval.pth
 	touch $(STAMP)
 
+# two pytest-xdist workers: the system tests (Slurm, Docker, several ranks) one at a time on one of them
+# (tests/conftest.py SERIAL_MARKERS), the rest spread over both
 ## the full suite (CI runs it after make lint)
 test: setup
-	$(BIN)/python -m pytest -q -ra --durations=25
+	$(BIN)/python -m pytest -q -ra --durations=25 -n 2 --dist loadgroup
 
 ## the inner loop: no system service (Slurm, Docker, a browser, several ranks, a GPU) and no long training
 test-quick: setup

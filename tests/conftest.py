@@ -38,13 +38,20 @@ SYSTEM_MARKERS: dict[str, tuple[str, ...]] = {
 }
 
 
-# tryfirst: the markers must be on the items before `-m` deselects by them
+# Under pytest-xdist (`make test` runs two workers) every test of these markers runs on one worker, one at a time:
+# they share the one-node cluster's queue, the Docker engine, or need the cores for their own ranks
+SERIAL_MARKERS = ("slurm", "docker", "browser", "multiprocess")
+
+
+# tryfirst: the markers must be on the items before `-m` deselects by them (and before xdist reads its groups)
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         for fixture in SYSTEM_MARKERS.keys() & set(getattr(item, "fixturenames", ())):
             for marker in SYSTEM_MARKERS[fixture]:
                 item.add_marker(marker)
+        if any(item.get_closest_marker(name) for name in SERIAL_MARKERS):
+            item.add_marker(pytest.mark.xdist_group("system"))
 
 
 @pytest.fixture(scope="session")

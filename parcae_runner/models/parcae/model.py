@@ -229,15 +229,18 @@ class ParcaeModel(LanguageModel):
             return torch.empty_like(e)
         if self.training:
             seed = int(torch.randint(0, 2**62, (), generator=self._depth_generator, device="cpu").item())
+            shape = e.shape
         else:
-            seed = EVAL_NOISE_SEED
+            # one draw shared by every sequence: a sequence's evaluation does not depend on the batch it is in, so
+            # validation gives the same numbers on any number of ranks and at any batch size
+            seed, shape = EVAL_NOISE_SEED, (1, *e.shape[1:])
         # a generator on e's device: drawing on the CPU and copying would cost a [B, T, d] transfer per step
         generator = torch.Generator(device=e.device)
         generator.manual_seed(seed)
         std = small_init_std(self.dims["d_model"])
-        x = torch.empty(e.shape, dtype=torch.float32, device=e.device)
+        x = torch.empty(shape, dtype=torch.float32, device=e.device)
         nn.init.trunc_normal_(x, mean=0.0, std=std, a=-3 * std, b=3 * std, generator=generator)
-        return x.to(e.dtype)
+        return x.to(e.dtype).expand(e.shape)
 
     def core_step(self, x: Tensor, prepared: object, inputs: LoopInputs) -> Tensor:
         """One iteration: inject, then the core blocks. ``[B, T, d] -> [B, T, d]``."""
