@@ -85,9 +85,12 @@ def shard_model(model: nn.Module, units: tuple[type, ...], mesh: Any, cfg: DictC
 
     f = cfg.train.fsdp
     on_gpu = mesh.device_type == "cuda"
+    if f.cpu_offload and not on_gpu:
+        log("fsdp: train.fsdp.cpu_offload has nothing to do on a CPU (the shards are in host memory already)")
     kwargs: dict[str, Any] = {
         "mesh": _mesh(mesh, bool(f.hybrid), int(cfg.train.num_nodes)),
-        "offload_policy": CPUOffloadPolicy() if f.cpu_offload else OffloadPolicy(),
+        # offloaded shards are pinned host memory, for fast copies to the GPU
+        "offload_policy": CPUOffloadPolicy() if f.cpu_offload and on_gpu else OffloadPolicy(),
     }
     if on_gpu and f.mixed_precision:
         kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)

@@ -24,7 +24,8 @@ pytestmark = pytest.mark.multiprocess
 
 STEPS = 20
 CASES = {
-    "pythia-adamw": ["arch=pythia"],
+    # activation checkpointing composes with the FSDP units (each block's forward recomputed inside its unit)
+    "pythia-adamw-checkpointed": ["arch=pythia", "train.activation_checkpointing=true"],
     "pythia-muon": ["arch=pythia", "train.optimizer=muon"],
     "mamba-muon": ["arch=mamba", "train.optimizer=muon"],
     "rwkv7-muon": ["arch=rwkv7", "train.optimizer=muon"],
