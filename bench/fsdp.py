@@ -8,6 +8,10 @@ over ``--repeats`` rounds of each round's FSDP tokens/s over its DDP tokens/s (t
 machine's background load); the best tokens/s of each strategy and their ratio are kept beside it. Both
 strategies train the same global batches, so their final losses agree (kept as a check that both did the same work).
 
+Then, per size, the same comparison step by step (:func:`interleaved`): both strategies in one pair of processes,
+one optimizer step of each in turn on the same batches, so that both see the same machine; on a busy one this is the
+ratio to read.
+
 The ranks are processes Lightning launches from the command line, so each run is the CLI in a subprocess. What FSDP
 does differently, per micro batch: an all-gather of each block's parameters before its forward and again before its
 backward (``train.fsdp.reshard_after_forward``) and a reduce-scatter of its gradients, where DDP all-reduces the
@@ -21,6 +25,7 @@ and the ranks wait for each other at every one, so a busy machine slows FSDP mor
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -33,6 +38,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from _common import write_report
 
 from parcae_runner.runs.provenance import cpu_model
@@ -107,6 +113,88 @@ def bench_size(arch: str, size: str, args: argparse.Namespace) -> dict:
     }
 
 
+def _step(model, opt, sched, batches: list[torch.Tensor], clip: float, no_sync) -> None:
+    """One optimizer step over this rank's micro batches, as the trainer takes it (the loss of each micro batch over
+    the accumulation steps); ``no_sync``: DDP's, on every micro batch but the last (Lightning's accumulation)."""
+    for i, ids in enumerate(batches):
+        with no_sync() if no_sync is not None and i < len(batches) - 1 else contextlib.nullcontext():
+            logits = model(ids[:, :-1])
+            loss = F.cross_entropy(logits.float().flatten(0, 1), ids[:, 1:].flatten()) / len(batches)
+            loss.backward()
+    if clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    opt.step()
+    sched.step()
+    opt.zero_grad(set_to_none=True)
+
+
+def _interleaved_worker(rank: int, port: int, arch: str, size: str, args: argparse.Namespace, out: str) -> None:
+    """Both strategies in one pair of processes, one optimizer step of each in turn on the same batches."""
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.nn.parallel import DistributedDataParallel
+
+    from parcae_runner.config import compose_run_config
+    from parcae_runner.models import build_model
+    from parcae_runner.train.optim import build_optimizer
+    from parcae_runner.train.sharding import shard_model, shard_unit_classes
+
+    # as Lightning sets them for CPU ranks: the cores shared out
+    torch.set_num_threads(max(1, (os.cpu_count() or RANKS) // RANKS))
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=RANKS)
+    cfg = compose_run_config([f"arch={arch}", f"size={size}", "train.strategy=fsdp"])
+    vocab = int(cfg.data.vocab_size)
+    models = {}
+    for strategy in STRATEGIES:
+        torch.manual_seed(0)
+        model = build_model(cfg.arch, size, vocab)
+        if strategy == "fsdp":
+            shard_model(model, shard_unit_classes(arch), init_device_mesh("cpu", (RANKS,)), cfg)
+            wrapped, no_sync = model, None
+        else:
+            wrapped = DistributedDataParallel(model)
+            no_sync = wrapped.no_sync
+        models[strategy] = (wrapped, *build_optimizer(model, cfg.train), no_sync)
+    accumulate = args.batch // (args.micro_batch * RANKS)
+    g = torch.Generator().manual_seed(1000 + rank)
+    seconds = dict.fromkeys(STRATEGIES, 0.0)
+    for step in range(2 * args.warmup):
+        batches = [
+            torch.randint(0, vocab, (args.micro_batch, args.seq_len + 1), generator=g) for _ in range(accumulate)
+        ]
+        for strategy in STRATEGIES if step % 2 == 0 else STRATEGIES[::-1]:
+            dist.barrier()
+            started = time.perf_counter()
+            _step(*models[strategy][:3], batches, float(cfg.train.grad_clip or 0), models[strategy][3])
+            dist.barrier()
+            if step >= args.warmup:
+                seconds[strategy] += time.perf_counter() - started
+    if rank == 0:
+        Path(out).write_text(json.dumps(seconds))
+    dist.destroy_process_group()
+
+
+def interleaved(arch: str, size: str, args: argparse.Namespace) -> dict:
+    """tokens/s of each strategy over the timed steps, alternating step by step in the same 2 processes: the two
+    see the same machine, so their ratio holds on a busy one. The model, optimizer, clipping and accumulation are the
+    trainer's; Lightning's loop, logging and checkpoints are not in it (the end-to-end rounds have them)."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = str(Path(tmp) / "seconds.json")
+        mp.spawn(_interleaved_worker, args=(port, arch, size, args, out), nprocs=RANKS, join=True)
+        seconds = json.loads(Path(out).read_text())
+    tokens = args.warmup * args.batch * args.seq_len
+    rates = {s: tokens / seconds[s] for s in STRATEGIES}
+    print(f"{arch} {size} interleaved: " + ", ".join(f"{s} {rates[s]:,.0f} tok/s" for s in STRATEGIES))
+    return {"tokens_per_s_fsdp": rates["fsdp"], "tokens_per_s_ddp": rates["ddp"], "ratio": rates["fsdp"] / rates["ddp"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("bench/out/fsdp.json"))
@@ -119,7 +207,9 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=256)
     args = parser.parse_args()
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    results = [bench_size(args.arch, size, args) for size in args.sizes]
+    results = [
+        {**bench_size(args.arch, size, args), "interleaved": interleaved(args.arch, size, args)} for size in args.sizes
+    ]
     report = {
         "benchmark": "fsdp",
         "device": cpu_model(),
@@ -143,7 +233,8 @@ def main() -> None:
     summary = "\n".join(
         f"{r['arch']} {r['size']:>6}: fsdp {r['tokens_per_s_fsdp']:,.0f} tok/s, "
         f"ddp {r['tokens_per_s_ddp']:,.0f} tok/s, "
-        f"ratio {r['ratio']:.3f} (rounds: {', '.join(f'{x:.3f}' for x in r['round_ratios'])})"
+        f"ratio {r['ratio']:.3f} (rounds: {', '.join(f'{x:.3f}' for x in r['round_ratios'])}); "
+        f"interleaved steps: ratio {r['interleaved']['ratio']:.3f}"
         for r in results
     )
     write_report(args.out, report, summary)

@@ -87,8 +87,8 @@ def one_rank_group(device: torch.device) -> Iterator[None]:
     if dist.is_initialized():
         yield
         return
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
+    if device.type == "cuda":  # NCCL's device: the one given, else the current one (torch.device("cuda") has no index)
+        torch.cuda.set_device(device.index if device.index is not None else torch.cuda.current_device())
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
     try:
