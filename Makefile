@@ -125,6 +125,8 @@ bench: setup slurm-up
 	$(BIN)/python bench/data.py --out bench/out/data.json
 	$(BIN)/python bench/compile.py --out bench/out/compile.json
 	$(BIN)/python bench/peers.py --out bench/out/peers.json
+	$(BIN)/python bench/fsdp.py --out bench/out/fsdp.json
+	$(BIN)/python bench/fsdp_memory.py --out bench/out/fsdp_memory.json
 
 ## the image's dependency lock, from pyproject.toml (torch and triton come from the base image; see docker/)
 # resolved against PyPI as it was at LOCK_DATE, for every Python the package supports: bump the date to update.
@@ -178,8 +180,9 @@ docker-push:
 		$(REGISTRY)/$(IMAGE_NAME):$(IMAGE_TAG) | grep '^$(REGISTRY)/$(IMAGE_NAME)@' | head -1)"
 
 # MFU per architecture at 160m (bf16, with and without torch.compile), Triton kernels against their references and
-# mamba_ssm/fla, peak memory; JSON to bench/results/ named by the device. On a CPU-only machine it says so, exits 0.
-## on a lent GPU: MFU, kernels and peak memory per architecture (bench/gpu.py; a CPU machine just says it needs one)
+# mamba_ssm/fla, peak memory, and the MFU of a 1B LLaMA under FSDP; JSON to bench/results/ named by the device.
+# On a CPU-only machine it says so, exits 0.
+## on a lent GPU: MFU, kernels, peak memory per architecture and a 1B LLaMA under FSDP (bench/gpu.py; a CPU: exits 0)
 bench-gpu: setup
 	$(BIN)/python bench/gpu.py --out-dir bench/results
 

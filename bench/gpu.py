@@ -1,8 +1,10 @@
 """What a lent GPU machine measures, in one command (``make bench-gpu``): per architecture at 160m (the nearest size
 an architecture has, e.g. Parcae's 140m) in bf16, training tokens/s, achieved FLOP/s, MFU and peak memory, with and
 without ``torch.compile``; then the Triton kernels against their references and against mamba_ssm /
-flash-linear-attention where installed (bench/kernels.py at training shapes). Results as JSON under
-``bench/results/``, named by the device.
+flash-linear-attention where installed (bench/kernels.py at training shapes); then the same measurement of a 1B
+LLaMA sharded as ``train.strategy=fsdp`` shards it (FSDP2 ``fully_shard`` per block, bf16 parameters with fp32
+gradient reduction, fp32 master weights and AdamW states: train/sharding.py), whose MFU the issue holds to >= 40%.
+Results as JSON under ``bench/results/``, named by the device.
 
     python bench/gpu.py                      # on a CUDA machine: everything above
     python bench/gpu.py --allow-cpu ...      # the same path on a CPU (tiny shapes: tests), no MFU
@@ -13,7 +15,10 @@ can run anywhere.
 Method: for each (architecture, compile) the model is built from the run config's defaults (``compose_run_config``:
 the same optimizer, schedule and clipping as ``parcae-runner train``), trained ``--warmup`` untimed steps (compilation
 happens there) and ``--steps`` timed ones on random tokens under autocast; FLOP/s = tokens/s x training FLOPs per
-token (models/flops.py); MFU = FLOP/s / the device's dense peak (config/hardware.py).
+token (models/flops.py); MFU = FLOP/s / the device's dense peak (config/hardware.py). The FSDP measurement runs on
+one rank (a one-process group: NCCL on a GPU, gloo on a CPU), as a lent machine has one GPU: each unit is still
+gathered, cast to bf16 and freed around its forward and backward, and its gradients reduced, over a group of one, so
+the figure holds FSDP's own costs (casts, hooks, copies) but no network's.
 """
 
 from __future__ import annotations
@@ -22,11 +27,14 @@ import argparse
 import contextlib
 import platform
 import re
+import socket
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+import torch.distributed
 import torch.nn.functional as F
 from _common import write_report
 
@@ -36,6 +44,8 @@ from parcae_runner.models import ARCHITECTURES, build_model, count_parameters
 from parcae_runner.models.flops import training_flops_per_token
 from parcae_runner.train.optim import build_optimizer
 
+# OLMo-core reports 39-41% bf16 MFU for a 1B model on H100s, torchtitan 33-39% for Llama-3.1-8B (issue 26)
+FSDP_MFU_GOAL = 0.40
 NEEDS_GPU = (
     "bench-gpu needs a CUDA GPU and this machine has none (torch.cuda.is_available() is False): nothing measured"
 )
@@ -63,6 +73,44 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def one_rank_group(device: torch.device) -> Iterator[None]:
+    """A process group of this process alone (FSDP needs one), unless one exists; destroyed afterwards."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        yield
+        return
+    if device.type == "cuda":  # NCCL's device: the one given, else the current one (torch.device("cuda") has no index)
+        torch.cuda.set_device(device.index if device.index is not None else torch.cuda.current_device())
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def shard_like_training(model: torch.nn.Module, cfg, device: torch.device, compile_model: bool) -> None:
+    """In place, as ``parcae-runner train`` with ``train.strategy=fsdp`` does: compile first (train/speed.py), then
+    ``fully_shard`` each block and the root over this process's group (train/sharding.py)."""
+    from torch.distributed.device_mesh import init_device_mesh
+
+    from parcae_runner.train.sharding import shard_model, shard_unit_classes
+    from parcae_runner.train.speed import compile_model as compile_in_place
+
+    if compile_model:
+        compile_in_place(model)
+    mesh = init_device_mesh(device.type, (torch.distributed.get_world_size(),))
+    shard_model(model, shard_unit_classes(str(cfg.arch.name)), mesh, cfg)
+
+
 def bench_model(
     arch: str,
     size: str,
@@ -74,15 +122,24 @@ def bench_model(
     vocab: int,
     warmup: int,
     steps: int,
+    fsdp: bool = False,
 ) -> dict:
-    """Training throughput of one architecture at one size, with or without torch.compile."""
-    cfg = compose_run_config([f"arch={arch}", f"size={size}", f"data.seq_len={seq_len}", f"data.vocab_size={vocab}"])
+    """Training throughput of one architecture at one size, with or without torch.compile; ``fsdp``: sharded as
+    ``train.strategy=fsdp`` shards it, inside a process group (:func:`one_rank_group`)."""
+    overrides = [f"arch={arch}", f"size={size}", f"data.seq_len={seq_len}", f"data.vocab_size={vocab}"]
+    cfg = compose_run_config([*overrides, *(["train.strategy=fsdp"] if fsdp else [])])
     torch.manual_seed(0)
     model = build_model(cfg.arch, size, vocab).to(device)
     model.train()
     flops_per_token = training_flops_per_token(model, seq_len)
+    params = count_parameters(model)
+    if fsdp:
+        shard_like_training(model, cfg, device, compile_model)
+        step_model = model
+    else:
+        step_model = torch.compile(model) if compile_model else model
+    # after sharding: the optimizer holds the sharded parameters
     opt, sched = build_optimizer(model, cfg.train, device.type)
-    step_model = torch.compile(model) if compile_model else model
     autocast = (
         torch.autocast(device.type, dtype=getattr(torch, dtype)) if dtype != "float32" else contextlib.nullcontext()
     )
@@ -127,9 +184,11 @@ def bench_model(
     result = {
         "arch": arch,
         "size": size,
+        "strategy": "fsdp" if fsdp else "single",
+        "world_size": torch.distributed.get_world_size() if fsdp else 1,
         "compile": compile_model,
         "dtype": dtype,
-        "params": count_parameters(model),
+        "params": params,
         "batch": batch,
         "seq_len": seq_len,
         "warmup_steps": warmup,
@@ -145,6 +204,29 @@ def bench_model(
     return result
 
 
+def measure(
+    arch: str, size: str, compile_model: bool, fsdp: bool, device: torch.device, args: argparse.Namespace, report: dict
+) -> dict | None:
+    """One measurement into ``report["models"]``; a failure (out of memory, a compile error) goes to
+    ``report["errors"]`` instead, so that it does not lose the rest."""
+    try:
+        with one_rank_group(device) if fsdp else contextlib.nullcontext():
+            r = bench_model(
+                arch, size, device, args.dtype, compile_model, args.batch, args.seq_len, args.vocab,
+                args.warmup, args.steps, fsdp=fsdp,
+            )  # fmt: skip
+    except Exception as e:
+        error = {"arch": arch, "compile": compile_model, "fsdp": fsdp, "error": f"{type(e).__name__}: {e}"}
+        report["errors"].append(error)
+        print(f"{arch} {size} compile={compile_model} fsdp={fsdp}: {type(e).__name__}: {e}", file=sys.stderr)
+        return None
+    finally:
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    report["models"].append(r)
+    return r
+
+
 def main(argv: list[str] | None = None) -> dict | None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out-dir", type=Path, default=Path("bench/results"))
@@ -158,6 +240,8 @@ def main(argv: list[str] | None = None) -> dict | None:
     parser.add_argument("--warmup", type=int, default=10, help="untimed steps (torch.compile compiles here)")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--kernels", default="selective_scan,wkv4", help="bench/kernels.py kernels; '' for none")
+    parser.add_argument("--fsdp-arch", default="llama", help="the model measured under FSDP")
+    parser.add_argument("--fsdp-size", default="1b", help="its size ('' for no FSDP measurement)")
     parser.add_argument("--allow-cpu", action="store_true", help="run on a CPU (tests of this script; no MFU)")
     args = parser.parse_args(argv)
 
@@ -178,27 +262,21 @@ def main(argv: list[str] | None = None) -> dict | None:
         "errors": [],
     }
     compiles = {"both": (False, True), "on": (True,), "off": (False,)}[args.compile]
-    for arch in [a for a in args.archs.split(",") if a]:
-        size = nearest_size(arch, args.size)
-        for compile_model in compiles:
-            try:
-                r = bench_model(
-                    arch, size, device, args.dtype, compile_model, args.batch, args.seq_len, args.vocab,
-                    args.warmup, args.steps,
-                )  # fmt: skip
-            except Exception as e:  # one architecture failing (out of memory, a compile error) must not lose the rest
-                report["errors"].append({"arch": arch, "compile": compile_model, "error": f"{type(e).__name__}: {e}"})
-                print(f"{arch} {size} compile={compile_model}: {type(e).__name__}: {e}", file=sys.stderr)
-                continue
-            finally:
-                if cuda:
-                    torch.cuda.empty_cache()
-            report["models"].append(r)
-            mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a"
-            print(
-                f"{arch:16s} {size:6s} compile={str(compile_model):5s} {r['tokens_per_s']:12,.0f} tok/s "
-                f"{r['flops_per_s'] / 1e12:8.2f} TFLOP/s  MFU {mfu:>6s}  peak {r['peak_memory_gib']:.2f} GiB"
-            )
+    jobs = [(a, nearest_size(a, args.size), c, False) for a in args.archs.split(",") if a for c in compiles]
+    if args.fsdp_size:
+        report["fsdp_mfu_goal"] = FSDP_MFU_GOAL
+        jobs += [(args.fsdp_arch, args.fsdp_size, c, True) for c in compiles]
+    for arch, size, compile_model, fsdp in jobs:
+        r = measure(arch, size, compile_model, fsdp, device, args, report)
+        if r is None:
+            continue
+        mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a"
+        goal = f" (goal >= {FSDP_MFU_GOAL:.0%})" if fsdp else ""
+        print(
+            f"{arch + (' fsdp' if fsdp else ''):16s} {size:6s} compile={str(compile_model):5s} "
+            f"{r['tokens_per_s']:12,.0f} tok/s {r['flops_per_s'] / 1e12:8.2f} TFLOP/s  MFU {mfu:>6s}{goal}  "
+            f"peak {r['peak_memory_gib']:.2f} GiB"
+        )
     slug = re.sub(r"[^a-z0-9]+", "-", device_name.lower()).strip("-") or device.type
     if args.kernels:
         # bench/kernels.py by its path: a plain `import kernels` can find another module of that name first (the

@@ -33,6 +33,8 @@ SYSTEM_MARKERS: dict[str, tuple[str, ...]] = {
     "slurm_cluster_session": ("slurm",),
     # DDP over gloo with ranks on two hosts: several processes that need the cores to themselves
     "two_host_cluster": ("slurm", "multiprocess"),
+    # a run trained by 2 FSDP ranks over gloo on this machine (tests/export/test_fsdp_export.py)
+    "fsdp_two_rank_run": ("multiprocess",),
     "docker_engine": ("docker",),
     "chromium": ("browser",),
 }

@@ -6,7 +6,9 @@ Each checkpoint folder holds ``model.safetensors`` (weights, what exports and ev
 ``torch.distributed.checkpoint`` folders instead, each rank its shards: ``model/`` (the weights, read back one
 tensor at a time by :mod:`parcae_runner.runs.sharded_weights`) and ``trainer_state.ckpt/``. A folder is built under
 a temporary name and renamed into place (:class:`parcae_runner.train.checkpointing.CheckpointSchedule`), so a folder
-named ``checkpoint-N`` with its ``meta.json`` is always complete.
+named ``checkpoint-N`` with its ``meta.json`` is always complete. Every reader of the weights (``export``, ``eval``,
+``senses``, ``runs.load_model``) goes through :func:`load_checkpoint_model`, which reads either layout and refuses
+weights of another shape (runs/weight_shapes.py).
 """
 
 from __future__ import annotations
@@ -126,8 +128,12 @@ def load_checkpoint_model(rd: RunDirectory, cfg: DictConfig, run: RunRecord, pat
 
         load_sharded_weights(model, path / SHARDED_WEIGHTS_DIR)
     else:
+        from parcae_runner.runs.weight_shapes import check_shapes, safetensors_shapes
+
+        file = path / WEIGHTS_FILE
+        check_shapes(model, safetensors_shapes(file), file)
         # load_model, not load_file: a tied tensor (embedding = head) is stored once
-        load_weights(model, str(path / WEIGHTS_FILE))
+        load_weights(model, str(file))
     return model.eval()
 
 

@@ -10,12 +10,13 @@ way through :func:`parcae_runner.runs.checkpoints.load_checkpoint_model`.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from parcae_runner.config.errors import ConfigError
+from parcae_runner.runs.weight_shapes import check_shapes
 
 
 def save_sharded_weights(model: nn.Module, folder: Path) -> None:
@@ -42,21 +43,22 @@ def sharded_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
 def load_sharded_weights(model: nn.Module, folder: Path) -> None:
     """Fill ``model`` (on the CPU) from a weights folder, one tensor at a time, in place.
 
-    A tensor whose shape differs from the model's, or one the folder lacks, is bad input (exit 2): the checkpoint is
-    of another size or architecture."""
+    Never two copies of the model: each ``dcp.load`` call is handed one of the model's own tensors, so DCP's reader
+    reads only that tensor's chunks (one per rank that wrote it, each ``torch.load``-ed and copied into the target's
+    slice) and writes them into the model's storage. Beside the model, a reader holds at most one tensor's chunks:
+    tests/runs/test_sharded_weights.py measures the peak resident memory of a load against that bound.
+
+    A tensor whose shape differs from the model's, one the folder lacks or one the model lacks is bad input (exit 2):
+    the checkpoint is of another size or architecture (runs/weight_shapes.py)."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint import FileSystemReader
 
     shapes = sharded_shapes(folder)
-    # a tied tensor (embedding = head) appears under both names; it is loaded once per name, into the same storage
-    for name, tensor in model.state_dict(keep_vars=True).items():
-        if name not in shapes:
-            raise ConfigError("checkpoint", str(folder), f"has no tensor {name!r} (another architecture?)")
-        if tuple(tensor.shape) != shapes[name]:
-            raise ConfigError(
-                "checkpoint",
-                str(folder),
-                f"{name} has shape {list(shapes[name])} there and {list(tensor.shape)} in the model",
-            )
-        with torch.no_grad():
-            dcp.load({name: tensor.data}, storage_reader=FileSystemReader(str(folder)), no_dist=True)
+    check_shapes(model, shapes, folder)
+    with warnings.catch_warnings(), torch.no_grad():
+        # no_dist is the intent (any process reads, with no process group): DCP warns that it assumes so
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled", category=UserWarning)
+        # a tied tensor (embedding = head) appears under both names; it is loaded once per name, into the same storage
+        for name, tensor in model.state_dict(keep_vars=True).items():
+            if name in shapes:  # else a tied name whose storage another name fills (check_shapes)
+                dcp.load({name: tensor.data}, storage_reader=FileSystemReader(str(folder)), no_dist=True)
