@@ -41,8 +41,9 @@ SYSTEM_MARKERS: dict[str, tuple[str, ...]] = {
 
 
 # Under pytest-xdist (`make test` runs two workers) every test of these markers runs on one worker, one at a time:
-# they share the one-node cluster's queue, the Docker engine, or need the cores for their own ranks
-SERIAL_MARKERS = ("slurm", "docker", "browser", "multiprocess")
+# they share the one-node cluster's queue and the Docker engine. Tests with several ranks of their own (multiprocess)
+# are safe beside others, only slower, so they go wherever a worker is free
+SERIAL_MARKERS = ("slurm", "docker")
 
 
 # tryfirst: the markers must be on the items before `-m` deselects by them (and before xdist reads its groups)
