@@ -17,7 +17,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from _common import write_report
+from _common import timing_run, write_report
 
 from parcae_runner.config import compose_run_config
 from parcae_runner.models import ARCHITECTURES
@@ -40,18 +40,7 @@ def bench_arch(arch: str, size: str, warmup: int, repeats: int, batch: int, seq_
         for i in range(repeats):
             for compiled in (False, True):
                 overrides = [
-                    f"arch={arch}",
-                    f"size={size}",
-                    f"data.seq_len={seq_len}",
-                    "logger=none",
-                    "train.progress=false",
-                    "train.val_batches=0",
-                    f"train.max_steps={2 * warmup}",
-                    f"train.log_interval={warmup}",
-                    f"train.batch_size={batch}",
-                    f"train.micro_batch_size={batch}",
-                    "train.checkpoint.schedule=none",
-                    "train.checkpoint.save_last=false",
+                    *timing_run(arch, size, warmup, batch, batch, seq_len),
                     f"train.compile={str(compiled).lower()}",
                     f"results_dir={tmp}",
                     f"run_name={arch}-{compiled}-{i}",

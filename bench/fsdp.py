@@ -39,7 +39,7 @@ from pathlib import Path
 import lightning as L
 import torch
 import torch.nn.functional as F
-from _common import write_report
+from _common import timing_run, write_report
 
 from parcae_runner.runs.provenance import cpu_model
 
@@ -50,18 +50,7 @@ RANKS = 2
 def run_settings(arch: str, size: str, warmup: int, batch: int, micro_batch: int, seq_len: int) -> list[str]:
     """The overrides every run of one size shares (the strategy and the run's name come on top)."""
     return [
-        f"arch={arch}",
-        f"size={size}",
-        f"data.seq_len={seq_len}",
-        "logger=none",
-        "train.progress=false",
-        "train.val_batches=0",
-        f"train.max_steps={2 * warmup}",
-        f"train.log_interval={warmup}",
-        f"train.batch_size={batch}",
-        f"train.micro_batch_size={micro_batch}",
-        "train.checkpoint.schedule=none",
-        "train.checkpoint.save_last=false",
+        *timing_run(arch, size, warmup, batch, micro_batch, seq_len),
         "train.accelerator=cpu",
         f"train.devices={RANKS}",
     ]
