@@ -180,15 +180,14 @@ class Muon(torch.optim.Muon):
         buf = state["momentum_buffer"]
         buf.lerp_(grad, 1 - mu)
         u = grad.lerp(buf, mu) if group["nesterov"] else buf
-        sharded = isinstance(u, DTensor)
-        if sharded:
+        if isinstance(u, DTensor):
             # FSDP: Newton-Schulz needs the whole matrix. Gather it (one all-gather of the matrix, in the gradient's
             # dtype, per step), orthogonalize on every rank (the same numbers everywhere), keep this rank's shard.
             u = u.full_tensor()
         o = newton_schulz(u, group["ns_coefficients"], group["ns_steps"], self.ns_dtype).to(p.dtype)
         if group["normuon"]:
             o = normuon(o, state["second_moment"], group["beta2"])
-        if sharded:
+        if isinstance(p, DTensor):
             # no communication: every rank holds the full update and keeps the slice that matches its shard of p
             o = distribute_tensor(o, p.device_mesh, p.placements, src_data_rank=None)
         lr = group["lr"] * math.sqrt(max(1.0, p.size(0) / p.size(1)))

@@ -189,7 +189,7 @@ class ParcaeModel(DepthDraws, LanguageModel):
             return torch.empty_like(e)
         if self.training:
             seed = int(torch.randint(0, 2**62, (), generator=self._depth_generator, device="cpu").item())
-            shape = e.shape
+            shape = tuple(e.shape)
         else:
             # one draw shared by every sequence: a sequence's evaluation does not depend on the batch it is in, so
             # validation gives the same numbers on any number of ranks and at any batch size
