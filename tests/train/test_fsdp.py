@@ -122,27 +122,25 @@ def _kill_after_checkpoint(overrides: list[str], run: Path, step: int) -> None:
 
 
 def final_weights(run: Path) -> dict[str, torch.Tensor]:
-    """The final weights, less the attention key biases: a key bias adds the same ``q . b`` to every logit of a query,
-    which softmax cancels, so its true gradient is zero and AdamW normalises pure rounding noise into steps of the
-    learning rate's size; how that noise rounds depends on the order of the gradient reduction, which changes with the
-    number of ranks. Measured: every other weight within 1.2e-7 of the uninterrupted run, those within 2.6e-5."""
-    weights = load_model(run).state_dict()
-    for name, tensor in weights.items():
-        if name.endswith("attn.qkv.bias"):  # GPT-NeoX's fused layout: [heads, (q, k, v), head_dim]
-            heads = 4  # pythia debug
-            weights[name] = tensor.view(heads, 3, -1)[:, [0, 2]].reshape(-1)
-    return weights
+    return load_model(run).state_dict()
 
 
 @pytest.mark.slow
 def test_elastic_resume_from_two_ranks_to_one_and_to_four(fast_overrides, tmp_path):
     """A 2-rank run killed after its step-10 checkpoint resumes on 1 rank and, separately, on 4; both end where the
-    uninterrupted 2-rank run ends: weights within 1e-5, the same global batch digest."""
+    uninterrupted 2-rank run ends: weights within 1e-5, the same global batch digest.
+
+    LLaMA, whose parameters all have a gradient: a model with attention key biases (Pythia) ends with those within
+    about 3e-5 instead, every other weight within 1.2e-7. A key bias adds the same ``q . b`` to every logit of a
+    query, which softmax cancels, so its true gradient is zero and AdamW (``m / (sqrt(v) + eps)``) turns the rounding
+    noise it gets into steps of about 1% of the learning rate; how that noise rounds depends on the order of
+    the gradient reduction, which changes with the number of ranks."""
 
     def overrides(results: Path) -> list[str]:
-        base = [o for o in fast_overrides if not o.startswith("results_dir=")]
+        base = [o for o in fast_overrides if not o.startswith(("results_dir=", "arch="))]
         return [
             *base,
+            "arch=llama",
             f"results_dir={results}",
             "run_name=r",
             f"train.max_steps={STEPS}",
