@@ -48,7 +48,7 @@ test: setup
 
 ## the inner loop: no system service (Slurm, Docker, a browser, several ranks, a GPU) and no long training
 test-quick: setup
-	$(BIN)/python -m pytest -q -x -m "not (slurm or docker or browser or multiprocess or gpu or slow)"
+	$(BIN)/python -m pytest -q -x -n 2 -m "not (slurm or docker or browser or multiprocess or gpu or slow)"
 
 ## the Parc demo grid (pythia, mamba, rwkv4 x 2 seeds, debug size) trained locally, then its report
 demo: setup
