@@ -114,13 +114,15 @@ def cancel_jobs_left(before: set[str], grace_s: float = 30.0) -> None:
 REPO = Path(__file__).resolve().parents[2]
 
 
-def sbatch_pythia_debug(overrides: list[str], run_name: str) -> str:
+def sbatch_pythia_debug(overrides: list[str], run_name: str, tasks_per_node: int = 1) -> str:
     """``CONFIG=launch_configs/pythia-debug.yaml sbatch launch_job.slurm <overrides> run_name=<run_name>``; the job id.
 
-    One CPU, as the slurm_local profile asks, not the script header's two (the whole node): two such jobs run side by
-    side on the 2-CPU node."""
+    One CPU per task, as the slurm_local profile asks, not the script header's two (the whole node): two one-task jobs
+    run side by side on the 2-CPU node. ``tasks_per_node`` must match the overrides' ``cluster.tasks_per_node`` (the
+    job script checks its allocation against the profile)."""
+    flags = ["--cpus-per-task=1", *([f"--ntasks-per-node={tasks_per_node}"] if tasks_per_node != 1 else [])]
     out = subprocess.run(
-        ["sbatch", "--parsable", "--cpus-per-task=1", "launch_job.slurm", *overrides, f"run_name={run_name}"],
+        ["sbatch", "--parsable", *flags, "launch_job.slurm", *overrides, f"run_name={run_name}"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -128,6 +130,29 @@ def sbatch_pythia_debug(overrides: list[str], run_name: str) -> str:
     )
     assert out.returncode == 0, out.stderr
     return out.stdout.strip().split(";")[0]
+
+
+def rank_pids(job: str) -> dict[int, int]:
+    """Rank -> pid of the training processes of Slurm job ``job``: the tasks slurmstepd started, not ``srun`` (whose
+    command line names the same module) nor the batch script (every host's processes are visible from here)."""
+    pids = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            env = dict(
+                item.split("=", 1) for item in (proc / "environ").read_bytes().decode().split("\0") if "=" in item
+            )
+            cmdline = (proc / "cmdline").read_bytes().decode()
+            parent = (proc / "stat").read_text().rsplit(")", 1)[1].split()[1]
+            started_by = (Path("/proc") / parent / "comm").read_text().strip()
+        except (OSError, UnicodeDecodeError, IndexError):
+            continue
+        if env.get("SLURM_JOB_ID") != job or "SLURM_PROCID" not in env:
+            continue
+        if started_by == "slurmstepd" and "parcae_runner.cli" in cmdline:
+            pids[int(env["SLURM_PROCID"])] = int(proc.name)
+    return pids
 
 
 @pytest.fixture

@@ -1,11 +1,18 @@
 """Chaos on the real local Slurm: 10 runs, each interrupted at a moment drawn from a seed (SIGKILL of the whole job,
 `scancel`, or the SIGUSR1 time-limit signal), then resubmitted or requeued. Every run must complete with weights
 bit-identical to an uninterrupted run's (CPU, fp32), every checkpoint must verify against its manifest, and every
-attempt's energy must be in run.json."""
+attempt's energy must be in run.json.
+
+Sharded (``train.strategy=fsdp``, 2 ranks on the node): 5 runs, each SIGKILLed while its ranks write a
+``torch.distributed.checkpoint`` folder; the job requeues itself, resumes from the checkpoint before the torn one and
+ends where an uninterrupted sharded run ends (weights within 1e-5, the same global batch digest)."""
 
 from __future__ import annotations
 
+import os
 import random
+import re
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -14,9 +21,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from parcae_runner.runs import RunDirectory
-from parcae_runner.runs.checkpoints import verify_checkpoint
-from tests.launch.conftest import sbatch_pythia_debug
+from parcae_runner.runs import RunDirectory, load_model
+from parcae_runner.runs.checkpoints import PREFIX, RESUME_FILE, SHARDED_WEIGHTS_DIR, verify_checkpoint
+from tests.launch.conftest import describe_jobs, rank_pids, sbatch_pythia_debug
 
 pytestmark = pytest.mark.slow
 TRIALS = 10
@@ -124,3 +131,152 @@ def test_ten_interrupted_runs_all_complete_bit_identical(slurm_cluster, tmp_path
         passed += 1
     print(f"\nchaos: {passed}/{TRIALS} ({', '.join(f'{m}@{s}' for _, m, s in outcomes)})")
     assert passed == TRIALS
+
+
+FSDP_TRIALS = 5
+FSDP_MAX_STEPS = 20
+# the two DCP folders of a sharded checkpoint, each written by every rank, its shards (*.distcp) first, in place; its
+# .metadata last (rank 0, once every rank's shards are down): shards without .metadata are a write in progress
+DCP_FOLDERS = (RESUME_FILE, SHARDED_WEIGHTS_DIR)
+DCP_SHARD, DCP_METADATA = ".distcp", ".metadata"
+
+
+def _fsdp_overrides(tmp_path: Path, data_cache: Path) -> list[str]:
+    """The runs above, sharded over two ranks (the node's 2 CPUs) with a checkpoint at every step, each a write to
+    land in; no evaluation at checkpoints (a sharded run's checkpoints are evaluated afterwards)."""
+    dropped = ("train.max_steps=", "train.checkpoint.every=", "train.eval.")
+    return [
+        *(o for o in _overrides(tmp_path, data_cache) if not o.startswith(dropped)),
+        f"train.max_steps={FSDP_MAX_STEPS}",
+        "train.checkpoint.every=1",
+        "train.strategy=fsdp",
+        "cluster.tasks_per_node=2",
+    ]
+
+
+def _dcp_write_in_progress(checkpoints: Path, from_step: int, folder: str) -> int | None:
+    """N while ``.tmp-checkpoint-N/<folder>`` (N >= ``from_step``) holds shards written but not its metadata."""
+    try:
+        entries = os.listdir(checkpoints)
+    except FileNotFoundError:
+        return None
+    for entry in entries:
+        if not entry.startswith(f".tmp-{PREFIX}") or int(entry.removeprefix(f".tmp-{PREFIX}")) < from_step:
+            continue
+        try:
+            files = os.listdir(checkpoints / entry / folder)
+        except FileNotFoundError:
+            continue
+        if DCP_METADATA not in files and any(f.endswith(DCP_SHARD) for f in files):
+            return int(entry.removeprefix(f".tmp-{PREFIX}"))
+    return None
+
+
+def _stopped(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # gone
+    return state in ("T", "t", "Z", "X")
+
+
+def _kill_inside_dcp_write(pids: list[int], checkpoints: Path, from_step: int, folder: str) -> dict | None:
+    """Freeze the ranks (SIGSTOP) and look: stopped inside the write of ``folder``, they are SIGKILLed there and what
+    the folder holds is what the kill left (returned); stopped anywhere else, they go on (SIGCONT): None.
+    Polling alone could not say where a kill landed: the write of this small model takes milliseconds."""
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    _wait(lambda: all(_stopped(pid) for pid in pids), 30, "the ranks to stop")
+    step = _dcp_write_in_progress(checkpoints, from_step, folder)
+    if step is None:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+        return None
+    torn = checkpoints / f".tmp-{PREFIX}{step}" / folder
+    left = {
+        "step": step,
+        "folder": folder,
+        "files": {f.name: f.stat().st_size for f in torn.iterdir()},
+        "published": (checkpoints / f"{PREFIX}{step}").exists(),
+    }
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    return left
+
+
+def _kill_each_inside_a_dcp_write(results: Path, jobs: dict[str, str], targets: dict[str, tuple[int, str]]) -> dict:
+    """Watch the trials (the node runs one 2-rank job at a time) and kill each in the first write of its DCP folder
+    caught at or after its step; returns name -> what its kill left, and how many freezes fell outside a write."""
+    pending, pids, torn, missed = dict(targets), {}, {}, 0
+    deadline, queue_checked = time.time() + 900, time.time()
+    while pending:
+        assert time.time() < deadline, f"trials never caught inside a checkpoint write: {sorted(pending)}"
+        if time.time() - queue_checked > 5:  # a job gone before its kill (failed, cancelled) fails the test now
+            queue_checked = time.time()
+            gone = [name for name in pending if not _in_queue(jobs[name])]
+            assert not gone, f"left the queue before a kill: {gone}\n{describe_jobs({jobs[n] for n in gone})}"
+        for name, (from_step, folder) in list(pending.items()):
+            checkpoints = results / name / "checkpoints"
+            if name not in pids:  # found once, when training has begun: a /proc scan outlasts a write
+                found = rank_pids(jobs[name]) if checkpoints.is_dir() else {}
+                if len(found) == 2:
+                    pids[name] = [found[0], found[1]]
+                continue
+            assert not (checkpoints / f"{PREFIX}{FSDP_MAX_STEPS}").exists(), f"{name} ended without being caught"
+            if _dcp_write_in_progress(checkpoints, from_step, folder) is None:
+                continue
+            left = _kill_inside_dcp_write(pids[name], checkpoints, from_step, folder)
+            if left is None:
+                missed += 1
+                continue
+            torn[name] = left
+            del pending[name]
+        time.sleep(0.001)
+    return {"torn": torn, "missed": missed}
+
+
+def test_five_kills_inside_sharded_checkpoint_writes_resume_from_the_previous_checkpoint_exactly(
+    slurm_cluster, tmp_path, data_cache
+) -> None:
+    overrides = _fsdp_overrides(tmp_path, data_cache)
+    rng = random.Random(SEED)
+    # each trial: the first step whose write may be hit (at least 10 writes left to catch) and the folder to tear
+    targets = {f"trial{i}": (rng.randint(2, FSDP_MAX_STEPS - 10), DCP_FOLDERS[i % 2]) for i in range(FSDP_TRIALS)}
+    sbatch_pythia_debug(overrides, "reference", tasks_per_node=2)
+    jobs = {name: sbatch_pythia_debug(overrides, name, tasks_per_node=2) for name in targets}
+    results = tmp_path / "results" / "single"
+    caught = _kill_each_inside_a_dcp_write(results, jobs, targets)
+
+    reference = RunDirectory(results / "reference")
+    _wait(lambda: reference.read_run().get("status") == "done", 600, "the reference run")
+    expected = load_model(reference.path).state_dict()
+    expected_digest = reference.read_run().attempt_history[-1]["batch_digest"]
+    worst, passed = {}, 0
+    for name, left in caught["torn"].items():
+        rd = RunDirectory(results / name)
+        _wait(lambda rd=rd: rd.read_run().get("status") == "done", 600, f"{name} to finish after its requeue")
+        step_log = (rd.path / "logs" / f"slurm-{jobs[name]}.out").read_text()
+        assert re.search(rf"requeued Slurm job {jobs[name]} \(a rank was lost \(step exit 1(37|43)\)", step_log), name
+        run = rd.read_run()
+        history = run.attempt_history
+        # the torn checkpoint was never published; the requeued job resumed from the one before it
+        assert not left["published"] and DCP_METADATA not in left["files"], (name, left)
+        assert [h["start_step"] for h in history] == [0, left["step"] - 1], (name, left, history)
+        assert history[0]["status"] != "done" and history[-1]["batch_digest"] == expected_digest, (name, history)
+        got = load_model(rd.path).state_dict()
+        assert got.keys() == expected.keys(), name
+        worst[name] = max(float((got[k] - tensor).abs().max()) for k, tensor in expected.items())
+        assert worst[name] < 1e-5, (name, worst[name])
+        assert run["final_val_loss"] == pytest.approx(reference.read_run()["final_val_loss"], abs=1e-5), name
+        assert not list(rd.checkpoints.glob(".tmp-*")), name
+        assert all(verify_checkpoint(p) is None for p in rd.checkpoints.glob(f"{PREFIX}*")), name
+        assert all("energy_kwh" in h for h in history), name
+        assert run["energy_kwh"] == pytest.approx(sum(h["energy_kwh"] for h in history)), name
+        passed += 1
+    kills = ", ".join(
+        f"{n}: {t['folder']} of {PREFIX}{t['step']} ({t['files']}), worst {worst.get(n, float('nan')):.1e}"
+        for n, t in caught["torn"].items()
+    )
+    missed = caught["missed"]
+    print(f"\nchaos (fsdp): {passed}/{FSDP_TRIALS} killed inside DCP writes ({missed} freezes fell outside); {kills}")
+    assert passed == FSDP_TRIALS

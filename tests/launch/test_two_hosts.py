@@ -3,6 +3,8 @@ namespace of this machine with its own slurmd, address and host name, so a job's
 cluster. DDP over gloo on CPU: 2 hosts x 1 rank ends where 1 host x 2 ranks does and where 1 rank with gradient
 accumulation does; one energy meter per host, summed in run.json; a rank SIGKILLed on the second host ends in a
 requeued job that resumes from its checkpoint and ends at the uninterrupted loss; a sweep array trains on both hosts.
+Sharded (FSDP2 over gloo): 2 hosts x 1 rank, each host writing its shards of every checkpoint, ends where 1 host x 2
+ranks does.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from parcae_runner.runs import RunDirectory
-from tests.launch.conftest import cancel_jobs_left, load_by_path, queued_jobs
+from parcae_runner.runs import RunDirectory, load_model
+from parcae_runner.runs.checkpoints import PREFIX, SHARDED_WEIGHTS_DIR, verify_checkpoint
+from tests.launch.conftest import cancel_jobs_left, load_by_path, queued_jobs, rank_pids
 from tests.launch.test_sweeps import REPO, cli, wait_for, write_sweep
 
 pytestmark = pytest.mark.slow
@@ -123,21 +126,43 @@ def test_two_hosts_train_as_one_host_with_two_ranks_and_as_one_rank_accumulating
     assert len(node_energy(root / "1x2", 1)) == 1, "two ranks on one host share one meter"
 
 
-def rank_pid(job: str, rank: int) -> int | None:
-    """The training process of ``rank`` in Slurm job ``job`` (every host's processes are visible from here)."""
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            env = dict(
-                item.split("=", 1) for item in (proc / "environ").read_bytes().decode().split("\0") if "=" in item
-            )
-            cmdline = (proc / "cmdline").read_bytes().decode()
-        except (OSError, UnicodeDecodeError):
-            continue
-        if env.get("SLURM_JOB_ID") == job and env.get("SLURM_PROCID") == str(rank) and "parcae_runner.cli" in cmdline:
-            return int(proc.name)
-    return None
+def test_a_sharded_run_on_two_hosts_ends_where_two_ranks_on_one_host_do(on_two_hosts, tmp_path, overrides):
+    """``launch`` (``sbatch <the profile's flags> launch_job.slurm``) of an FSDP run on both hosts, and with hybrid
+    sharding (replicated across the hosts, sharded within each), against FSDP with two ranks on one host."""
+    sharded = [*overrides, "train.strategy=fsdp", "train.log_interval=1"]
+    jobs = {
+        "fsdp-2x1": launch("fsdp-2x1", sharded),
+        "fsdp-1x2": launch("fsdp-1x2", sharded, "cluster.nodes=1", "cluster.tasks_per_node=2"),
+        "hybrid-2x1": launch("hybrid-2x1", sharded, "train.fsdp.hybrid=true"),
+    }
+    runs = {name: finished(tmp_path, name) for name in jobs}
+    root = tmp_path / "results" / "single"
+    hardware = [(runs[n]["hardware"]["num_nodes"], runs[n]["hardware"]["devices"]) for n in jobs]
+    assert hardware == [(2, 2), (1, 2), (2, 2)]
+    step_log = (root / "fsdp-2x1" / "logs" / f"slurm-{jobs['fsdp-2x1']}.out").read_text()
+    assert "rank 1/2 (node pr-node2, local rank 0)" in step_log, step_log[-3000:]
+    assert "root sharded over 2 ranks" in step_log, "the run was sharded"
+
+    one_host = losses(root / "fsdp-1x2")
+    assert sorted(one_host) == list(range(1, 61))
+    worst = {}
+    for name in ("fsdp-2x1", "hybrid-2x1"):
+        got = losses(root / name)
+        assert sorted(got) == sorted(one_host), name
+        worst[name] = max(abs(loss - one_host[step]) for step, loss in got.items())
+        assert worst[name] < 1e-5, f"{name}: largest training loss difference {worst[name]:.2e}"
+        assert runs[name]["final_val_loss"] == pytest.approx(runs["fsdp-1x2"]["final_val_loss"], abs=1e-5), name
+    digests = {runs[n]["attempt_history"][-1]["batch_digest"] for n in jobs}
+    assert len(digests) == 1, digests
+
+    # each host wrote its shards of every checkpoint into one DCP folder, which reads back as the one-host weights
+    checkpoints = sorted((root / "fsdp-2x1" / "checkpoints").glob(f"{PREFIX}*"))
+    assert [p.name for p in checkpoints] == [f"{PREFIX}{s}" for s in (0, 20, 40, 60)]
+    assert all((p / SHARDED_WEIGHTS_DIR).is_dir() and verify_checkpoint(p) is None for p in checkpoints)
+    got, expected = (load_model(root / n).state_dict() for n in ("fsdp-2x1", "fsdp-1x2"))
+    weights = max(float((got[k] - tensor).abs().max()) for k, tensor in expected.items())
+    assert weights < 1e-5, f"largest weight difference {weights:.2e}"
+    print(f"\ntwo hosts (fsdp): losses within {worst}, weights within {weights:.1e} of one host's two ranks")
 
 
 def test_a_rank_killed_on_the_second_host_requeues_the_job_and_the_run_ends_at_the_uninterrupted_loss(
@@ -147,7 +172,7 @@ def test_a_rank_killed_on_the_second_host_requeues_the_job_and_the_run_ends_at_t
     job = launch("killed", [*overrides, "logger.wandb=true"])
     run_dir = tmp_path / "results" / "single" / "killed"
     wait_for(lambda: (run_dir / "checkpoints" / "checkpoint-20").exists(), 300, "the run to pass a checkpoint")
-    pid = rank_pid(job, 1)
+    pid = rank_pids(job).get(1)
     assert pid is not None, "no rank 1 process of the job"
     assert "SLURMD_NODENAME=pr-node2" in (Path("/proc") / str(pid) / "environ").read_bytes().decode()
     os.kill(pid, signal.SIGKILL)
