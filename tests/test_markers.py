@@ -60,3 +60,24 @@ def test_every_system_marker_is_registered(pytestconfig: pytest.Config) -> None:
     registered = {line.split(":")[0] for line in pytestconfig.getini("markers")}
     assert {m for markers in SYSTEM_MARKERS.values() for m in markers} <= registered
     assert {"slurm", "docker", "browser", "multiprocess", "gpu", "slow"} <= registered
+
+
+def test_under_two_workers_the_cluster_tests_share_one_worker(tmp_path: Path) -> None:
+    """`make test`'s pytest-xdist grouping (SERIAL_MARKERS): every Slurm test on one worker, the others anywhere. A
+    pytest/xdist pair that drops the groups would let two workers share the one-node cluster's queue."""
+    sample = SAMPLE + "".join(f"\n\ndef test_cluster_{i}(slurm_cluster):\n    pass\n" for i in range(4))
+    (tmp_path / "test_sample.py").write_text(sample)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, "-m", "pytest", "-v", "-p", "tests.conftest", "-p", "no:cacheprovider", "-p", "no:randomly"]
+    result = subprocess.run(
+        [*cmd, "-n", "2", "--dist", "loadgroup", str(tmp_path)], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout[-2000:]
+    workers = {}
+    for line in result.stdout.splitlines():
+        if "PASSED" in line and line.startswith("[gw"):
+            workers[line.split("::")[1].split("@")[0].split()[0]] = (line.split("]")[0][1:], "@system" in line)
+    cluster_tests = {name: where for name, where in workers.items() if "cluster" in name}
+    assert len(cluster_tests) == 5 and all(grouped for _, grouped in cluster_tests.values()), workers
+    assert len({worker for worker, _ in cluster_tests.values()}) == 1, cluster_tests
+    assert not workers["test_plain"][1]

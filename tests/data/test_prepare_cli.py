@@ -156,11 +156,15 @@ def test_plan_refuses_a_run_that_repeats_its_data(tmp_path: Path, capsys: pytest
     assert "warning: run pythia-parc-s0 repeats its data" in err
 
 
-def test_plan_says_how_to_fill_the_cache_for_openwebtext(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["plan", str(REPO / "launch_configs" / "parc-pythia.yaml"), f"data.cache_dir={tmp_path}"]) == 2
-    err = capsys.readouterr().err
-    assert "data.dataset='Skylion007/openwebtext' cannot be loaded" in err and "data.download=true" in err
-    assert "hf download EleutherAI/gpt-neox-20b" in err
+def test_plan_prices_openwebtext_without_its_cache_and_says_how_to_fill_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No copy of the corpus here: plan prices the run on OpenWebText's published size, says so, and says how to
+    get the data train needs; nothing is written."""
+    assert main(["plan", str(REPO / "launch_configs" / "parc-pythia.yaml"), f"data.cache_dir={tmp_path}"]) == 0
+    out = capsys.readouterr().out
+    assert "not in this machine's cache, planned on its published size (OpenWebText: 9,040,017,095" in out
+    assert "train needs the data itself (parcae-runner prepare ... data.download=true" in out
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
 
 

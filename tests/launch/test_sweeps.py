@@ -126,7 +126,8 @@ def test_profile_larger_than_partition_exit_2(slurm_cluster, tmp_path, small):
         ("cluster.mem_gb=4096", "cluster.mem_gb=4096"),
         ("cluster.gpus_per_node=8", "cluster.gpus_per_node=8"),
     ):
-        out = cli("sweep", str(sweep), "cluster=slurm_local", override)
+        # a batch the 8 ranks divide, so that it is the partition that refuses the last one
+        out = cli("sweep", str(sweep), "cluster=slurm_local", override, "train.batch_size=64")
         assert out.returncode == 2, out.stderr
         assert key in out.stderr and "node" in out.stderr
     # nothing new was submitted (jobs of earlier tests may have left the queue meanwhile)

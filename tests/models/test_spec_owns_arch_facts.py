@@ -29,6 +29,7 @@ ALLOWED = {
     ("config/schema.py", "parcae"): "data.tokenizer_recipe=parcae: Parcae's tokenizer recipe, for any arch",
     ("models/flops.py", "parcae"): "train.flops_convention=parcae: the FLOP count of Parcae's scripts/cost.py",
     ("eval/lm_eval_cli.py", "parcae"): "lm-eval's --model parcae: this project's model adapter, not an architecture",
+    ("data/published.py", "gpt2"): "corpus sizes counted in the gpt2 tokenizer's tokens: a tokenizer, not the arch",
 }
 
 
